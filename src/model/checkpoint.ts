@@ -81,20 +81,32 @@ function fromDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
   return t;
 }
 
-/** Writes atomically: files go to a temp dir next to `dir`, which then replaces it. */
+/**
+ * Writes a checkpoint directory. Each file is replaced atomically (temp, fsync, rename), weights
+ * first: a crash in between leaves config.json with the old fingerprint, which loading detects.
+ */
 export function saveCheckpoint(dir: string, model: ModelConfig, weights: WeightMap, extra: Partial<Pick<CheckpointMeta, 'menu' | 'provenance'>> = {}): CheckpointMeta {
   checkWeights(model, weights);
   const meta = CheckpointMeta.parse({ format: 'matvit-checkpoint', version: 1, model, fingerprint: fingerprint(model, weights), ...extra });
   const disk: WeightMap = {};
   for (const s of weightSpecs(model)) disk[s.name] = toDisk(model, s.layout, weights[s.name]);
-  const tmp = `${dir.replace(/\/+$/, '')}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  writeFileSynced(path.join(tmp, 'model.safetensors'), encodeSafetensors(disk, { format: 'pt', fingerprint: meta.fingerprint }));
-  writeFileSynced(path.join(tmp, 'config.json'), JSON.stringify(meta, null, 2) + '\n');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
+  fs.mkdirSync(dir, { recursive: true });
+  writeFileAtomic(path.join(dir, 'model.safetensors'), encodeSafetensors(disk, { format: 'pt', fingerprint: meta.fingerprint }));
+  saveMeta(dir, meta);
   return meta;
+}
+
+/** temp file + fsync + rename + fsync of the directory: readers see the old file or the new one. */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSynced(tmp, data);
+  fs.renameSync(tmp, file);
+  const dirFd = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dirFd);
+  } finally {
+    fs.closeSync(dirFd);
+  }
 }
 
 /** Writes a file and fsyncs it, so a rename after it never exposes a partial file. */
@@ -110,9 +122,7 @@ export function writeFileSynced(file: string, data: string | Uint8Array): void {
 
 /** Updates config.json only (e.g. a new menu); the weights and fingerprint stay. */
 export function saveMeta(dir: string, meta: CheckpointMeta): void {
-  const file = path.join(dir, 'config.json');
-  writeFileSynced(`${file}.tmp`, JSON.stringify(CheckpointMeta.parse(meta), null, 2) + '\n');
-  fs.renameSync(`${file}.tmp`, file);
+  writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(CheckpointMeta.parse(meta), null, 2) + '\n');
 }
 
 export function readMeta(dir: string): CheckpointMeta {

@@ -41,8 +41,21 @@ export const matmul = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradS
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
-/** x [M, in] @ w [in, out] + b [out] -> [M, out] */
-const dense = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.add(matmul(x, w), b);
+/**
+ * x [M, in] @ w [in, out] + b [out] -> [M, out], as one fused kernel, with the same explicitly
+ * transposed gradient as `matmul` plus db = sum over rows of dY.
+ */
+const dense = tf.customGrad(((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([x, w]);
+  return {
+    value: tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b }),
+    gradFunc: (dy: tf.Tensor, [sx, sw]: tf.Tensor[]) => [
+      tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D), // dX = dY @ W^T   [M, in]
+      tf.matMul(tf.transpose(sx) as tf.Tensor2D, dy as tf.Tensor2D), // dW = X^T @ dY   [in, out]
+      tf.sum(dy, 0), // db [out]
+    ],
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
 /** LayerNorm over the last axis. x [..., D] */
 function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {

@@ -1,0 +1,41 @@
+// Shared plumbing of the CLI commands: zod validation of options with errors that name the flag.
+import { z } from 'zod';
+import { type ModelConfig, parseSubmodel, granularityDims, submodelName } from '../model/config.ts';
+
+export class UsageError extends Error {}
+
+/** Parses commander's options with a zod schema; an error names the flag, the value and what is accepted. */
+export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
+  const r = schema.safeParse(raw);
+  if (r.success) return r.data;
+  const lines = r.error.issues.map((i) => {
+    const key = String(i.path[0] ?? '');
+    const flag = key ? `--${key.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}` : 'options';
+    const got = key in raw ? ` (received ${JSON.stringify(raw[key])})` : '';
+    return `${flag}: ${i.message}${got}`;
+  });
+  throw new UsageError(lines.join('\n'));
+}
+
+/** Comma-separated list -> string[] */
+export const csv = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+/** --granularity / --ffn-dims -> checked ffnDims and a display name. Default: xl. */
+export function submodelOption(c: ModelConfig, o: { granularity?: string; ffnDims?: string }): { name: string; ffnDims: number[] } {
+  if (o.granularity && o.ffnDims) throw new UsageError('--granularity and --ffn-dims: give one, not both');
+  let ffnDims: number[];
+  try {
+    ffnDims = o.ffnDims ? parseSubmodel(c, o.ffnDims) : o.granularity ? parseSubmodel(c, o.granularity) : granularityDims(c, 'xl');
+  } catch (e) {
+    throw new UsageError(`${o.ffnDims ? '--ffn-dims' : '--granularity'}: ${(e as Error).message}`);
+  }
+  return { name: submodelName(c, ffnDims), ffnDims };
+}
+
+export const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+
+/** A Markdown table from rows of cells. */
+export function markdownTable(header: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}

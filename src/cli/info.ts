@@ -1,0 +1,45 @@
+import { Command } from 'commander';
+import { z } from 'zod';
+import { GRANULARITY_NAMES, granularityDims } from '../model/config.ts';
+import { loadCheckpoint } from '../model/checkpoint.ts';
+import { mflops, paramCount } from '../model/flops.ts';
+import { markdownTable, parseOptions, printJson } from './common.ts';
+
+const Options = z.object({ model: z.string().min(1), json: z.boolean().default(false) });
+
+export const infoCommand = new Command('info')
+  .description("show a checkpoint's config, fingerprint, and each submodel's ffnDims, params and MFLOPs")
+  .requiredOption('--model <dir>', 'checkpoint directory')
+  .option('--json', 'print JSON')
+  .action((raw) => {
+    const o = parseOptions(Options, raw);
+    const { meta } = loadCheckpoint(o.model); // loads the weights too: checks names, shapes and fingerprint
+    const c = meta.model;
+    const submodels = [
+      ...GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) })),
+      ...meta.menu.filter((m) => !(GRANULARITY_NAMES as string[]).includes(m.name)),
+    ].map((s) => ({ name: s.name, ffnDims: s.ffnDims, params: paramCount(c, s.ffnDims), mflops: mflops(c, s.ffnDims) }));
+    if (o.json) {
+      printJson({ model: c, fingerprint: meta.fingerprint, submodels, menu: meta.menu, provenance: meta.provenance });
+      return;
+    }
+    const { classNames, ...rest } = c;
+    process.stdout.write(`model ${o.model}\nfingerprint ${meta.fingerprint}\n`);
+    for (const [k, v] of Object.entries(rest)) process.stdout.write(`  ${k}: ${JSON.stringify(v)}\n`);
+    process.stdout.write(`  classNames: ${classNames.length ? classNames.join(', ') : '(none)'}\n\n`);
+    const xl = submodels.find((s) => s.name === 'xl')!;
+    const rows = submodels.map((s) => [s.name, compact(s.ffnDims), (s.params / 1e6).toFixed(3) + 'M', s.mflops.toFixed(1), (s.mflops / xl.mflops).toFixed(3)]);
+    process.stdout.write(markdownTable(['submodel', 'ffnDims', 'params', 'MFLOPs', 'of XL'], rows) + '\n');
+  });
+
+/** [96,96,96,192] -> "96x3,192" */
+export function compact(dims: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < dims.length; ) {
+    let j = i;
+    while (j < dims.length && dims[j] === dims[i]) j++;
+    out.push(j - i > 1 ? `${dims[i]}x${j - i}` : `${dims[i]}`);
+    i = j;
+  }
+  return out.join(',');
+}

@@ -1,0 +1,115 @@
+import fs from 'node:fs';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { PRESETS, preset } from '../model/presets.ts';
+import { benchTrain } from '../train/bench.ts';
+import { TrainConfig } from '../train/config.ts';
+import { train } from '../train/trainer.ts';
+import { UsageError, csv, markdownTable, parseOptions, printJson } from './common.ts';
+
+const num = z.coerce.number();
+const Options = z.object({
+  preset: z.enum(Object.keys(PRESETS) as [string, ...string[]]).optional(),
+  config: z.string().optional(),
+  data: z.string().optional(),
+  val: z.string().optional(),
+  out: z.string().min(1),
+  resume: z.boolean().default(false),
+  backend: z.string().default('auto'),
+  maxSteps: z.coerce.number().int().positive().optional(),
+  // Overrides of the training config (undefined = keep the preset's / file's / schema's value).
+  epochs: num.optional(),
+  batchSize: num.optional(),
+  lr: num.optional(),
+  minLr: num.optional(),
+  warmupSteps: num.optional(),
+  weightDecay: num.optional(),
+  objective: z.string().optional(),
+  weights: z.string().optional(),
+  baselineFfn: num.optional(),
+  labelSmoothing: num.optional(),
+  cropScale: z.string().optional(),
+  flip: z.boolean().optional(),
+  mixup: num.optional(),
+  seed: num.optional(),
+  checkpointEvery: num.optional(),
+  evalEvery: num.optional(),
+});
+
+/** preset or config file, then the command-line overrides, validated as one TrainConfig. */
+function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
+  if (!o.preset === !o.config) throw new UsageError('give one of --preset NAME or --config FILE');
+  const base: Record<string, unknown> = o.config ? JSON.parse(fs.readFileSync(o.config, 'utf8')) : { model: preset(o.preset!) };
+  if (typeof base.model === 'string') base.model = preset(base.model);
+  const overrides = Object.fromEntries(
+    Object.entries({
+      data: o.data, val: o.val, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmupSteps,
+      weightDecay: o.weightDecay, objective: o.objective, baselineFfn: o.baselineFfn, labelSmoothing: o.labelSmoothing,
+      flip: o.flip, mixup: o.mixup, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery,
+      granularityWeights: o.weights ? csv(o.weights).map(Number) : undefined,
+      cropScale: o.cropScale ? csv(o.cropScale).map(Number) : undefined,
+    }).filter(([, v]) => v !== undefined),
+  );
+  return parseOptions(TrainConfig, { ...base, ...overrides });
+}
+
+const trainOptions = (cmd: Command) =>
+  cmd
+    .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`)
+    .option('--config <file>', 'training config JSON (a TrainConfig; "model" may be a preset name)')
+    .option('--data <spec>', 'training data: a folder, idx:IMAGES,LABELS, fashion-mnist:train (slices: spec[a:b])')
+    .option('--val <spec>', 'validation data, evaluated per epoch for every granularity')
+    .option('--epochs <n>', 'epochs')
+    .option('--batch-size <n>', 'batch size')
+    .option('--lr <x>', 'peak learning rate')
+    .option('--min-lr <x>', 'final learning rate of the cosine')
+    .option('--warmup-steps <n>', 'linear warm-up steps')
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)')
+    .option('--objective <sum|sampled>', 'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step')
+    .option('--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)')
+    .option('--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)')
+    .option('--label-smoothing <x>', 'label smoothing')
+    .option('--crop-scale <a,b>', 'random-resized-crop scale range')
+    .option('--no-flip', 'no horizontal flips')
+    .option('--mixup <alpha>', 'mixup alpha (0: off)')
+    .option('--seed <n>', 'seed of initialization, data order, augmentation and sampling')
+    .option('--checkpoint-every <n>', 'steps between checkpoints')
+    .option('--eval-every <epochs>', 'epochs between validations')
+    .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu', 'auto');
+
+export const trainCommand = trainOptions(
+  new Command('train')
+    .description('train a MatViT (tfjs) with checkpoints every N steps; --resume continues exactly')
+    .requiredOption('--out <dir>', 'run directory (checkpoints, metrics.jsonl, best/)')
+    .option('--resume', 'continue from the newest checkpoint in --out')
+    .option('--max-steps <n>', 'stop after this many steps in this process'),
+).action(async (raw) => {
+  const o = parseOptions(Options, raw);
+  // On --resume the config saved in the checkpoint wins; the flags still need to parse.
+  const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
+  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, maxSteps: o.maxSteps });
+  process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
+});
+
+const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), seconds: z.coerce.number().positive().default(5) });
+
+export const benchTrainCommand = trainOptions(
+  new Command('train')
+    .description('tfjs forward-only and training img/s of a preset in one run, and their ratio')
+    .option('--seconds <n>', 'seconds per measurement', '5')
+    .option('--json', 'print JSON'),
+).action(async (raw) => {
+  const o = parseOptions(BenchOptions, raw);
+  const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
+  const r = await benchTrain(cfg, { backend: o.backend, seconds: o.seconds });
+  if (o.json) return void printJson(r);
+  process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}\n`);
+  process.stdout.write(
+    markdownTable(['measure', 'img/s'], [
+      ['forward only (xl)', r.forwardImgPerSec.toFixed(1)],
+      ['train step, xl (one granularity: sampled objective)', r.trainImgPerSec.xl.toFixed(1)],
+      ['train step, s+m+l+xl (sum objective)', r.trainImgPerSec.sum.toFixed(1)],
+      ['ratio train(xl) / forward', r.ratio.toFixed(3)],
+    ]) + '\n',
+  );
+});

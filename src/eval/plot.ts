@@ -1,0 +1,38 @@
+// SVG charts rendered in Node with vega-lite (compiled to vega, rendered headless to SVG).
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+export interface Series {
+  name: string; // legend entry
+  points: { x: number; y: number; label?: string }[];
+}
+
+/** A scatter-and-line chart of one or more series: y against x, each point optionally labelled. */
+export function xyChart(o: { title: string; x: string; y: string; series: Series[]; width?: number; height?: number }): TopLevelSpec {
+  const values = o.series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y, label: p.label ?? '' })));
+  const enc = {
+    x: { field: 'x', type: 'quantitative', title: o.x, scale: { zero: false } },
+    y: { field: 'y', type: 'quantitative', title: o.y, scale: { zero: false } },
+    color: { field: 'series', type: 'nominal', title: null },
+  } as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: o.title,
+    width: o.width ?? 480,
+    height: o.height ?? 300,
+    data: { values },
+    layer: [
+      { mark: { type: 'line', point: true }, encoding: { ...enc, order: { field: 'x' } } },
+      { mark: { type: 'text', dy: -8, fontSize: 10 }, encoding: { x: enc.x, y: enc.y, text: { field: 'label' } } },
+    ],
+  } as TopLevelSpec;
+}

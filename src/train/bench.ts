@@ -1,0 +1,55 @@
+// `matvit bench train`: forward-only and training throughput of the tfjs engine in one run, so the
+// ratio is free of the machine's drift. Random weights and images; the step is the trainer's own.
+import * as tf from '@tensorflow/tfjs-core';
+import { granularityDims } from '../model/config.ts';
+import { forward } from '../model/matvit.ts';
+import { initWeights } from '../model/weights.ts';
+import { initTfjs } from '../engine/tfjs-backend.ts';
+import { TrainConfig, type TrainConfigInput } from './config.ts';
+import { makeOptimizer, mixBatch, toVariables, trainStep } from './step.ts';
+
+export interface TrainBench {
+  backend: string;
+  model: string;
+  batchSize: number;
+  forwardImgPerSec: number;
+  trainImgPerSec: { xl: number; sum: number };
+  ratio: number; // train (xl) / forward (xl)
+}
+
+export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; seconds?: number } = {}): Promise<TrainBench> {
+  const cfg = TrainConfig.parse(cfgIn);
+  const c = cfg.model;
+  const backend = await initTfjs(opts.backend ?? 'auto');
+  const B = cfg.batchSize;
+  const raw = Float32Array.from({ length: B * c.channels * c.imageSize ** 2 }, (_, i) => Math.sin(i));
+  const labels = Int32Array.from({ length: B }, (_, i) => i % Math.max(1, c.numClasses));
+  const { images, targets } = mixBatch(cfg, raw, labels, 0);
+  const params = toVariables(c, initWeights(c, cfg.seed));
+  const opt = makeOptimizer(cfg, params);
+  const xl = { name: 'xl', ffnDims: granularityDims(c, 'xl') };
+  const all = (['s', 'm', 'l', 'xl'] as const).map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
+  const seconds = opts.seconds ?? 5;
+
+  /** Runs `fn` once to warm up, then repeatedly for `seconds`; returns images per second. */
+  const rate = async (fn: () => Promise<unknown>) => {
+    await fn();
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000) {
+      await fn();
+      n++;
+    }
+    return (n * B * 1000) / (performance.now() - t0);
+  };
+  const forwardImgPerSec = await rate(async () => {
+    const out = tf.tidy(() => forward(c, params, tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize]), xl.ffnDims));
+    await out.logits.data();
+    tf.dispose([out.embedding, out.logits]);
+  });
+  const trainXl = await rate(() => trainStep(c, params, opt, images, targets, [xl], 1e-4));
+  const trainSum = await rate(() => trainStep(c, params, opt, images, targets, all, 1e-4));
+  opt.dispose();
+  tf.dispose(Object.values(params));
+  return { backend, model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec };
+}

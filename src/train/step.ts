@@ -1,0 +1,84 @@
+// One training step of MatFormer and the pieces it needs: which submodels a step trains, the
+// targets (label smoothing, mixup), the loss, and the optimizer. The trainer and `bench train`
+// both run exactly this.
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core alone registers no gradients, and its ESM build of the registration does not load in
+// Node; the @tensorflow/tfjs bundle (same tfjs-core instance) registers them all on import.
+import '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import { GRANULARITY_NAMES, type ModelConfig, granularityDims } from '../model/config.ts';
+import { forward } from '../model/matvit.ts';
+import { mixup } from '../data/augment.ts';
+import { type WeightMap, weightSpecs } from '../model/weights.ts';
+import { AdamW } from './adamw.ts';
+import type { TrainConfig } from './config.ts';
+
+export interface Submodel {
+  name: string;
+  ffnDims: number[];
+}
+
+/** The submodels trained at a step: all four (sum), one drawn by weight (sampled), or the baseline width. */
+export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
+  const c = cfg.model;
+  if (cfg.baselineFfn !== undefined) return [{ name: `ffn${cfg.baselineFfn}`, ffnDims: Array(c.depth).fill(cfg.baselineFfn) }];
+  const all = GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
+  if (cfg.objective === 'sum') return all;
+  const w = cfg.granularityWeights;
+  let u = seedrandom(`${cfg.seed}:granularity:${step}`)() * w.reduce((a, b) => a + b, 0);
+  for (const [i, s] of all.entries()) if ((u -= w[i]) < 0) return [s];
+  return [all[3]];
+}
+
+/** Mean cross-entropy against soft targets. logits [B, K], targets [B, K] -> scalar */
+const crossEntropy = (logits: tf.Tensor, targets: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), 1)));
+
+/**
+ * The step's inputs: smoothed one-hot targets, and mixup when enabled (its lambda seeded by step,
+ * so a resumed run mixes the same way). images [B, C, H, W] -> images, targets [B, K].
+ */
+export function mixBatch(cfg: TrainConfig, images: Float32Array, labels: Int32Array, step: number): { images: Float32Array; targets: Float32Array } {
+  return mixup(images, labels, cfg.model.numClasses, { alpha: cfg.mixup, smoothing: cfg.labelSmoothing, rng: seedrandom(`${cfg.seed}:mixup:${step}`) });
+}
+
+/**
+ * One optimizer step on one batch: the summed loss of `subs` (one forward per submodel on the same
+ * images), its gradient, clipping and the AdamW update. images [B, C, H, W], targets [B, K].
+ */
+export async function trainStep(
+  c: ModelConfig,
+  params: Record<string, tf.Variable>,
+  opt: AdamW,
+  images: Float32Array,
+  targets: Float32Array,
+  subs: Submodel[],
+  lr: number,
+): Promise<{ losses: number[]; gradNorm: number }> {
+  const B = targets.length / c.numClasses;
+  const losses: tf.Scalar[] = [];
+  const { value, grads } = tf.variableGrads(() => {
+    const x = tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize]);
+    const y = tf.tensor2d(targets, [B, c.numClasses]);
+    const parts = subs.map((s) => crossEntropy(forward(c, params, x, s.ffnDims).logits, y) as tf.Scalar);
+    losses.push(...parts.map((p) => tf.keep(p)));
+    return tf.addN(parts) as tf.Scalar;
+  });
+  const gradNorm = await opt.step(grads, lr);
+  const values = await Promise.all(losses.map(async (l) => (await l.data())[0]));
+  tf.dispose([value, ...Object.values(grads), ...losses]);
+  return { losses: values, gradNorm };
+}
+
+/** Trainable variables initialized from host weights (compute layout). */
+export function toVariables(c: ModelConfig, w: WeightMap): Record<string, tf.Variable> {
+  const params: Record<string, tf.Variable> = {};
+  for (const s of weightSpecs(c)) params[s.name] = tf.variable(tf.tensor(w[s.name].data, w[s.name].shape), true, s.name);
+  return params;
+}
+
+/** AdamW over `params` with the config's hyper-parameters; decay on the names whose spec asks for it. */
+export function makeOptimizer(cfg: TrainConfig, params: Record<string, tf.Variable>): AdamW {
+  const decay = new Set(weightSpecs(cfg.model).filter((s) => s.decay).map((s) => s.name));
+  return new AdamW(params, decay, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.adamEps, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
+}
+
