@@ -28,8 +28,9 @@ import { TrainConfig } from './config.ts';
 import { learningRate } from './schedule.ts';
 import { makeOptimizer, mixBatch, stepSubmodels, toVariables, trainStep } from './step.ts';
 
+// bestScore is null until the first validation (JSON has no -Infinity).
 const TrainState = z
-  .object({ step: z.number().int().nonnegative(), adamT: z.number().int().nonnegative(), bestScore: z.number(), config: TrainConfig })
+  .object({ step: z.number().int().nonnegative(), adamT: z.number().int().nonnegative(), bestScore: z.number().nullable(), config: TrainConfig })
   .strict();
 type TrainState = z.infer<typeof TrainState>;
 
@@ -111,14 +112,14 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   if (resumeDir && saved) {
     opt.load(decodeSafetensors(fs.readFileSync(path.join(resumeDir, 'optimizer.safetensors'))).tensors, saved.adamT);
     step = saved.step;
-    bestScore = saved.bestScore;
+    bestScore = saved.bestScore ?? -Infinity;
     log(`resumed ${outDir} at step ${step}/${totalSteps}`);
   }
   fs.mkdirSync(path.join(outDir, 'ckpt'), { recursive: true });
   const metricsFile = path.join(outDir, 'metrics.jsonl');
   dropMetricsAfter(metricsFile, step);
   const metric = (o: object) => fs.appendFileSync(metricsFile, JSON.stringify(o) + '\n');
-  const state = (): TrainState => ({ step, adamT: opt.t, bestScore, config: cfg });
+  const state = (): TrainState => ({ step, adamT: opt.t, bestScore: Number.isFinite(bestScore) ? bestScore : null, config: cfg });
 
   const evaluate = async () => {
     if (!valDs) return;
