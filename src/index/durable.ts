@@ -1,0 +1,75 @@
+// File durability helpers for the graph snapshot, which hnswlib writes itself (by file name), and
+// file checksums. Files this code writes from memory go through checkpoint.ts's writeFileAtomic.
+// A rename is atomic, but only durable once the directory is fsynced too.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** A temp name next to `file`, unique per call, so concurrent writers never share one. */
+export function tempPath(file: string): string {
+  return `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** fsyncs a directory so that a rename or a new file inside it survives a power loss. */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsyncs a file written by someone else (hnswlib), before it is renamed into place. */
+export function fsyncFile(file: string): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** rename, then fsync of the directory so that the rename survives a power loss. */
+export function renameDurable(from: string, to: string): void {
+  fs.renameSync(from, to);
+  fsyncDir(path.dirname(to));
+}
+
+/** sha256 and size of a file, read in 1 MiB pieces so that memory does not grow with the file. */
+export function hashFile(file: string): { sha256: string; bytes: number } {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const fd = fs.openSync(file, 'r');
+  let bytes = 0;
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; bytes += n) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { sha256: h.digest('hex'), bytes };
+}
+
+/**
+ * Deletes temp files (`NAME.tmp-PID...`) left in `dir` by writers that were killed mid-write.
+ * Those of live processes stay: another process may be writing a snapshot right now.
+ */
+export function removeStaleTemps(dir: string): string[] {
+  const removed: string[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    const pid = Number(/\.tmp-(\d+)/.exec(f)?.[1]);
+    if (!pid || pidAlive(pid)) continue;
+    fs.rmSync(path.join(dir, f), { force: true });
+    removed.push(f);
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0); // signal 0: only checks that the process exists
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+  }
+}

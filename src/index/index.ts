@@ -1,0 +1,558 @@
+// VectorIndex: the corpus embeddings of one model, searchable by any of its submodels.
+//
+// An index directory holds manifest.json (manifest.ts), store.sqlite (the source of truth:
+// store.ts) and graph.bin + graph.json (the HNSW graph snapshot and its watermark: hnsw.ts).
+// Every change is committed to the store first, then applied to the in-memory graph; the graph
+// on disk is only a cache of "the store up to seq W". Opening loads that cache if it is intact,
+// replays what the store holds past W, and rebuilds from the stored vectors otherwise. So a
+// crash at any point loses nothing committed, and a change never costs a rebuild.
+//
+// All methods are synchronous: better-sqlite3 is, and only hnswlib's sync calls are used, so all
+// graph calls on an index are serialized by the JS thread without a mutex. A snapshot of a large
+// graph therefore blocks the event loop while it is written (about 0.1 s per 30 MB).
+import fs from 'node:fs';
+import path from 'node:path';
+import seedrandom from 'seedrandom';
+import { removeStaleTemps } from './durable.ts';
+import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
+import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
+import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
+import { type Scored, TopK, type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
+
+export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts';
+export type { Duplicate, InsertResult, Item, NewItem, RemoveResult } from './store.ts';
+
+export const STORE_FILE = 'store.sqlite';
+
+export interface OpenOptions {
+  /** The fingerprint of the model that will embed queries or new items; omit only for tools that embed nothing (info, verify, merge). */
+  expectedFingerprint?: string;
+  /** No writes at all: no snapshot, no manifest update, store opened read-only. */
+  readOnly?: boolean;
+}
+
+export interface SearchOptions {
+  /** Search breadth for this query (default: the index's ef). */
+  ef?: number;
+  /** Only items with this label. */
+  label?: number;
+}
+
+export interface SearchHit {
+  id: number;
+  /** Dot product ('ip') or cosine similarity ('cosine'): higher is better. */
+  score: number;
+  label: number;
+  source: string;
+}
+
+/** What opening did: load the snapshot and replay, or rebuild (and why). */
+export interface OpenReport {
+  snapshot: 'loaded' | SnapshotProblem | 'none';
+  reason?: string;
+  rebuilt: boolean;
+  /** Store changes applied on top of the snapshot (or all live items on a rebuild). */
+  replayed: { added: number; deleted: number };
+  ms: number;
+}
+
+export interface IndexInfo {
+  dir: string;
+  manifest: Manifest;
+  storeSeq: number;
+  counts: { live: number; deleted: number };
+  labels: Record<string, number>;
+  metaKeys: string[];
+  graph: { points: number; capacity: number; deletedSlots: number; appliedSeq: number; ef: number };
+  snapshot: { seq: number; writtenAt: string; bytes: number; behind: number } | null;
+  files: Record<string, number>;
+  opened: OpenReport;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  problems: string[];
+  counts: { manifest: Manifest['counts']; store: { live: number; deleted: number }; graphPoints: number; graphLive: number };
+  recall: { k: number; ef: number; queries: number; recallAt10: number; graphQps: number; exactMs: number };
+}
+
+export interface MergeReport {
+  dir: string;
+  shards: { dir: string; live: number; added: number; duplicates: number }[];
+  live: number;
+}
+
+/** Ids are dense from 1, so per-id state lives in typed arrays rather than Maps: 5 bytes per id. */
+class LiveSet {
+  live = new Uint8Array(0);
+  labels = new Int32Array(0);
+  size = 0;
+  readonly perLabel = new Map<number, number>();
+
+  has(id: number): boolean {
+    return this.live[id] === 1;
+  }
+
+  add(id: number, label: number): void {
+    if (id >= this.live.length) {
+      const n = Math.max(id + 1, Math.ceil(this.live.length * 1.5), 1024);
+      const live = new Uint8Array(n), labels = new Int32Array(n);
+      live.set(this.live);
+      labels.set(this.labels);
+      this.live = live;
+      this.labels = labels;
+    }
+    if (this.live[id] === 1) return;
+    this.live[id] = 1;
+    this.labels[id] = label;
+    this.size++;
+    this.perLabel.set(label, (this.perLabel.get(label) ?? 0) + 1);
+  }
+
+  delete(id: number): boolean {
+    if (this.live[id] !== 1) return false;
+    this.live[id] = 0;
+    this.size--;
+    const label = this.labels[id];
+    const n = this.perLabel.get(label)! - 1;
+    if (n === 0) this.perLabel.delete(label);
+    else this.perLabel.set(label, n);
+    return true;
+  }
+
+  ids(): number[] {
+    const out: number[] = [];
+    for (let id = 0; id < this.live.length; id++) if (this.live[id] === 1) out.push(id);
+    return out;
+  }
+}
+
+export class VectorIndex {
+  private live = new LiveSet();
+  /** The store seq whose changes the in-memory graph reflects. */
+  private appliedSeq = 0;
+  /** The graph file on disk and its watermark, when this process knows it to be valid. */
+  private onDisk: GraphFile | null = null;
+  private graph!: Graph; // set by loadGraph
+  private opened!: OpenReport;
+
+  private constructor(
+    readonly dir: string,
+    private manifest: Manifest,
+    private readonly store: Store,
+    readonly readOnly: boolean,
+  ) {}
+
+  get params(): GraphParams {
+    const { space, dim, M, efConstruction, ef } = this.manifest;
+    return { space, dim, M, efConstruction, ef };
+  }
+
+  /** Live items. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Creates an empty index in `dir` (new or empty). The manifest is written last: it marks a complete index. */
+  static create(dir: string, input: IndexParamsInput): VectorIndex {
+    const params = parseIndexParams(input);
+    if (fs.existsSync(path.join(dir, MANIFEST_FILE))) throw new Error(`${dir} already holds an index (${MANIFEST_FILE}); open it instead`);
+    fs.mkdirSync(dir, { recursive: true });
+    const storeFile = path.join(dir, STORE_FILE);
+    if (fs.existsSync(storeFile)) {
+      // A store without a manifest: a create that did not finish (empty store, safe to replace),
+      // or an index whose manifest was lost (items: never deleted here).
+      const old = Store.open(storeFile, { readOnly: true });
+      const seq = old.seq();
+      old.close();
+      if (seq > 0) throw new Error(`${dir} has no ${MANIFEST_FILE} but its ${STORE_FILE} holds ${seq} changes; restore the manifest, or move the directory away to start a new index`);
+      for (const f of [STORE_FILE, `${STORE_FILE}-wal`, `${STORE_FILE}-shm`]) fs.rmSync(path.join(dir, f), { force: true });
+    }
+    const foreign = fs.readdirSync(dir);
+    if (foreign.length > 0) throw new Error(`${dir} is not empty (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); an index is created in a new or empty directory`);
+    Store.create(storeFile, params.dim).close();
+    const now = new Date().toISOString();
+    writeManifest(dir, { format: 'matvit-index', version: 1, ...params, counts: { live: 0, deleted: 0, seq: 0 }, versions: softwareVersions(), createdAt: now, updatedAt: now });
+    return VectorIndex.open(dir, { expectedFingerprint: params.fingerprint });
+  }
+
+  /** Opens an index; see the file header for what happens to the graph. */
+  static open(dir: string, opts: OpenOptions = {}): VectorIndex {
+    const t0 = performance.now();
+    const manifest = readManifest(dir);
+    if (opts.expectedFingerprint !== undefined && opts.expectedFingerprint !== manifest.fingerprint)
+      throw new Error(`${dir} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Queries embedded by another model live in another metric space: use that model, or build a new index`);
+    const readOnly = opts.readOnly ?? false;
+    if (!readOnly) removeStaleTemps(dir);
+    const store = Store.open(path.join(dir, STORE_FILE), { readOnly });
+    try {
+      if (store.dim !== manifest.dim) throw new Error(`${dir}: the store holds ${store.dim}-d vectors, the manifest says dim ${manifest.dim}`);
+      const index = new VectorIndex(dir, manifest, store, readOnly);
+      index.opened = index.loadGraph();
+      index.opened.ms = Math.round(performance.now() - t0);
+      return index;
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Opens the index in `dir` if there is one (it must match the model, ffnDims, dim and space
+   * given), else creates it: what a resumable build calls.
+   */
+  static openOrCreate(dir: string, input: IndexParamsInput): VectorIndex {
+    if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) return VectorIndex.create(dir, input);
+    const want = parseIndexParams(input);
+    const index = VectorIndex.open(dir, { expectedFingerprint: want.fingerprint });
+    const have = index.manifest;
+    const diff = (['ffnDims', 'dim', 'space'] as const).filter((k) => JSON.stringify(have[k]) !== JSON.stringify(want[k]));
+    if (diff.length > 0) {
+      index.close();
+      throw new Error(`${dir} holds an index with ${diff.map((k) => `${k} ${JSON.stringify(have[k])}`).join(', ')}; asked for ${diff.map((k) => `${k} ${JSON.stringify(want[k])}`).join(', ')}`);
+    }
+    return index;
+  }
+
+  /**
+   * Snapshots the graph if it holds changes not yet on disk (unless read-only or snapshot: false),
+   * then closes. Skipping the snapshot loses nothing: the next open replays the store.
+   */
+  close(opts: { snapshot?: boolean } = {}): void {
+    try {
+      const dirty = this.onDisk === null || this.onDisk.seq !== this.appliedSeq;
+      if (!this.readOnly && (opts.snapshot ?? true) && dirty) this.snapshot();
+    } finally {
+      this.store.close();
+    }
+  }
+
+  // ---- graph state -----------------------------------------------------------------------------
+
+  /** Loads the snapshot (or rebuilds) and replays the store past its watermark. */
+  private loadGraph(): OpenReport {
+    const seq = this.store.seq();
+    const snap = Graph.readSnapshot(this.dir, this.params, { storeId: this.store.storeId, seq });
+    if ('graph' in snap) {
+      this.graph = snap.graph;
+      this.onDisk = snap.file;
+      this.appliedSeq = snap.file.seq;
+      for (const chunk of this.store.liveLabels(this.appliedSeq)) for (const r of chunk) this.live.add(r.id, r.label);
+      return { snapshot: 'loaded', rebuilt: false, replayed: this.catchUp(), ms: 0 };
+    }
+    // An empty store has nothing to rebuild: that is the normal state of a new index.
+    const none = seq === 0 && snap.problem === 'missing';
+    const replayed = this.rebuild();
+    if (!this.readOnly && !none) this.snapshot(); // else every open would rebuild again
+    return { snapshot: none ? 'none' : snap.problem, reason: none ? undefined : snap.reason, rebuilt: !none, replayed, ms: 0 };
+  }
+
+  /** A new graph from the live stored vectors only: deleted items leave no slots behind. */
+  private rebuild(): { added: number; deleted: number } {
+    this.graph = Graph.create(this.params, this.store.counts().live);
+    this.live = new LiveSet();
+    this.appliedSeq = 0;
+    return this.catchUp();
+  }
+
+  /**
+   * Applies the store's changes past appliedSeq to the graph: items inserted since and still live
+   * are added, items the graph holds that were deleted since are marked deleted. Also picks up
+   * what other processes committed to the same store.
+   */
+  private catchUp(): { added: number; deleted: number } {
+    const to = this.store.seq();
+    let added = 0, deleted = 0;
+    if (to === this.appliedSeq) return { added, deleted };
+    for (const c of this.store.liveVectors({ afterSeq: this.appliedSeq, atSeq: to })) {
+      this.applyAdds(c.ids, c.labels, c.vectors);
+      added += c.ids.length;
+    }
+    for (const id of this.store.deletedBetween(this.appliedSeq, to)) if (this.applyDelete(id)) deleted++;
+    this.appliedSeq = to;
+    return { added, deleted };
+  }
+
+  private applyAdds(ids: readonly number[], labels: readonly number[], vectors: Float32Array): void {
+    this.graph.add(ids, vectors);
+    ids.forEach((id, i) => this.live.add(id, labels[i]));
+  }
+
+  private applyDelete(id: number): boolean {
+    if (!this.live.delete(id)) return false;
+    this.graph.markDeleted(id);
+    return true;
+  }
+
+  /** Applies what other processes committed since (a server reading an index being built calls this). */
+  refresh(): { added: number; deleted: number } {
+    return this.catchUp();
+  }
+
+  // ---- changes ---------------------------------------------------------------------------------
+
+  /**
+   * Adds items: committed to the store first (durable when this returns), then inserted into
+   * the graph. Items whose sha256 is already indexed are reported as duplicates, not added.
+   */
+  add(items: readonly NewItem[]): InsertResult {
+    const vectors = items.map((it, i) => unitVector(it.vector, this.manifest.dim, `items[${i}].vector`));
+    const r = this.store.insert(items.map((it, i) => ({ ...it, vector: vectors[i] })));
+    if (r.fromSeq !== this.appliedSeq) {
+      this.catchUp(); // another writer came between: replay everything, ours included
+      return r;
+    }
+    const ids: number[] = [], labels: number[] = [];
+    const flat = new Float32Array(items.length * this.manifest.dim);
+    r.ids.forEach((id, i) => {
+      if (id === null) return;
+      flat.set(vectors[i], ids.length * this.manifest.dim);
+      ids.push(id);
+      labels.push(items[i].label ?? -1);
+    });
+    this.applyAdds(ids, labels, flat.subarray(0, ids.length * this.manifest.dim));
+    this.appliedSeq = r.toSeq;
+    return r;
+  }
+
+  /** Deletes items by id; removed items are never returned by search again. */
+  remove(ids: readonly number[]): RemoveResult {
+    return this.applyRemove(this.store.removeIds(ids));
+  }
+
+  /** Deletes every live item with one of these sources (paths relative to the corpus root). */
+  removeSources(sources: readonly string[]): RemoveResult {
+    return this.applyRemove(this.store.removeSources(sources));
+  }
+
+  private applyRemove(r: RemoveResult): RemoveResult {
+    if (r.fromSeq !== this.appliedSeq) this.catchUp();
+    else {
+      for (const id of r.removed) this.applyDelete(id);
+      this.appliedSeq = r.toSeq;
+    }
+    return r;
+  }
+
+  /** The live items among these content hashes, so a build can skip decoding and encoding them. */
+  existing(sha256s: readonly string[]): Map<string, number> {
+    return new Map([...this.store.findSha256(sha256s)].map(([sha, item]) => [sha, item.id]));
+  }
+
+  /** One item's metadata (deleted ones too: deletedSeq is then set). */
+  item(id: number): Item | undefined {
+    return this.store.get(id);
+  }
+
+  getMeta(key: string): unknown {
+    return this.store.getMeta(key);
+  }
+
+  setMeta(key: string, value: unknown): void {
+    this.store.setMeta(key, value);
+  }
+
+  // ---- search ----------------------------------------------------------------------------------
+
+  /** k nearest live items by graph search; fewer only when fewer live items (with that label) exist. */
+  search(vector: VectorLike, k: number, opts: SearchOptions = {}): SearchHit[] {
+    const q = queryVector(vector, this.manifest.dim, this.manifest.space);
+    const ef = opts.ef ?? this.manifest.ef;
+    if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
+    if (!Number.isInteger(ef) || ef < 1) throw new Error(`ef = ${ef}: expected a positive integer`);
+    const { label } = opts;
+    const live = this.live;
+    const available = label === undefined ? live.size : (live.perLabel.get(label) ?? 0);
+    const kk = Math.min(k, available);
+    if (kk === 0) return [];
+    // Deleted items are marked in the graph, so a plain search never returns them; the check on
+    // live ids below is the guarantee, and costs nothing, unlike a callback per visited node.
+    const allowed = label === undefined ? (id: number) => live.has(id) : (id: number) => live.has(id) && live.labels[id] === label;
+    let r = this.graph.search(q, kk, ef, label === undefined ? undefined : allowed);
+    let hits = r.ids.map((id, i) => ({ id, score: r.scores[i] })).filter((h) => allowed(h.id));
+    if (hits.length < r.ids.length) {
+      r = this.graph.search(q, kk, ef, allowed);
+      hits = r.ids.map((id, i) => ({ id, score: r.scores[i] })).filter((h) => allowed(h.id));
+    }
+    // A selective label, or a graph thinned by deletes, can leave the search short of k: the
+    // exact scan of the (few) candidates is then both correct and cheap.
+    if (hits.length < kk) hits = this.exact([q], kk, label)[0];
+    return this.describe(hits);
+  }
+
+  /** k nearest live items by brute force over the stored vectors (ground truth for verify). */
+  searchExact(vector: VectorLike, k: number, opts: Pick<SearchOptions, 'label'> = {}): SearchHit[] {
+    if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
+    return this.describe(this.exact([queryVector(vector, this.manifest.dim, this.manifest.space)], k, opts.label)[0]);
+  }
+
+  /** One streamed pass over the live stored vectors for all queries (bounded memory). */
+  private exact(queries: Float32Array[], k: number, label?: number): Scored[][] {
+    const tops = queries.map(() => new TopK(k));
+    for (const c of this.store.liveVectors({ atSeq: this.appliedSeq, label })) scoreChunk(queries, tops, c.ids, c.vectors, this.manifest.dim);
+    return tops.map((t) => t.result());
+  }
+
+  /** Adds label (kept in memory) and source (one store query for all hits) to scored ids. */
+  private describe(hits: Scored[]): SearchHit[] {
+    const sources = this.store.sourcesOf(hits.map((h) => h.id));
+    return hits.map(({ id, score }) => ({ id, score, label: this.live.labels[id], source: sources.get(id)! }));
+  }
+
+  // ---- maintenance -----------------------------------------------------------------------------
+
+  /** Writes the graph snapshot (atomic, with its watermark) and refreshes the manifest's counts. */
+  snapshot(): GraphFile {
+    if (this.readOnly) throw new Error(`${this.dir} is open read-only: no snapshot`);
+    this.catchUp();
+    this.onDisk = this.graph.saveSnapshot(this.dir, this.store.storeId, this.appliedSeq, this.onDisk);
+    const counts = this.store.counts(this.appliedSeq);
+    this.manifest = { ...this.manifest, counts: { ...counts, seq: this.appliedSeq }, versions: softwareVersions(), updatedAt: new Date().toISOString() };
+    writeManifest(this.dir, this.manifest);
+    return this.onDisk;
+  }
+
+  /** Rebuilds the graph from the live stored vectors (reclaiming deleted slots), then snapshots it. */
+  compact(): { before: number; after: number; ms: number } {
+    const t0 = performance.now();
+    const before = this.graph.count;
+    this.rebuild();
+    if (!this.readOnly) this.snapshot();
+    return { before, after: this.graph.count, ms: Math.round(performance.now() - t0) };
+  }
+
+  info(): IndexInfo {
+    const files: Record<string, number> = {};
+    for (const f of fs.readdirSync(this.dir)) files[f] = fs.statSync(path.join(this.dir, f)).size;
+    const storeSeq = this.store.seq();
+    return {
+      dir: this.dir,
+      manifest: this.manifest,
+      storeSeq,
+      counts: this.store.counts(storeSeq),
+      labels: Object.fromEntries([...this.live.perLabel].sort((a, b) => a[0] - b[0])),
+      metaKeys: this.store.metaKeys(),
+      graph: { points: this.graph.count, capacity: this.graph.capacity, deletedSlots: this.graph.count - this.live.size, appliedSeq: this.appliedSeq, ef: this.manifest.ef },
+      snapshot: this.onDisk && { seq: this.onDisk.seq, writtenAt: this.onDisk.writtenAt, bytes: this.onDisk.bytes, behind: storeSeq - this.onDisk.seq },
+      files,
+      opened: this.opened,
+    };
+  }
+
+  /**
+   * Checks that manifest, store and graph agree, and measures the graph's recall@10 against exact
+   * search with `sampleSize` stored vectors as queries (seeded, so reruns use the same queries).
+   */
+  verify(opts: { sampleSize?: number; seed?: string; minRecall?: number } = {}): VerifyReport {
+    const { sampleSize = 200, seed = 'verify', minRecall } = opts;
+    this.catchUp();
+    const problems: string[] = [];
+    const m = this.manifest;
+    const store = this.store.counts(this.appliedSeq);
+    // Manifest: its counts are as of its own seq; compare with the store at that seq.
+    if (m.counts.seq > this.appliedSeq) problems.push(`manifest counts are as of seq ${m.counts.seq}, past the store's ${this.appliedSeq}`);
+    else {
+      const then = this.store.counts(m.counts.seq);
+      if (then.live !== m.counts.live || then.deleted !== m.counts.deleted)
+        problems.push(`manifest counts at seq ${m.counts.seq} are live ${m.counts.live}, deleted ${m.counts.deleted}; the store says live ${then.live}, deleted ${then.deleted}`);
+    }
+    if (this.live.size !== store.live) problems.push(`${this.live.size} live ids in memory, ${store.live} in the store`);
+    // Graph: every live item present and not deleted; anything else in it marked deleted.
+    const liveIds = this.live.ids();
+    let graphLive = 0;
+    const missing: number[] = [], extra: number[] = [];
+    for (const id of this.graph.ids()) {
+      const present = this.graph.point(id) !== undefined;
+      if (present) graphLive++;
+      if (present && !this.live.has(id)) extra.push(id);
+    }
+    for (const id of liveIds) if (this.graph.point(id) === undefined) missing.push(id);
+    const some = (ids: number[]) => ids.slice(0, 5).join(', ') + (ids.length > 5 ? ', ...' : '');
+    if (missing.length) problems.push(`${missing.length} live items missing from the graph (ids ${some(missing)})`);
+    if (extra.length) problems.push(`${extra.length} graph points not live in the store (ids ${some(extra)})`);
+    // Recall@10 on a seeded sample of stored vectors, and the graph's copy of them.
+    const rng = seedrandom(seed);
+    const n = Math.min(sampleSize, liveIds.length);
+    for (let i = 0; i < n; i++) {
+      const j = i + Math.floor(rng() * (liveIds.length - i));
+      [liveIds[i], liveIds[j]] = [liveIds[j], liveIds[i]];
+    }
+    const sample = liveIds.slice(0, n);
+    const flat = this.store.vectorsOf(sample);
+    const dim = m.dim;
+    const queries = sample.map((_, i) => flat.slice(i * dim, (i + 1) * dim));
+    const drift = sample.filter((id, i) => {
+      const p = this.graph.point(id);
+      return p !== undefined && p.some((x, j) => Math.abs(x - queries[i][j]) > 1e-5);
+    });
+    if (drift.length) problems.push(`${drift.length} graph points differ from their stored vectors (ids ${some(drift)})`);
+    const k = Math.min(10, this.live.size);
+    let t = performance.now();
+    const approx = queries.map((q) => this.search(q, k).map((h) => h.id));
+    const graphMs = performance.now() - t;
+    t = performance.now();
+    const truth = this.exact(queries, k);
+    const exactMs = performance.now() - t;
+    let hit = 0;
+    truth.forEach((tr, i) => {
+      const got = new Set(approx[i]);
+      hit += tr.filter((s) => got.has(s.id)).length;
+    });
+    const recallAt10 = n === 0 ? 1 : hit / (n * k);
+    if (minRecall !== undefined && recallAt10 < minRecall) problems.push(`recall@10 ${recallAt10.toFixed(4)} is below ${minRecall} at ef ${m.ef}`);
+    return {
+      ok: problems.length === 0,
+      problems,
+      counts: { manifest: m.counts, store, graphPoints: this.graph.count, graphLive },
+      recall: { k, ef: m.ef, queries: n, recallAt10, graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)), exactMs: Math.round(exactMs) },
+    };
+  }
+
+  /**
+   * Joins shard indexes built with the same model (fingerprint, ffnDims, dim, space) into the
+   * index in `outDir`, created when absent. Items keep their source, label and added time, get
+   * new ids, and a sha256 seen before (in an earlier shard, or already in outDir) is not added
+   * twice; so an interrupted merge is finished by running it again.
+   */
+  static merge(outDir: string, shardDirs: readonly string[], opts: { expectedFingerprint?: string; chunk?: number } = {}): MergeReport {
+    if (shardDirs.length === 0) throw new Error('merge: no shard given');
+    const out = path.resolve(outDir);
+    const shards = shardDirs.map((d) => ({ dir: d, manifest: readManifest(d) }));
+    const first = shards[0].manifest;
+    for (const s of shards) {
+      if (path.resolve(s.dir) === out) throw new Error(`merge: shard ${s.dir} is the output directory`);
+      const fp = opts.expectedFingerprint ?? first.fingerprint;
+      if (s.manifest.fingerprint !== fp)
+        throw new Error(`merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${opts.expectedFingerprint ? 'the given model' : shards[0].dir})`);
+      for (const k of ['ffnDims', 'dim', 'space'] as const)
+        if (JSON.stringify(s.manifest[k]) !== JSON.stringify(first[k]))
+          throw new Error(`merge: shard ${s.dir} has ${k} ${JSON.stringify(s.manifest[k])}, shard ${shards[0].dir} has ${JSON.stringify(first[k])}`);
+    }
+    const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
+    const index = VectorIndex.openOrCreate(outDir, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) } });
+    try {
+      const report: MergeReport = { dir: outDir, shards: [], live: 0 };
+      for (const s of shards) {
+        const src = Store.open(path.join(s.dir, STORE_FILE), { readOnly: true });
+        const entry = { dir: s.dir, live: 0, added: 0, duplicates: 0 };
+        try {
+          for (const items of src.liveItems(opts.chunk)) {
+            const r = index.add(items.map(({ source, label, labelName, sha256, bytes, addedAt, vector }) => ({ source, label, labelName, sha256, bytes, addedAt, vector })));
+            entry.live += items.length;
+            entry.duplicates += r.duplicates.length;
+            entry.added += items.length - r.duplicates.length;
+          }
+        } finally {
+          src.close();
+        }
+        report.shards.push(entry);
+      }
+      report.live = index.size;
+      return report;
+    } finally {
+      index.close(); // snapshots the merged graph
+    }
+  }
+}

@@ -1,0 +1,90 @@
+// manifest.json: what an index directory holds and how it was made. Written last at creation
+// (an index exists once its manifest does), replaced atomically afterwards.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { z } from 'zod';
+import { ModelConfig } from '../model/config.ts';
+import { writeFileAtomic } from '../model/checkpoint.ts';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+/** 'ip' scores dot products with the stored unit vectors; 'cosine' also normalizes the query. */
+export const Space = z.enum(['ip', 'cosine']);
+export type Space = z.infer<typeof Space>;
+
+/** What a caller chooses when creating an index; defaults only here. */
+export const IndexParams = z
+  .object({
+    /** The corpus model's weights fingerprint (checkpoint config.json): queries must come from it. */
+    fingerprint: z.string().regex(/^[0-9a-f]{64}$/, 'expected the 64 hex digits of a model fingerprint'),
+    modelName: z.string().min(1),
+    /** The submodel that embedded the corpus (one FFN width per layer; XL by default upstream). */
+    ffnDims: z.array(z.number().int().positive()).min(1),
+    dim: z.number().int().positive(),
+    space: Space.default('ip'),
+    /** hnswlib: links per node. */
+    M: z.number().int().min(2).max(128).default(16),
+    efConstruction: z.number().int().positive().default(200),
+    /** Search breadth; 64 gave recall@10 >= 0.99 on 64-d to 192-d unit vectors with M=16. */
+    ef: z.number().int().positive().default(64),
+    /** The resolved model config, when the caller has it (style: saved with every index). */
+    model: ModelConfig.optional(),
+    /** Free-form description of the corpus (data spec, root, shard), for `index info`. */
+    corpus: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type IndexParams = z.infer<typeof IndexParams>;
+export type IndexParamsInput = z.input<typeof IndexParams>;
+
+/** Parses index parameters; the error names each bad field, the value received and what is accepted. */
+export function parseIndexParams(input: unknown): IndexParams {
+  const r = IndexParams.safeParse(input);
+  if (r.success) return r.data;
+  const at = (p: PropertyKey[]) => p.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
+  throw new Error(`index parameters: ${r.error.issues.map((i) => `${i.path.join('.') || '(all)'} = ${JSON.stringify(at(i.path))}: ${i.message}`).join('; ')}`);
+}
+
+export const Manifest = z
+  .object({
+    format: z.literal('matvit-index'),
+    version: z.literal(1),
+    ...IndexParams.shape,
+    /** Item counts as of store seq `seq` (refreshed at every snapshot and close). */
+    counts: z.object({ live: z.number().int().nonnegative(), deleted: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).strict(),
+    /** Of the last writer: the graph file format belongs to the hnswlib version. */
+    versions: z.object({ package: z.string(), hnswlibNode: z.string(), betterSqlite3: z.string() }).strict(),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .strict();
+export type Manifest = z.infer<typeof Manifest>;
+
+const require = createRequire(import.meta.url);
+const versionOf = (pkgJson: string) => (require(pkgJson) as { version: string }).version;
+
+export function softwareVersions(): Manifest['versions'] {
+  return {
+    package: versionOf('../../package.json'),
+    hnswlibNode: versionOf('hnswlib-node/package.json'),
+    betterSqlite3: versionOf('better-sqlite3/package.json'),
+  };
+}
+
+export function readManifest(dir: string): Manifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  if (!fs.existsSync(file)) throw new Error(`${dir} is not a MatViT index: ${file} is missing`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const parsed = Manifest.safeParse(json);
+  if (!parsed.success) throw new Error(`${file}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+export function writeManifest(dir: string, m: Manifest): void {
+  writeFileAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(Manifest.parse(m), null, 2) + '\n');
+}
