@@ -30,6 +30,11 @@ export const IndexParams = z
     ef: z.number().int().positive().default(64),
     /** The resolved model config, when the caller has it (style: saved with every index). */
     model: ModelConfig.optional(),
+    /**
+     * Where the model checkpoint is, relative to the index directory (or absolute): what `serve
+     * --index DIR` loads. Its fingerprint must equal `fingerprint`; `--model` may point elsewhere.
+     */
+    modelPath: z.string().min(1).optional(),
     /** Free-form description of the corpus (data spec, root, shard), for `index info`. */
     corpus: z.record(z.string(), z.unknown()).default({}),
   })

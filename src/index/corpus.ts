@@ -1,0 +1,34 @@
+// An index together with the model that embedded it: the one way every command and the service
+// open a corpus for queries or additions, so that metric spaces never mix.
+import path from 'node:path';
+import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.ts';
+import { VectorIndex } from './index.ts';
+import { readManifest } from './manifest.ts';
+
+export interface Corpus {
+  index: VectorIndex;
+  checkpoint: Checkpoint;
+  modelDir: string;
+}
+
+/** The model directory of an index: `override` if given, else the manifest's modelPath (relative to the index). */
+export function modelDirOf(indexDir: string, override?: string): string {
+  if (override) return override;
+  const m = readManifest(indexDir);
+  if (!m.modelPath) throw new Error(`${indexDir}: the manifest records no modelPath; pass --model DIR (a checkpoint with fingerprint ${m.fingerprint})`);
+  return path.resolve(indexDir, m.modelPath);
+}
+
+/** Stored modelPath for a model directory: relative to the index when both live in one tree. */
+export const modelPathFor = (indexDir: string, modelDir: string) => path.relative(path.resolve(indexDir), path.resolve(modelDir));
+
+/**
+ * Loads the model and opens the index, refusing a model of another fingerprint (the error names
+ * both). The caller closes `index`.
+ */
+export function openCorpus(indexDir: string, opts: { model?: string; readOnly?: boolean } = {}): Corpus {
+  const modelDir = modelDirOf(indexDir, opts.model);
+  const checkpoint = loadCheckpoint(modelDir);
+  const index = VectorIndex.open(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, readOnly: opts.readOnly });
+  return { index, checkpoint, modelDir };
+}
