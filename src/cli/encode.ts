@@ -94,6 +94,7 @@ const BenchOptions = z.object({
   engines: z.string().default(ENGINES.join(',')),
   batch: z.coerce.number().int().positive().default(32),
   seconds: z.coerce.number().positive().default(2),
+  rounds: z.coerce.number().int().positive().default(3),
   backend: z.string().default('auto'),
   json: z.boolean().default(false),
 });
@@ -105,14 +106,17 @@ export const benchEncodeCommand = new Command('encode')
   .option('--engines <list>', 'engines to measure', ENGINES.join(','))
   .option('--batch <n>', 'batch size of the throughput runs', '32')
   .option('--seconds <n>', 'seconds per measurement', '2')
+  .option('--rounds <n>', 'interleaved rounds over the submodels; the best round of each is kept', '3')
   .option('--backend <name>', 'tfjs backend', 'auto')
   .option('--json', 'print JSON')
   .action(async (raw) => {
     const o = parseOptions(BenchOptions, raw);
     if (!o.model === !o.preset) throw new UsageError('give one of --model DIR or --preset NAME');
     const engines = csv(o.engines).map((e) => parseOptions(z.object({ engines: z.enum(ENGINES) }), { engines: e }).engines);
-    const { model: c, weights } = o.model ? (({ meta, weights }) => ({ model: meta.model, weights }))(loadCheckpoint(o.model)) : ((m) => ({ model: m, weights: initWeights(m, 0) }))(preset(o.preset!));
-    const r = await benchEncode(c, weights, { engines, batch: o.batch, seconds: o.seconds, engineOptions: { backend: o.backend }, log: (s) => process.stderr.write(`measuring ${s}\n`) });
+    const ckpt = o.model ? loadCheckpoint(o.model) : undefined;
+    const c = ckpt ? ckpt.meta.model : preset(o.preset!);
+    const weights = ckpt ? ckpt.weights : initWeights(c, 0);
+    const r = await benchEncode(c, weights, { engines, batch: o.batch, seconds: o.seconds, rounds: o.rounds, engineOptions: { backend: o.backend }, log: (s) => process.stderr.write(`measuring ${s}\n`) });
     if (o.json) return void printJson(r);
     process.stdout.write(`${r.model}, batch ${r.batch}\n`);
     for (const e of r.engines) process.stdout.write(`${e.engine}: ${e.description}; matmul ceiling ${e.sgemmGflops.toFixed(1)} GFLOP/s\n`);

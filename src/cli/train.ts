@@ -91,17 +91,18 @@ export const trainCommand = trainOptions(
   process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
 });
 
-const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), seconds: z.coerce.number().positive().default(5) });
+const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), seconds: z.coerce.number().positive().default(3), rounds: z.coerce.number().int().positive().default(3) });
 
 export const benchTrainCommand = trainOptions(
   new Command('train')
     .description('tfjs forward-only and training img/s of a preset in one run, and their ratio')
-    .option('--seconds <n>', 'seconds per measurement', '5')
+    .option('--seconds <n>', 'seconds per measurement', '3')
+    .option('--rounds <n>', 'interleaved rounds; the best of each measure is kept', '3')
     .option('--json', 'print JSON'),
 ).action(async (raw) => {
   const o = parseOptions(BenchOptions, raw);
   const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
-  const r = await benchTrain(cfg, { backend: o.backend, seconds: o.seconds });
+  const r = await benchTrain(cfg, { backend: o.backend, seconds: o.seconds, rounds: o.rounds });
   if (o.json) return void printJson(r);
   process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}\n`);
   process.stdout.write(
