@@ -59,8 +59,9 @@ const classifyCommand = new Command('classify')
       ...o.ffnDims.map((f) => submodelOption(c, { ffnDims: f })).map((s) => ({ name: compact(s.ffnDims), ffnDims: s.ffnDims })),
     ];
     const ds = await parseDatasetSpec(o.data);
-    if (ds.classNames.length && c.classNames.length && ds.classNames.join() !== c.classNames.join())
-      process.stderr.write(`warning: dataset classes (${ds.classNames.slice(0, 3).join(', ')}, ...) differ from the model's (${c.classNames.slice(0, 3).join(', ')}, ...)\n`);
+    // Labels are class indices (sorted folder names, or the IDX labels); names may differ (an
+    // exported folder is 00_T-shirt_top, ...), counts may not.
+    if (ds.classNames.length !== c.numClasses) throw new UsageError(`--data: ${ds.spec} has ${ds.classNames.length} classes, the model ${c.numClasses}`);
     const enc = await createEncoder(o.engine, c, weights, { backend: o.backend });
     const bar = new cliProgress.SingleBar({ format: 'classify [{bar}] {value}/{total} {percentage}% | {speed} img/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic);
     const t0 = performance.now();

@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { UsageError } from './common.ts';
 import { benchEncodeCommand, embedCommand, exportOnnxCommand } from './encode.ts';
+import { datasetCommand } from './dataset.ts';
 import { evalCommand } from './eval.ts';
+import { indexCommand } from './index-cmd.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
 import { benchTrainCommand, trainCommand } from './train.ts';
@@ -14,7 +16,7 @@ const program = new Command('matvit')
 
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
 for (const cmd of [benchEncodeCommand, benchTrainCommand]) bench.addCommand(cmd.exitOverride());
-for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, bench]) program.addCommand(cmd.exitOverride());
+for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
 
 try {
   await program.parseAsync(process.argv);

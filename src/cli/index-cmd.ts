@@ -1,0 +1,298 @@
+// `matvit index ...`: build, add, remove, compact, info, verify, merge. The work is in
+// src/index/ (build.ts for the embedding pipeline, index.ts for the rest).
+import fs from 'node:fs';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { ENGINES } from '../engine/encoder.ts';
+import { type BuildSummary, DEFAULT_SNAPSHOT_EVERY, type Progress, addPaths, buildIndex, parseShard, sourcesToRemove } from '../index/build.ts';
+import { modelPathFor } from '../index/corpus.ts';
+import { VectorIndex } from '../index/index.ts';
+import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
+import { loadCheckpoint } from '../model/checkpoint.ts';
+import { submodelName } from '../model/config.ts';
+import { DEFAULT_PIXEL_LIMIT } from '../data/preprocess.ts';
+import { UsageError, markdownTable, parseOptions, printJson, submodelOption } from './common.ts';
+
+const count = (min: number) => z.coerce.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
+const Shard = z.string().transform((s, ctx) => {
+  try {
+    return parseShard(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** Options of every command that embeds images. */
+const Pipeline = {
+  engine: z.enum(ENGINES).default('onnx'),
+  batch: count(1).optional(),
+  concurrency: count(1).optional(),
+  snapshotEvery: count(0).optional(),
+  maxPixels: count(1).optional(),
+  progress: z.boolean().default(true),
+  json: z.boolean().default(false),
+};
+const withPipeline = (cmd: Command) =>
+  cmd
+    .option('--engine <name>', `engine: ${ENGINES.join(', ')}`, 'onnx')
+    .option('--batch <n>', 'images per encoder call (default: 256 for small inputs, 32 for 224x224)')
+    .option('--concurrency <n>', 'images read and decoded at once (default: 2 per core)')
+    .option('--snapshot-every <n>', `write the graph snapshot every N batches; 0: only at the end (default ${DEFAULT_SNAPSHOT_EVERY})`)
+    .option('--max-pixels <n>', `refuse images of more pixels, a decompression-bomb guard (default ${DEFAULT_PIXEL_LIMIT})`)
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print the summary as JSON');
+
+/** A progress bar on stderr (cli-progress draws nothing when stderr is not a terminal). */
+function progressBar(enabled: boolean): { onProgress?: (p: Progress) => void; stop: () => void } {
+  if (!enabled) return { stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      format: 'index [{bar}] {value}/{total} {percentage}% | {speed} img/s | eta {eta_formatted} | added {added}, duplicates {duplicates}, already indexed {indexed}, skipped {skipped}',
+      stream: process.stderr,
+      etaBuffer: 100,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    onProgress: (p) => {
+      const payload = { speed: ((p.processed * 1000) / Math.max(p.elapsedMs, 1)).toFixed(0), added: p.added, duplicates: p.duplicates, indexed: p.alreadyIndexed, skipped: p.skipped };
+      if (!started) {
+        bar.start(p.total, p.processed, payload);
+        started = true;
+      } else bar.update(p.processed, payload);
+    },
+    stop: () => started && bar.stop(),
+  };
+}
+
+function printSummary(s: BuildSummary, json: boolean): void {
+  if (json) return void printJson(s);
+  const out = (line: string) => process.stdout.write(line + '\n');
+  out(`${s.index}: ${s.items} items of ${s.data}${s.shard ? ` (shard ${s.shard})` : ''}`);
+  out(`  added ${s.added}, duplicates ${s.duplicates.count}, already indexed ${s.alreadyIndexed}, skipped ${s.skipped.count}; ${s.live} live items`);
+  out(`  ${s.seconds.toFixed(1)} s, ${s.imgPerSec.toFixed(0)} img/s, peak RSS ${s.peakRssMB} MB; ${s.engine}, submodel ${s.submodel.name}`);
+  const t = s.timings;
+  out(`  main loop waited ${(t.encodeWaitMs / 1000).toFixed(1)} s on the encoder and ${(t.decodeWaitMs / 1000).toFixed(1)} s on reading/decoding; commits ${(t.commitMs / 1000).toFixed(1)} s, ${s.snapshots} snapshots ${(t.snapshotMs / 1000).toFixed(1)} s`);
+  for (const d of s.duplicates.items) out(`  duplicate ${d.ref}: same content as ${d.sameAs}`);
+  for (const k of s.skipped.items) out(`  skipped ${k.ref}: ${k.reason}: ${k.message}`);
+  const unlisted = s.duplicates.count - s.duplicates.items.length + s.skipped.count - s.skipped.items.length;
+  if (unlisted > 0) out(`  (${unlisted} more duplicates or skipped items not listed; see --json)`);
+}
+
+// ---- build -------------------------------------------------------------------------------------
+
+const BuildOptions = z.object({
+  model: z.string().min(1),
+  data: z.string().min(1),
+  out: z.string().min(1),
+  granularity: z.string().optional(),
+  ffnDims: z.string().optional(),
+  shard: Shard.optional(),
+  m: count(2).optional(),
+  efConstruction: count(1).optional(),
+  ef: count(1).optional(),
+  ...Pipeline,
+});
+
+const buildCommand = withPipeline(
+  new Command('build')
+    .description('embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption')
+    .requiredOption('--model <dir>', 'checkpoint directory')
+    .requiredOption('--data <spec>', 'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]')
+    .requiredOption('--out <dir>', 'index directory (created, or continued when it holds an index of this model)')
+    .option('--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)')
+    .option('--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)")
+    .option('--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`')
+    .option('--m <n>', 'HNSW links per node (new index; default 16)')
+    .option('--ef-construction <n>', 'HNSW build breadth (new index; default 200)')
+    .option('--ef <n>', 'HNSW search breadth (new index; default 64)'),
+).action(async (raw) => {
+  const o = parseOptions(BuildOptions, raw);
+  const checkpoint = loadCheckpoint(o.model);
+  const sub = submodelOption(checkpoint.meta.model, o);
+  const bar = progressBar(o.progress);
+  let s: BuildSummary;
+  try {
+    s = await buildIndex({
+      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, shard: o.shard,
+      M: o.m, efConstruction: o.efConstruction, ef: o.ef, batch: o.batch, concurrency: o.concurrency, snapshotEvery: o.snapshotEvery,
+      maxPixels: o.maxPixels, onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.stop();
+  }
+  printSummary(s, o.json);
+});
+
+// ---- add ---------------------------------------------------------------------------------------
+
+const AddOptions = z.object({ index: z.string().min(1), model: z.string().min(1).optional(), ...Pipeline });
+
+const addCommand = withPipeline(
+  new Command('add')
+    .description("embed image files (folders: every image inside, recursively) with the index's model and corpus submodel and add what is new")
+    .requiredOption('--index <dir>', 'index directory')
+    .option('--model <dir>', "the index's model, when not where the manifest's modelPath says (its fingerprint must match)")
+    .argument('<paths...>', 'image files or folders'),
+).action(async (paths: string[], raw) => {
+  const o = parseOptions(AddOptions, raw);
+  const bar = progressBar(o.progress);
+  let s: BuildSummary;
+  try {
+    s = await addPaths({ ...o, paths, onProgress: bar.onProgress });
+  } finally {
+    bar.stop();
+  }
+  printSummary(s, o.json);
+});
+
+// ---- remove ------------------------------------------------------------------------------------
+
+const RemoveOptions = z.object({
+  index: z.string().min(1),
+  id: z.array(count(1)).optional(),
+  path: z.array(z.string().min(1)).optional(),
+  json: z.boolean().default(false),
+});
+
+const removeCommand = new Command('remove')
+  .description('delete items by id or by source path; removed items are never returned again (compact reclaims their space)')
+  .requiredOption('--index <dir>', 'index directory')
+  .option('--id <ids...>', 'item ids')
+  .option('--path <paths...>', 'sources as stored (relative to the corpus root, idx:#N), or files as given to `index add`')
+  .option('--json', 'print JSON')
+  .action((raw) => {
+    const o = parseOptions(RemoveOptions, raw);
+    if (!o.id === !o.path) throw new UsageError('give one of --id ID... or --path PATH...');
+    const index = VectorIndex.open(o.index);
+    try {
+      const r = o.id ? index.remove(o.id) : index.removeSources(sourcesToRemove(o.index, o.path!));
+      const out = { removed: r.removed, missing: r.missing, live: index.size };
+      if (o.json) printJson(out);
+      else {
+        process.stdout.write(`${o.index}: removed ${r.removed.length} item${r.removed.length === 1 ? '' : 's'}${r.removed.length ? ` (ids ${r.removed.join(', ')})` : ''}; ${index.size} live\n`);
+        if (r.missing.length) process.stdout.write(`  not found (no live item): ${r.missing.join(', ')}\n`);
+      }
+    } finally {
+      index.close();
+    }
+  });
+
+// ---- compact -----------------------------------------------------------------------------------
+
+const compactCommand = new Command('compact')
+  .description('rebuild the graph from the stored vectors, reclaiming the slots of removed items')
+  .requiredOption('--index <dir>', 'index directory')
+  .option('--json', 'print JSON')
+  .action((raw) => {
+    const o = parseOptions(z.object({ index: z.string().min(1), json: z.boolean().default(false) }), raw);
+    const index = VectorIndex.open(o.index);
+    try {
+      const r = index.compact();
+      if (o.json) printJson({ ...r, live: index.size });
+      else process.stdout.write(`${o.index}: graph points ${r.before} -> ${r.after} in ${r.ms} ms; ${index.size} live\n`);
+    } finally {
+      index.close();
+    }
+  });
+
+// ---- info --------------------------------------------------------------------------------------
+
+const infoCommand = new Command('info')
+  .description("an index's model, parameters, counts, labels, graph snapshot and files (opens read-only)")
+  .requiredOption('--index <dir>', 'index directory')
+  .option('--json', 'print JSON')
+  .action((raw) => {
+    const o = parseOptions(z.object({ index: z.string().min(1), json: z.boolean().default(false) }), raw);
+    const index = VectorIndex.open(o.index, { readOnly: true });
+    try {
+      const i = index.info();
+      const runs = index.getMeta('runs');
+      if (o.json) return void printJson({ ...i, runs });
+      const m = i.manifest;
+      const out = (line: string) => process.stdout.write(line + '\n');
+      out(`index ${o.index}`);
+      out(`  model ${m.modelName}, fingerprint ${m.fingerprint}${m.modelPath ? `, at ${path.resolve(o.index, m.modelPath)}` : ''}`);
+      out(`  corpus submodel ${m.model ? submodelName(m.model, m.ffnDims) : m.ffnDims.join(',')} (ffnDims ${m.ffnDims.join(',')}), ${m.dim}-d, space ${m.space}; HNSW M ${m.M}, efConstruction ${m.efConstruction}, ef ${m.ef}`);
+      out(`  corpus ${JSON.stringify({ ...m.corpus, classNames: undefined })}`);
+      out(`  items: ${i.counts.live} live, ${i.counts.deleted} removed; store seq ${i.storeSeq}`);
+      const names = (m.corpus.classNames as string[] | undefined) ?? [];
+      const labels = Object.entries(i.labels).map(([k, n]) => `${names[Number(k)] ?? k}: ${n}`);
+      if (labels.length) out(`  labels: ${labels.join(', ')}`);
+      out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
+      out(i.snapshot ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}` : '  snapshot: none usable');
+      out(`  opened: snapshot ${i.opened.snapshot}${i.opened.reason ? ` (${i.opened.reason})` : ''}${i.opened.rebuilt ? ', graph rebuilt in memory' : ''}, replayed +${i.opened.replayed.added} -${i.opened.replayed.deleted}, ${i.opened.ms} ms`);
+      out(`  files: ${Object.entries(i.files).map(([f, b]) => `${f} ${b}`).join(', ')}`);
+    } finally {
+      index.close();
+    }
+  });
+
+// ---- verify ------------------------------------------------------------------------------------
+
+const VerifyOptions = z.object({
+  index: z.string().min(1),
+  sample: count(1).default(200),
+  minRecall: z.coerce.number().min(0, 'expected a number in 0..1').max(1, 'expected a number in 0..1').optional(),
+  json: z.boolean().default(false),
+});
+
+const verifyCommand = new Command('verify')
+  .description('check that manifest, store and graph agree and measure recall@10 of the graph against exact search; exit code 1 when not ok')
+  .requiredOption('--index <dir>', 'index directory')
+  .option('--sample <n>', 'stored vectors used as queries for recall@10', '200')
+  .option('--min-recall <r>', 'also fail when recall@10 is below r')
+  .option('--json', 'print JSON')
+  .action((raw) => {
+    const o = parseOptions(VerifyOptions, raw);
+    const index = VectorIndex.open(o.index, { readOnly: true });
+    try {
+      const r = index.verify({ sampleSize: o.sample, minRecall: o.minRecall });
+      if (o.json) printJson(r);
+      else {
+        const c = r.counts;
+        process.stdout.write(
+          `${o.index}: ${r.ok ? 'ok' : 'NOT OK'}\n` +
+            `  manifest live ${c.manifest.live}, removed ${c.manifest.deleted} (as of seq ${c.manifest.seq}); store live ${c.store.live}, removed ${c.store.deleted}; graph ${c.graphPoints} points, ${c.graphLive} live\n` +
+            `  recall@${r.recall.k} ${r.recall.recallAt10.toFixed(4)} at ef ${r.recall.ef} over ${r.recall.queries} queries; graph ${r.recall.graphQps} queries/s, exact search ${r.recall.exactMs} ms for all\n` +
+            r.problems.map((p) => `  problem: ${p}\n`).join(''),
+        );
+      }
+      if (!r.ok) process.exitCode = 1;
+    } finally {
+      index.close();
+    }
+  });
+
+// ---- merge -------------------------------------------------------------------------------------
+
+const mergeCommand = new Command('merge')
+  .description('join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge')
+  .requiredOption('--out <dir>', 'the merged index (created, or continued)')
+  .option('--json', 'print JSON')
+  .argument('<shards...>', 'shard index directories')
+  .action((shards: string[], raw) => {
+    const o = parseOptions(z.object({ out: z.string().min(1), json: z.boolean().default(false) }), raw);
+    const manifests = shards.map((d) => readManifest(d));
+    const first = manifests[0];
+    // The merged index records where the shards' model is, so that `index add` and `serve` find
+    // it; VectorIndex.merge leaves that to its caller. Only when the shards agree on the model:
+    // otherwise merge refuses them with the fingerprints named.
+    if (first.modelPath && manifests.every((m) => m.fingerprint === first.fingerprint) && !fs.existsSync(path.join(o.out, MANIFEST_FILE))) {
+      const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
+      const modelPath = modelPathFor(o.out, path.resolve(shards[0], first.modelPath));
+      VectorIndex.create(o.out, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, modelPath, corpus: { mergedFrom: manifests.map((m) => m.corpus) } }).close();
+    }
+    const r = VectorIndex.merge(o.out, shards);
+    if (o.json) return void printJson(r);
+    process.stdout.write(
+      markdownTable(['shard', 'live', 'added', 'duplicates'], r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates])) + `\n${r.dir}: ${r.live} live items\n`,
+    );
+  });
+
+export const indexCommand = new Command('index').description('corpus indexes: build, add, remove, compact, info, verify, merge');
+for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, mergeCommand]) indexCommand.addCommand(cmd.exitOverride());
