@@ -127,8 +127,14 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
 
   for (let i = 0; i < c.depth; i++) {
     const b = `blocks.${i}`;
-    x = tf.add(x, attention(c, w, i, layerNorm(x, w[`${b}.norm1.weight`], w[`${b}.norm1.bias`], eps) as tf.Tensor3D));
-    x = tf.add(x, ffn(c, w, i, layerNorm(x, w[`${b}.norm2.weight`], w[`${b}.norm2.bias`], eps) as tf.Tensor3D, dims[i]));
+    const input = x;
+    // One scope per block: inference frees the block's intermediates at once (a 224 model at batch
+    // 32 would otherwise hold every layer's activations and exhaust the wasm heap); under a
+    // gradient tape tfjs keeps what the backward pass needs.
+    x = tf.tidy(() => {
+      const h = tf.add(input, attention(c, w, i, layerNorm(input, w[`${b}.norm1.weight`], w[`${b}.norm1.bias`], eps) as tf.Tensor3D)) as tf.Tensor3D;
+      return tf.add(h, ffn(c, w, i, layerNorm(h, w[`${b}.norm2.weight`], w[`${b}.norm2.bias`], eps) as tf.Tensor3D, dims[i])) as tf.Tensor3D;
+    });
   }
 
   const clsOut = tf.reshape(tf.slice(x, [0, 0, 0], [B, 1, D]), [B, D]); // [B, D]
