@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { ENGINES } from '../engine/encoder.ts';
-import { type BuildSummary, DEFAULT_SNAPSHOT_EVERY, type Progress, addPaths, buildIndex, parseShard, sourcesToRemove } from '../index/build.ts';
+import { type BuildSummary, DEFAULT_SNAPSHOT_EVERY, type Progress, addPaths, buildIndex, corpusOf, parseShard, sourcesToRemove } from '../index/build.ts';
 import { modelPathFor } from '../index/corpus.ts';
 import { VectorIndex } from '../index/index.ts';
 import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
@@ -15,7 +15,10 @@ import { submodelName } from '../model/config.ts';
 import { DEFAULT_PIXEL_LIMIT } from '../data/preprocess.ts';
 import { UsageError, markdownTable, parseOptions, printJson, submodelOption } from './common.ts';
 
-const count = (min: number) => z.coerce.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
+const count = (min: number) => {
+  const error = `expected an integer >= ${min}`;
+  return z.coerce.number({ error }).int(error).min(min, error);
+};
 const Shard = z.string().transform((s, ctx) => {
   try {
     return parseShard(s);
@@ -72,7 +75,7 @@ function progressBar(enabled: boolean): { onProgress?: (p: Progress) => void; st
 function printSummary(s: BuildSummary, json: boolean): void {
   if (json) return void printJson(s);
   const out = (line: string) => process.stdout.write(line + '\n');
-  out(`${s.index}: ${s.items} items of ${s.data}${s.shard ? ` (shard ${s.shard})` : ''}`);
+  out(`${s.index}: ${s.items} item${s.items === 1 ? '' : 's'} of ${s.data}${s.shard ? ` (shard ${s.shard})` : ''}`);
   out(`  added ${s.added}, duplicates ${s.duplicates.count}, already indexed ${s.alreadyIndexed}, skipped ${s.skipped.count}; ${s.live} live items`);
   out(`  ${s.seconds.toFixed(1)} s, ${s.imgPerSec.toFixed(0)} img/s, peak RSS ${s.peakRssMB} MB; ${s.engine}, submodel ${s.submodel.name}`);
   const t = s.timings;
@@ -218,15 +221,19 @@ const infoCommand = new Command('info')
       out(`index ${o.index}`);
       out(`  model ${m.modelName}, fingerprint ${m.fingerprint}${m.modelPath ? `, at ${path.resolve(o.index, m.modelPath)}` : ''}`);
       out(`  corpus submodel ${m.model ? submodelName(m.model, m.ffnDims) : m.ffnDims.join(',')} (ffnDims ${m.ffnDims.join(',')}), ${m.dim}-d, space ${m.space}; HNSW M ${m.M}, efConstruction ${m.efConstruction}, ef ${m.ef}`);
-      out(`  corpus ${JSON.stringify({ ...m.corpus, classNames: undefined })}`);
+      const described = (c: Record<string, unknown>) => `${c.spec}${c.shard ? ` (shard ${c.shard})` : ''}`;
+      const merged = m.corpus.mergedFrom as Record<string, unknown>[] | undefined;
+      out(`  corpus ${merged ? `merged from ${merged.map(described).join(', ')}` : described(m.corpus)}`);
       out(`  items: ${i.counts.live} live, ${i.counts.deleted} removed; store seq ${i.storeSeq}`);
-      const names = (m.corpus.classNames as string[] | undefined) ?? [];
-      const labels = Object.entries(i.labels).map(([k, n]) => `${names[Number(k)] ?? k}: ${n}`);
+      const names = corpusOf(o.index).classNames;
+      const labels = Object.entries(i.labels).map(([k, n]) => `${k === '-1' ? 'no label' : (names[Number(k)] ?? k)}: ${n}`);
       if (labels.length) out(`  labels: ${labels.join(', ')}`);
       out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
       out(i.snapshot ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}` : '  snapshot: none usable');
       out(`  opened: snapshot ${i.opened.snapshot}${i.opened.reason ? ` (${i.opened.reason})` : ''}${i.opened.rebuilt ? ', graph rebuilt in memory' : ''}, replayed +${i.opened.replayed.added} -${i.opened.replayed.deleted}, ${i.opened.ms} ms`);
       out(`  files: ${Object.entries(i.files).map(([f, b]) => `${f} ${b}`).join(', ')}`);
+      const last = Array.isArray(runs) ? (runs.at(-1) as Record<string, unknown> | undefined) : undefined;
+      if (last) out(`  last build/add (${(runs as unknown[]).length} recorded): ${JSON.stringify(last)}`);
     } finally {
       index.close();
     }

@@ -18,6 +18,8 @@ const bench = new Command('bench').description('benchmarks that print figures me
 for (const cmd of [benchEncodeCommand, benchTrainCommand]) bench.addCommand(cmd.exitOverride());
 for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
 
+(await import('./serve.ts')).addServeCommands(program, bench); // serve, calibrate, bench serve
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

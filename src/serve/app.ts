@@ -1,0 +1,205 @@
+// The HTTP API, built by `createApp` and started elsewhere (server.ts): tests run it on port 0.
+//
+//   POST   /v1/search              image (multipart field "image" | raw image/* | JSON base64) + options
+//   GET    /v1/index               counts, model, corpus submodel, menu, cascade, policy
+//   GET    /v1/items/:id           an item's metadata
+//   GET    /v1/items/:id/image     the stored corpus image (looked up by id only)
+//   POST   /v1/items               add an image (Bearer admin token; only when one is configured)
+//   DELETE /v1/items/:id           remove an item (idem)
+//   GET    /healthz, /readyz, /metrics; GET / the web page
+//
+// Validation replaces the request's fields with the parsed values: after `searchInput`,
+// req.body is { image: Buffer, options: SearchOptions } whichever way the image came. Every
+// error is an ApiError (errors.ts) answered by the one error middleware at the end.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import multer from 'multer';
+import { pino, type Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+import { ApiError, invalidField, payloadTooLarge, toApiError } from './errors.ts';
+import { ADD_ACCEPTED, ID_ACCEPTED, MAX_K, addSchema, base64Image, idSchema, parseOr400, searchAccepted, searchSchema } from './schemas.ts';
+import type { SearchService } from './service.ts';
+
+export interface AppDeps {
+  service: SearchService;
+  /** Enables POST/DELETE /v1/items for requests bearing it; without one, writes answer 403. */
+  adminToken?: string;
+  /** Request logs; silent when absent (tests). */
+  log?: Logger;
+}
+
+const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+const ACCEPTED_TYPES = 'multipart/form-data (image in field "image"), image/* (the raw image), application/json ({"image": "<base64>"})';
+
+/** Equal tokens, compared in constant time (the digests have equal length whatever the inputs). */
+function tokenEquals(given: string, expected: string): boolean {
+  const h = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(h(given), h(expected));
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { service } = deps;
+  const log = deps.log ?? pino({ level: 'silent' });
+  const limits = { maxImageBytes: service.config.maxImageBytes };
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple'); // no nested objects from a[b]=c: every option is a string or a list
+
+  app.use(
+    pinoHttp({
+      logger: log,
+      autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url ?? '') },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+      customProps: (_req, res) => ({ encoder: (res as Response).locals?.encoder }),
+      // Lean request records, and never the Authorization header (the admin token).
+      serializers: {
+        req: (r: { id: unknown; method: string; url: string; remoteAddress: string; headers: Record<string, string> }) => ({
+          id: r.id, method: r.method, url: r.url, remoteAddress: r.remoteAddress, contentType: r.headers['content-type'], contentLength: r.headers['content-length'],
+        }),
+        res: (r: { statusCode: number }) => ({ statusCode: r.statusCode }),
+      },
+    }),
+  );
+  app.use((req, res, next) => {
+    // While draining, answer and hang up: a keep-alive connection must not outlive the shutdown.
+    if (service.state === 'draining') res.set('Connection', 'close');
+    res.on('finish', () => {
+      const route = req.route ? `${req.baseUrl}${req.route.path}` : res.statusCode === 404 ? 'unmatched' : 'static';
+      service.metrics.httpRequests.inc({ route, method: req.method, status: String(res.statusCode) });
+    });
+    next();
+  });
+
+  // ---- bodies ----------------------------------------------------------------------------------
+  const upload = multer({
+    storage: multer.memoryStorage(),
+    limits: { fileSize: limits.maxImageBytes, files: 1, fields: 16, parts: 20, fieldSize: Math.ceil((limits.maxImageBytes * 4) / 3) + 1024 },
+  }).single('image');
+  const raw = express.raw({ type: 'image/*', limit: limits.maxImageBytes });
+  const json = express.json({ limit: Math.ceil((limits.maxImageBytes * 4) / 3) + 64 * 1024 });
+
+  /** Parses whichever of the three body kinds came; 415 for any other. */
+  const body: RequestHandler = (req, res, next) => {
+    if (req.is('multipart/form-data')) return upload(req, res, next);
+    if (req.is('image/*')) return raw(req, res, next);
+    if (req.is('application/json')) return json(req, res, next);
+    // No body at all (type-is counts "Content-Length: 0" as a body): reported as a missing image.
+    if (req.is('*/*') === null || (!req.get('content-type') && ['0', undefined].includes(req.get('content-length')) && !req.get('transfer-encoding'))) return next();
+    next(new ApiError(415, 'unsupported-media-type', `Content-Type ${JSON.stringify(req.get('content-type') ?? '')} is not accepted; accepted: ${ACCEPTED_TYPES}`, { received: req.get('content-type'), accepted: ACCEPTED_TYPES }));
+  };
+
+  /** The image bytes and the other fields of a request, whichever body kind carried them. */
+  function imageAndFields(req: Request, accepted: Record<string, string>): { image: Buffer; fields: Record<string, unknown> } {
+    let image: Buffer | undefined;
+    let fields: Record<string, unknown> = {};
+    if (Buffer.isBuffer(req.body)) image = req.body; // raw image/*
+    else if (req.body && typeof req.body === 'object' && !Array.isArray(req.body)) {
+      const { image: encoded, ...rest } = req.body as Record<string, unknown>;
+      fields = rest;
+      if (req.file) image = req.file.buffer;
+      else if (encoded !== undefined) {
+        const r = base64Image.safeParse(encoded);
+        if (!r.success) throw invalidField('image', typeof encoded === 'string' ? `${encoded.slice(0, 32)}${encoded.length > 32 ? '...' : ''}` : encoded, 'a base64 string (optionally a data: URL)', r.error.issues[0].message);
+        image = r.data;
+      }
+    } else if (req.body !== undefined) throw invalidField('(body)', req.body, 'a JSON object');
+    if (!image || image.length === 0) throw invalidField('image', image ? '(0 bytes)' : undefined, accepted.image, image ? 'the image is empty' : 'no image in the request');
+    if (image.length > limits.maxImageBytes) throw payloadTooLarge(limits.maxImageBytes); // a base64 image decodes to this size only now
+    // Options may come in the query string, the form or the JSON body, but one value per field.
+    const merged: Record<string, unknown> = { ...req.query };
+    for (const [key, value] of Object.entries(fields)) {
+      if (key in merged && JSON.stringify(merged[key]) !== JSON.stringify(value))
+        throw invalidField(key, value, 'one value, in either the query string or the body', `also given as ${JSON.stringify(merged[key])} in the query string`);
+      merged[key] = value;
+    }
+    return { image, fields: merged };
+  }
+
+  const search = searchSchema(service.menu);
+  const searchFields = searchAccepted(service.menu, service.index.params.ef);
+  const searchInput: RequestHandler = (req, _res, next) => {
+    const { image, fields } = imageAndFields(req, searchFields);
+    req.body = { image, options: parseOr400(search, fields, searchFields) };
+    next();
+  };
+  const addInput: RequestHandler = (req, _res, next) => {
+    const { image, fields } = imageAndFields(req, ADD_ACCEPTED);
+    req.body = { image, meta: parseOr400(addSchema, fields, ADD_ACCEPTED) };
+    next();
+  };
+  const idInput: RequestHandler = (req, _res, next) => {
+    const { id } = parseOr400(idSchema, { ...req.params }, ID_ACCEPTED);
+    Object.defineProperty(req, 'params', { value: { id }, enumerable: true });
+    next();
+  };
+  const itemId = (req: Request) => (req.params as unknown as { id: number }).id;
+
+  const admin: RequestHandler = (req, _res, next) => {
+    if (!deps.adminToken) throw new ApiError(403, 'writes-disabled', 'writes are disabled on this server; start it with MATVIT_ADMIN_TOKEN set to enable POST and DELETE /v1/items');
+    const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(req.get('authorization') ?? '');
+    const challenge = (error?: string) => ({ 'WWW-Authenticate': `Bearer realm="matvit"${error ? `, error="${error}"` : ''}` });
+    if (!m) throw new ApiError(401, 'unauthorized', 'writes need the header Authorization: Bearer <admin token>', {}, challenge());
+    if (!tokenEquals(m[1], deps.adminToken)) throw new ApiError(401, 'unauthorized', 'the bearer token is not the admin token', {}, challenge('invalid_token'));
+    next();
+  };
+
+  // ---- routes ----------------------------------------------------------------------------------
+  app.post('/v1/search', body, searchInput, async (req, res) => {
+    const r = await service.search(req.body.image, req.body.options);
+    res.locals.encoder = r.encoders.map((e) => e.name).join('>');
+    res.json(r);
+  });
+
+  app.get('/v1/index', (_req, res) => {
+    res.json({ ...service.info(), writes: deps.adminToken ? 'enabled' : 'disabled', limits: { maxImageBytes: limits.maxImageBytes, maxK: MAX_K } });
+  });
+
+  app.get('/v1/items/:id', idInput, (req, res) => {
+    const { id, source, label, labelName, sha256, bytes, addedAt } = service.item(itemId(req));
+    res.json({ id, path: source, label, labelName, sha256, bytes, addedAt, imageUrl: `/v1/items/${id}/image` });
+  });
+
+  app.get('/v1/items/:id/image', idInput, async (req, res) => {
+    const img = await service.image(itemId(req));
+    // Ids are never reused and an item's content never changes: the image can be cached for good.
+    res.set({ 'Content-Type': img.contentType, 'Cache-Control': 'public, max-age=31536000, immutable', 'X-Content-Type-Options': 'nosniff' }).send(img.bytes);
+  });
+
+  app.post('/v1/items', admin, body, addInput, async (req, res) => {
+    const r = await service.add(req.body.image, req.body.meta);
+    res.status(r.created ? 201 : 200).location(`/v1/items/${r.id}`).json({ ...r, url: `/v1/items/${r.id}` });
+  });
+
+  app.delete('/v1/items/:id', admin, idInput, (req, res) => {
+    res.json(service.remove(itemId(req)));
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    res.status(service.state === 'ready' ? 200 : 503).json({ status: service.state });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.type(service.metrics.registry.contentType).send(await service.scrape());
+  });
+
+  app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
+
+  app.use((req) => {
+    throw new ApiError(404, 'not-found', `no route ${req.method} ${req.path}; the API: POST /v1/search, GET /v1/index, GET /v1/items/:id, GET /v1/items/:id/image, POST /v1/items, DELETE /v1/items/:id, GET /healthz, /readyz, /metrics`);
+  });
+
+  // The one error middleware.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err); // express ends the connection
+    const e = toApiError(err, limits);
+    if (e.status >= 500 && e.code === 'internal') req.log.error({ err }, 'request failed');
+    res.set(e.headers).status(e.status).json(e.toJSON());
+  });
+
+  return app;
+}

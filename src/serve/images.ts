@@ -1,0 +1,115 @@
+// The stored image of a corpus item, found from the item's `source` in the store and the corpus
+// recorded in the index manifest, never from anything in the request but the id:
+// - 'idx:#N': record N of the IDX file the manifest's corpus spec names; rendered to PNG;
+// - 'upload:NAME': an image added through POST /v1/items, kept in DIR/uploads/;
+// - an absolute path: a file `matvit index add` took from outside the corpus root (the operator
+//   chose it; clients can only add 'upload:' items);
+// - anything else: a path relative to the corpus root (manifest corpus.root, or the folder its
+//   spec names). A relative path that resolves outside that root is refused, whatever the store says.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import { type Dataset, parseDatasetSpec } from '../data/dataset.ts';
+import type { Manifest } from '../index/index.ts';
+import { ApiError } from './errors.ts';
+
+export const UPLOADS_DIR = 'uploads';
+const UPLOAD_PREFIX = 'upload:';
+
+export interface ImageFile {
+  bytes: Buffer;
+  contentType: string;
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', tiff: 'image/tiff', avif: 'image/avif', heif: 'image/heif', svg: 'image/svg+xml',
+};
+
+/** The file extension an uploaded image is kept under, from its decoded format. */
+export async function uploadExtension(bytes: Buffer): Promise<string> {
+  const { format } = await sharp(bytes).metadata();
+  return format === 'jpeg' ? 'jpg' : (format ?? 'bin');
+}
+
+/** The store source of an upload kept as DIR/uploads/<name>. */
+export const uploadSource = (name: string) => `${UPLOAD_PREFIX}${name}`;
+export const uploadPath = (indexDir: string, name: string) => path.join(indexDir, UPLOADS_DIR, name);
+
+const unavailable = (id: number, why: string) => new ApiError(404, 'image-unavailable', `item ${id}: its image is not available (${why})`);
+
+/** Strips a trailing [a:b] slice: IDX refs count from the start of the file, not of the slice. */
+const unsliced = (spec: string) => spec.replace(/\[-?\d*:-?\d*\]$/, '');
+
+export class CorpusImages {
+  private idx: Promise<Dataset> | null = null;
+
+  constructor(
+    private readonly indexDir: string,
+    private readonly corpus: Manifest['corpus'],
+  ) {}
+
+  private get spec(): string | undefined {
+    const s = this.corpus.spec ?? this.corpus.data;
+    return typeof s === 'string' ? s : undefined;
+  }
+
+  /** The folder relative sources are resolved in: corpus.root, else the folder of a folder/files spec. */
+  private root(): string | undefined {
+    if (typeof this.corpus.root === 'string') return path.resolve(this.indexDir, this.corpus.root);
+    const spec = this.spec && unsliced(this.spec);
+    if (!spec || /^(fashion-mnist|idx):/.test(spec)) return undefined;
+    return path.resolve(spec.replace(/^(files|folder):/, ''));
+  }
+
+  async image(id: number, source: string): Promise<ImageFile> {
+    if (source.startsWith('idx:#')) return this.idxImage(id, Number(source.slice(5)));
+    if (source.startsWith(UPLOAD_PREFIX)) return this.file(id, path.join(this.indexDir, UPLOADS_DIR), source.slice(UPLOAD_PREFIX.length));
+    if (path.isAbsolute(source)) return this.file(id, path.dirname(source), path.basename(source));
+    const root = this.root();
+    if (!root) throw unavailable(id, 'the index manifest records no corpus root');
+    return this.file(id, root, source);
+  }
+
+  private async file(id: number, root: string, rel: string): Promise<ImageFile> {
+    const file = path.resolve(root, rel);
+    const inside = path.relative(root, file);
+    if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) throw unavailable(id, 'its source lies outside the corpus root');
+    let bytes: Buffer;
+    try {
+      // realpath: a symlink inside the root may not lead out of it either.
+      const real = await fs.realpath(file);
+      const realRoot = await fs.realpath(root);
+      if (path.relative(realRoot, real).startsWith('..')) throw unavailable(id, 'its source lies outside the corpus root');
+      bytes = await fs.readFile(real);
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw unavailable(id, `the file is gone from the corpus: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    let format: string | undefined;
+    try {
+      format = (await sharp(bytes).metadata()).format;
+    } catch {
+      format = undefined;
+    }
+    return { bytes, contentType: (format && CONTENT_TYPES[format]) ?? 'application/octet-stream' };
+  }
+
+  private async idxImage(id: number, record: number): Promise<ImageFile> {
+    const spec = this.spec;
+    if (!spec || !/^(fashion-mnist|idx):/.test(spec)) throw unavailable(id, 'the index manifest records no IDX corpus spec');
+    if (!this.idx) {
+      this.idx = parseDatasetSpec(unsliced(spec));
+      this.idx.catch(() => (this.idx = null)); // retried on the next request
+    }
+    let ds: Dataset;
+    try {
+      ds = await this.idx;
+    } catch (e) {
+      throw unavailable(id, `the corpus ${spec} cannot be opened: ${(e as Error).message}`);
+    }
+    if (!ds.pixels || !Number.isInteger(record) || record < 0 || record >= ds.size) throw unavailable(id, `record ${record} is not in ${ds.spec}`);
+    const { width, height, channels } = ds.pixels;
+    const png = await sharp(await ds.bytes(record), { raw: { width, height, channels } }).png().toBuffer();
+    return { bytes: png, contentType: 'image/png' };
+  }
+}

@@ -1,0 +1,318 @@
+// The search service behind the HTTP app: one corpus (index + model), one encoder, the menu of
+// query encoders, the policy that picks them, the micro-batcher, metrics. It knows nothing of
+// HTTP; app.ts validates requests and calls it.
+//
+// Every image takes the project's one path: bytes -> preprocessImage (sharp, on libuv's pool, so
+// decoding never blocks the event loop) -> encoder (batched) -> index. Index calls are synchronous
+// (VectorIndex), so a write and a search never interleave inside the index: searches running
+// during writes see the index before or after each write, never half of one.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { preprocessImage } from '../data/preprocess.ts';
+import type { Encoder } from '../engine/encoder.ts';
+import type { Corpus } from '../index/corpus.ts';
+import type { Item, SearchHit } from '../index/index.ts';
+import { writeFileAtomic } from '../model/checkpoint.ts';
+import { checkFfnDims } from '../model/config.ts';
+import { MicroBatcher } from './batcher.ts';
+import { CASCADE_META_KEY, Cascade, type Confidence, confidence, shouldEscalate } from './cascade.ts';
+import { ServeConfig, type ServeConfigInput } from './config.ts';
+import { ApiError } from './errors.ts';
+import { CorpusImages, type ImageFile, UPLOADS_DIR, uploadExtension, uploadPath, uploadSource } from './images.ts';
+import { ServiceMenu, type ServiceEntry } from './menu.ts';
+import { type Metrics, createMetrics } from './metrics.ts';
+import { EncoderPolicy, type Plan } from './policy.ts';
+
+export interface ServiceDeps {
+  corpus: Corpus;
+  encoder: Encoder;
+  config?: ServeConfigInput;
+  log?: Logger;
+}
+
+/** Search options after validation (app.ts). */
+export interface SearchOptions {
+  k: number;
+  encoder: 'auto' | ServiceEntry;
+  maxMflops?: number;
+  maxLatencyMs?: number;
+  ef?: number;
+  label?: number;
+}
+
+export interface SearchResult {
+  id: number;
+  score: number;
+  label: number;
+  labelName: string | null;
+  /** The item's source: path relative to the corpus root, 'idx:#N', or 'upload:NAME'. */
+  path: string;
+  imageUrl: string;
+}
+
+export interface EncoderRun {
+  name: string;
+  ffnDims: number[];
+  mflops: number;
+  encodeMs: number;
+  searchMs: number;
+  /** For a stage that could escalate: its neighbours' confidence, and whether it did. */
+  confidence?: Confidence;
+  escalated?: boolean;
+}
+
+export interface SearchResponse {
+  results: SearchResult[];
+  /** The encoder whose neighbours were returned; savedFraction counts every encoder that ran. */
+  encoder: { name: string; ffnDims: number[]; mflops: number; xlMflops: number; savedFraction: number };
+  encoders: EncoderRun[];
+  policy: { mode: Plan['mode']; loadLevel: number; why: string };
+  timings: { decodeMs: number; encodeMs: number; searchMs: number; totalMs: number };
+}
+
+export type ServiceState = 'warming' | 'ready' | 'draining' | 'closed';
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+export class SearchService {
+  readonly config: ServeConfig;
+  readonly menu: ServiceMenu;
+  readonly policy: EncoderPolicy;
+  readonly batcher: MicroBatcher;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  private readonly images: CorpusImages;
+  private readonly labelNames = new Map<number, string | null>();
+  private refreshTimer: NodeJS.Timeout | null = null;
+  state: ServiceState = 'warming';
+
+  constructor(readonly deps: ServiceDeps) {
+    const { corpus, encoder } = deps;
+    this.config = ServeConfig.parse(deps.config ?? {});
+    this.log = deps.log ?? pino({ level: 'silent' });
+    const manifest = corpus.index.info().manifest;
+    this.menu = new ServiceMenu(corpus.checkpoint.meta.model, corpus.checkpoint.meta.menu, manifest.ffnDims);
+    this.policy = new EncoderPolicy(this.menu, this.loadCascade(), this.config.load);
+    this.metrics = createMetrics({ defaultMetrics: this.config.defaultMetrics });
+    this.batcher = new MicroBatcher(encoder, this.config.batch, (e) => {
+      this.metrics.batchSize.observe({ encoder: e.name }, e.size);
+      this.metrics.engineLatency.observe({ encoder: e.name }, e.ms);
+    });
+    this.images = new CorpusImages(corpus.index.dir, manifest.corpus);
+    if (this.config.refreshMs > 0) {
+      // Picks up what `matvit index add/remove` committed from another process.
+      this.refreshTimer = setInterval(() => this.refresh(), this.config.refreshMs);
+      this.refreshTimer.unref();
+    }
+  }
+
+  get index() {
+    return this.deps.corpus.index;
+  }
+
+  get model() {
+    return this.deps.corpus.checkpoint.meta.model;
+  }
+
+  /** The stored calibration, if it is valid for this index and model; otherwise auto runs without a cascade. */
+  private loadCascade(): Cascade | null {
+    const raw = this.index.getMeta(CASCADE_META_KEY);
+    if (raw === undefined || raw === null) return null;
+    const parsed = Cascade.safeParse(raw);
+    const problem = parsed.success ? this.cascadeProblem(parsed.data) : `it is not a valid calibration (${parsed.error.message})`;
+    if (problem) {
+      this.log.warn(`ignoring the cascade stored in the index (${CASCADE_META_KEY}): ${problem}; auto uses the corpus submodel until matvit calibrate runs again`);
+      return null;
+    }
+    return parsed.data!;
+  }
+
+  /** Why a stored cascade does not fit this index and model, if it does not. */
+  private cascadeProblem(c: Cascade): string | undefined {
+    const manifest = this.index.info().manifest;
+    if (c.fingerprint !== manifest.fingerprint) return `it was calibrated for model ${c.fingerprint}, the index holds ${manifest.fingerprint}`;
+    if (c.stages[c.stages.length - 1].ffnDims.join() !== manifest.ffnDims.join()) return 'its last stage is not the corpus submodel';
+    try {
+      for (const st of c.stages) checkFfnDims(this.model, st.ffnDims);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return undefined;
+  }
+
+  /** Measures each named submodel's latency (building its engine session), then reports ready. */
+  async warm(): Promise<void> {
+    await this.menu.measureLatency(this.deps.encoder, this.config.latency);
+    if (this.state === 'warming') this.state = 'ready';
+    this.log.info({ menu: this.menu.entries.map((e) => `${e.name}: ${e.mflops.toPrecision(3)} MFLOPs, ${e.latencyMs?.toFixed(2)} ms`) }, 'encoders warm');
+  }
+
+  refresh(): void {
+    if (this.state === 'closed') return;
+    try {
+      const r = this.index.refresh();
+      if (r.added || r.deleted) this.log.info(r, 'picked up changes committed by another process');
+    } catch (e) {
+      this.log.error({ err: e }, 'refresh failed');
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.state === 'closed') throw new ApiError(503, 'shutting-down', 'the server is shutting down', {}, { 'Retry-After': '5' });
+  }
+
+  /** Metrics label of an entry: explicit widths from a request are all "custom". */
+  private label(e: ServiceEntry): string {
+    return e.origin === 'request' ? 'custom' : e.name;
+  }
+
+  async search(image: Buffer, o: SearchOptions): Promise<SearchResponse> {
+    this.assertOpen();
+    const t0 = performance.now();
+    const input = await preprocessImage(image, this.model);
+    const decodeMs = performance.now() - t0;
+    if (o.maxLatencyMs !== undefined && this.state === 'warming')
+      throw new ApiError(503, 'warming', 'maxLatencyMs: encoder latencies are still being measured; retry in a moment', { field: 'maxLatencyMs' }, { 'Retry-After': '1' });
+    const plan = this.policy.plan(o, this.batcher.depth);
+    const runs: EncoderRun[] = [];
+    let hits: SearchHit[] = [];
+    for (const [i, stage] of plan.stages.entries()) {
+      const last = i === plan.stages.length - 1;
+      this.assertOpen();
+      const t1 = performance.now();
+      const vector = await this.batcher.encode(input, stage.entry);
+      const t2 = performance.now();
+      this.assertOpen(); // the index may have been closed while this query waited for the engine
+      hits = this.index.search(vector, last ? o.k : Math.max(o.k, plan.confidenceK), { ef: o.ef, label: o.label });
+      const run: EncoderRun = { name: stage.entry.name, ffnDims: stage.entry.ffnDims, mflops: stage.entry.mflops, encodeMs: round(t2 - t1), searchMs: round(performance.now() - t2) };
+      runs.push(run);
+      this.metrics.encodeLatency.observe({ encoder: this.label(stage.entry) }, t2 - t1);
+      this.metrics.encoderRuns.inc({ encoder: this.label(stage.entry) });
+      if (last || !stage.rule) break;
+      run.confidence = confidence(hits, plan.confidenceK);
+      run.escalated = shouldEscalate(stage.rule, run.confidence);
+      if (!run.escalated) break;
+      this.metrics.escalations.inc({ from: this.label(stage.entry), to: this.label(plan.stages[i + 1].entry) });
+    }
+    const final = plan.stages[runs.length - 1].entry;
+    const spent = runs.reduce((s, r) => s + r.mflops, 0);
+    const totalMs = performance.now() - t0;
+    this.policy.observe(totalMs);
+    this.metrics.searches.inc({ encoder: this.label(final), mode: plan.mode });
+    this.metrics.searchLatency.observe({ encoder: this.label(final) }, totalMs);
+    this.metrics.queryMflops.inc(spent);
+    return {
+      results: hits.slice(0, o.k).map((h) => ({ id: h.id, score: h.score, label: h.label, labelName: this.labelName(h), path: h.source, imageUrl: `/v1/items/${h.id}/image` })),
+      encoder: { name: final.name, ffnDims: final.ffnDims, mflops: final.mflops, xlMflops: this.menu.xlMflops, savedFraction: 1 - spent / this.menu.xlMflops },
+      encoders: runs,
+      policy: { mode: plan.mode, loadLevel: plan.loadLevel, why: plan.why },
+      timings: {
+        decodeMs: round(decodeMs),
+        encodeMs: round(runs.reduce((s, r) => s + r.encodeMs, 0)),
+        searchMs: round(runs.reduce((s, r) => s + r.searchMs, 0)),
+        totalMs: round(totalMs),
+      },
+    };
+  }
+
+  /** Label names live in the store, per item; a label's name is read once and remembered. */
+  private labelName(h: SearchHit): string | null {
+    if (h.label < 0) return null;
+    if (!this.labelNames.has(h.label)) this.labelNames.set(h.label, this.index.item(h.id)?.labelName ?? null);
+    return this.labelNames.get(h.label)!;
+  }
+
+  /**
+   * Adds an image embedded with the corpus submodel. The image is kept under DIR/uploads (so GET
+   * .../image serves it) and written durably before the store commit; the item is durable when
+   * this returns. The same content twice gives the existing item (created: false).
+   */
+  async add(image: Buffer, meta: { label?: number; labelName?: string }): Promise<{ id: number; created: boolean }> {
+    this.assertOpen();
+    const sha = sha256(image);
+    const known = this.index.existing([sha]).get(sha);
+    if (known !== undefined) return { id: known, created: false };
+    const input = await preprocessImage(image, this.model);
+    const vector = await this.batcher.encode(input, this.menu.corpus);
+    const name = `${sha}.${await uploadExtension(image)}`;
+    this.assertOpen();
+    fs.mkdirSync(path.join(this.index.dir, UPLOADS_DIR), { recursive: true });
+    writeFileAtomic(uploadPath(this.index.dir, name), image);
+    const labelName = meta.labelName ?? (meta.label !== undefined && meta.label >= 0 ? (this.model.classNames[meta.label] ?? null) : null);
+    const r = this.index.add([{ source: uploadSource(name), label: meta.label ?? -1, labelName, sha256: sha, bytes: image.length, vector }]);
+    if (r.ids[0] === null) return { id: r.duplicates[0].existingId, created: false }; // the same image raced in
+    this.metrics.writes.inc({ op: 'add' });
+    this.log.info({ id: r.ids[0], sha256: sha }, 'item added');
+    return { id: r.ids[0], created: true };
+  }
+
+  /** Deletes a live item; 404 when there is none with this id. */
+  remove(id: number): { id: number; removed: true } {
+    this.assertOpen();
+    const item = this.index.item(id);
+    const r = this.index.remove([id]);
+    if (r.removed.length === 0) throw notFound(id, item);
+    this.metrics.writes.inc({ op: 'remove' });
+    if (item?.source.startsWith('upload:')) fs.rmSync(uploadPath(this.index.dir, item.source.slice('upload:'.length)), { force: true });
+    this.log.info({ id }, 'item removed');
+    return { id, removed: true };
+  }
+
+  /** A live item's metadata; 404 when deleted or unknown. */
+  item(id: number): Item {
+    this.assertOpen();
+    const item = this.index.item(id);
+    if (!item || item.deletedSeq !== null) throw notFound(id, item);
+    return item;
+  }
+
+  async image(id: number): Promise<ImageFile> {
+    const item = this.item(id);
+    return this.images.image(id, item.source);
+  }
+
+  info() {
+    this.assertOpen();
+    const i = this.index.info();
+    const m = i.manifest;
+    const c = this.policy.cascade;
+    return {
+      state: this.state,
+      index: { name: path.basename(path.resolve(i.dir)), counts: i.counts, labels: i.labels, space: m.space, dim: m.dim, M: m.M, ef: m.ef, storeSeq: i.storeSeq, createdAt: m.createdAt, updatedAt: m.updatedAt },
+      model: { name: m.modelName, fingerprint: m.fingerprint, imageSize: this.model.imageSize, channels: this.model.channels, depth: this.model.depth, mlpDim: this.model.mlpDim, classNames: this.model.classNames },
+      engine: this.deps.encoder.description,
+      corpus: { submodel: this.menu.corpus.name, ffnDims: this.menu.corpus.ffnDims, mflops: this.menu.corpus.mflops, ...m.corpus },
+      xlMflops: this.menu.xlMflops,
+      menu: this.menu.toJSON(),
+      cascade: c && { stages: c.stages.map((s) => s.name), rules: c.rules, k: c.k, basis: c.basis, tolerance: c.tolerance, queries: c.queries, heldOut: c.heldOut, reference: c.reference, calibratedAt: c.calibratedAt },
+      policy: { auto: this.policy.ladder.map((r) => r.label), loadLevel: this.policy.load.level, load: this.config.load },
+      batching: this.config.batch,
+    };
+  }
+
+  /** Sets the gauges that are read, not counted, just before a scrape. */
+  async scrape(): Promise<string> {
+    this.metrics.queueDepth.set(this.batcher.depth);
+    this.metrics.loadLevel.set(this.policy.load.level);
+    if (this.state !== 'closed') this.metrics.items.set(this.index.size);
+    return this.metrics.registry.metrics();
+  }
+
+  /** Waits for queued encodes, snapshots and closes the index, releases the engine. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'draining';
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    await this.batcher.idle();
+    this.state = 'closed';
+    this.index.close(); // writes the graph snapshot when it holds changes
+    await this.deps.encoder.dispose();
+  }
+}
+
+function notFound(id: number, item: Item | undefined): ApiError {
+  return new ApiError(404, 'not-found', item ? `item ${id} was deleted (at store seq ${item.deletedSeq})` : `no item with id ${id}`);
+}

@@ -1,0 +1,78 @@
+// The web page in headless Chromium (Debian's chromium driven by playwright-core): upload an image,
+// the results grid appears with scores and the encoder used; choosing an encoder shows the compute
+// saved against XL; clicking a result searches by it.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, test } from 'node:test';
+import { type Browser, chromium } from 'playwright-core';
+import { type RunningServer, startServer } from '../src/serve/server.ts';
+import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// .ci/run installs Debian's chromium; elsewhere the page tests say why they did not run.
+const skip = !fs.existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+let f: ServeFixture;
+let s: RunningServer;
+let browser: Browser;
+
+before(async () => {
+  f = await serveFixture(60);
+  s = await startServer({ index: f.indexDir, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
+  await s.warm;
+  if (!skip) browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await s?.close();
+  f?.cleanup();
+});
+
+test('upload an image: results grid, encoder used, compute saved; click a result to search by it', { skip }, async () => {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(s.url);
+  await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
+  assert.match(await page.textContent('#about') ?? '', /60 images embedded by tiny-serve/);
+  await page.waitForSelector('#corpus img');
+
+  await page.setInputFiles('#file', { name: 'query.png', mimeType: 'image/png', buffer: await fmnistPng(3000) });
+  await page.waitForSelector('#results .result');
+  assert.equal(await page.locator('#results .result').count(), 12);
+  assert.equal(await page.textContent('#encoder-used'), 'xl');
+  assert.match(await page.textContent('#policy') ?? '', /auto/);
+  assert.match(await page.locator('#results .score').first().textContent() ?? '', /^\d\.\d{4}$/);
+  assert.ok(await page.isVisible('#query'));
+
+  await page.selectOption('#encoder', 's');
+  await page.fill('#k', '5');
+  const answered = page.waitForResponse((r) => r.url().includes('/v1/search'));
+  await page.setInputFiles('#file', { name: 'query.png', mimeType: 'image/png', buffer: await fmnistPng(3001) });
+  await answered;
+  await page.waitForFunction(() => document.querySelector('#encoder-used')?.textContent === 's');
+  assert.equal(await page.locator('#results .result').count(), 5);
+  assert.match(await page.textContent('#compute') ?? '', /of the compute saved/);
+
+  // Clicking a result searches by that corpus image: with XL (the corpus encoder) it comes back first.
+  await page.selectOption('#encoder', 'xl');
+  const firstSrc = await page.locator('#results .result img').nth(2).getAttribute('src');
+  const again = page.waitForResponse((r) => r.url().includes('/v1/search'));
+  await page.locator('#results .result img').nth(2).click();
+  await again;
+  await page.waitForFunction((src) => document.querySelector('#results .result img')?.getAttribute('src') === src, firstSrc);
+  assert.equal(errors.length, 0, errors.join('\n'));
+  await page.close();
+});
+
+test('an undecodable upload shows the server\'s error', { skip }, async () => {
+  const page = await browser.newPage();
+  await page.goto(s.url);
+  await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
+  await page.setInputFiles('#file', { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('not a png') });
+  await page.waitForSelector('#error:not([hidden])');
+  assert.match(await page.textContent('#error') ?? '', /cannot be decoded/);
+  await page.close();
+});
