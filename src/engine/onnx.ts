@@ -19,10 +19,16 @@ function resolveThreads(threads: number | undefined): number {
   return threads;
 }
 
-const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions => ({
+/**
+ * The session options of every ORT session in the project (encoders, the build worker, the ceiling
+ * measurement). Pool threads do not spin while idle: on a shared 2-core machine spinning threads
+ * took the cores the main thread needed.
+ */
+export const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions => ({
   executionProviders: ['cpu'],
   graphOptimizationLevel: 'all',
   intraOpNumThreads: threads,
+  extra: { session: { intra_op: { allow_spinning: '0' } } },
 });
 
 export class OnnxEncoder implements Encoder {

@@ -30,6 +30,7 @@ import { listImages } from '../data/folder.ts';
 import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } from '../data/preprocess.ts';
 import { type EncodeOutput, type Encoder, type EngineName, batchSize, createEncoder } from '../engine/encoder.ts';
 import { buildOnnxModel } from '../engine/onnx-graph.ts';
+import { sessionOptions } from '../engine/onnx.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import type { WeightMap } from '../model/weights.ts';
 import { type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
@@ -403,12 +404,7 @@ export class OffThreadOnnx implements Encoder {
       workerData: {
         ort: require.resolve('onnxruntime-node'),
         model: buildOnnxModel(config, weights, ffnDims),
-        // OnnxEncoder's options, except that ORT's pool threads do not spin-wait between ops:
-        // the main thread needs the same cores to commit, and spinning threads took them. On 2
-        // cores with a training job alongside, encoding in the worker while the main thread
-        // inserted into HNSW ran at 0.82-0.91x the in-process encode-only throughput with
-        // spinning, 1.23-1.30x without.
-        options: { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, extra: { session: { intra_op: { allow_spinning: '0' } } } },
+        options: sessionOptions(threads), // plain data, so it crosses to the worker as it is
       },
     });
     const failAll = (e: Error) => {
