@@ -30,8 +30,8 @@ describe('matvit CLI', () => {
 
   it('--help lists every command, and every command has --help', async () => {
     const { stdout } = await matvit('--help');
-    for (const c of ['init', 'info', 'embed', 'export-onnx', 'train', 'eval', 'dataset', 'bench']) assert.match(stdout, new RegExp(`\\b${c}\\b`));
-    for (const c of [['init'], ['embed'], ['eval', 'classify'], ['bench', 'encode'], ['bench', 'train'], ['dataset', 'export']])
+    for (const c of ['init', 'info', 'embed', 'export-onnx', 'train', 'eval', 'dataset', 'index', 'serve', 'calibrate', 'bench']) assert.match(stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of [['init'], ['embed'], ['eval', 'classify'], ['bench', 'encode'], ['bench', 'train'], ['bench', 'serve'], ['dataset', 'export'], ['index', 'build'], ['serve'], ['calibrate']])
       assert.match((await matvit(...c, '--help')).stdout, /Usage: matvit/);
   });
 

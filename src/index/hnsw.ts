@@ -13,8 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import hnswlib, { type HierarchicalNSW } from 'hnswlib-node';
 import { z } from 'zod';
-import { writeFileAtomic } from '../model/checkpoint.ts';
-import { fsyncFile, hashFile, renameDurable, tempPath } from './durable.ts';
+import { fsyncFile, hashFile, renameDurable, tempPath, writeFileAtomic } from '../util/durable.ts';
 import { Space, softwareVersions } from './manifest.ts';
 
 export const GRAPH_FILE = 'graph.bin';

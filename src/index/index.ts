@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import seedrandom from 'seedrandom';
-import { removeStaleTemps } from './durable.ts';
+import { removeStaleTemps } from '../util/durable.ts';
 import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
 import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';

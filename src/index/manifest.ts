@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { z } from 'zod';
 import { ModelConfig } from '../model/config.ts';
-import { writeFileAtomic } from '../model/checkpoint.ts';
+import { writeFileAtomic } from '../util/durable.ts';
 
 export const MANIFEST_FILE = 'manifest.json';
 

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { writeFileAtomic } from '../util/durable.ts';
 import { ModelConfig } from './config.ts';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
 import { type HostTensor, type Layout, type WeightMap, checkWeights, weightSpecs } from './weights.ts';
@@ -94,30 +95,6 @@ export function saveCheckpoint(dir: string, model: ModelConfig, weights: WeightM
   writeFileAtomic(path.join(dir, 'model.safetensors'), encodeSafetensors(disk, { format: 'pt', fingerprint: meta.fingerprint }));
   saveMeta(dir, meta);
   return meta;
-}
-
-/** temp file + fsync + rename + fsync of the directory: readers see the old file or the new one. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSynced(tmp, data);
-  fs.renameSync(tmp, file);
-  const dirFd = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dirFd);
-  } finally {
-    fs.closeSync(dirFd);
-  }
-}
-
-/** Writes a file and fsyncs it, so a rename after it never exposes a partial file. */
-export function writeFileSynced(file: string, data: string | Uint8Array): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** Updates config.json only (e.g. a new menu); the weights and fingerprint stay. */

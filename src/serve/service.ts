@@ -14,7 +14,7 @@ import { preprocessImage } from '../data/preprocess.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
 import type { Item, SearchHit } from '../index/index.ts';
-import { writeFileAtomic } from '../model/checkpoint.ts';
+import { writeFileAtomic } from '../util/durable.ts';
 import { checkFfnDims } from '../model/config.ts';
 import { MicroBatcher } from './batcher.ts';
 import { CASCADE_META_KEY, Cascade, type Confidence, confidence, shouldEscalate } from './cascade.ts';

@@ -1,6 +1,7 @@
-// File durability helpers for the graph snapshot, which hnswlib writes itself (by file name), and
-// file checksums. Files this code writes from memory go through checkpoint.ts's writeFileAtomic.
-// A rename is atomic, but only durable once the directory is fsynced too.
+// File durability, in one place for checkpoints, manifests, snapshots and metrics: files written
+// from memory go through writeFileAtomic; the graph snapshot, which hnswlib writes itself (by file
+// name), through fsyncFile + renameDurable. A rename is atomic, but only durable once the directory
+// is fsynced too.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,6 +29,24 @@ export function fsyncFile(file: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Writes a file and fsyncs it, so a rename after it never exposes a partial file. */
+export function writeFileSynced(file: string, data: string | Uint8Array): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** temp file + fsync + rename + fsync of the directory: readers see the old file or the new one. */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  const tmp = tempPath(file);
+  writeFileSynced(tmp, data);
+  renameDurable(tmp, file);
 }
 
 /** rename, then fsync of the directory so that the rename survives a power loss. */
