@@ -87,7 +87,8 @@ export const trainCommand = trainOptions(
   const o = parseOptions(Options, raw);
   // On --resume the config saved in the checkpoint wins; the flags still need to parse.
   const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
-  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, maxSteps: o.maxSteps });
+  // --epochs with --resume re-plans the schedule's length; other overrides of a resumed run are ignored.
+  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, maxSteps: o.maxSteps, epochs: o.resume ? o.epochs : undefined });
   process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
 });
 

@@ -40,6 +40,9 @@ export interface TrainOptions {
   backend?: string;
   /** Stop after this many steps in this process (tests, benchmarks); the schedule still spans the full run. */
   maxSteps?: number;
+  /** On resume, a new length of the run: the cosine is recomputed over it from the current step (compute
+   *  budgets change; the new value is saved with the next checkpoint). */
+  epochs?: number;
   log?: (line: string) => void;
 }
 
@@ -92,7 +95,8 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   if (opts.resume && !resumeDir) log(`no checkpoint in ${outDir}: starting from step 0`);
   const saved = resumeDir ? TrainState.parse(JSON.parse(fs.readFileSync(path.join(resumeDir, 'state.json'), 'utf8'))) : undefined;
   if (!saved && !cfgIn) throw new Error(`nothing to resume in ${outDir} and no training config given (--preset or --config)`);
-  const cfg0 = saved ? saved.config : TrainConfig.parse(cfgIn);
+  const cfg0 = saved ? { ...saved.config, epochs: opts.epochs ?? saved.config.epochs } : TrainConfig.parse(cfgIn);
+  if (saved && opts.epochs !== undefined && opts.epochs !== saved.config.epochs) log(`schedule changed on resume: ${saved.config.epochs} -> ${opts.epochs} epochs`);
 
   // --- data ---
   const trainDs = await parseDatasetSpec(cfg0.data);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Trains the plain-ViT baselines the paper contrasts MatViT with, on the same data as the shipped
+# model (scripts/train-fmnist.sh): one FFN width per run (`--baseline-ffn`), no nesting.
+#   scripts/train-baselines.sh xl|s|m [RUNS_DIR] [EPOCHS]   default RUNS_DIR: runs, EPOCHS: 6
+#   xl: trained at d_ff 512 only, then sliced to s/m/l at evaluation (the "sliced" baseline);
+#   s, m: independently trained plain ViTs at d_ff 64 / 128 (the "independent" baselines).
+# Compute is scarce here (2 cores), so the baselines get a shorter schedule than MatViT (6 epochs vs
+# 20 by default); their XL/own-width accuracy is reported next to the comparison. Safe to re-run: resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which="${1:?usage: scripts/train-baselines.sh xl|s|m [RUNS_DIR] [EPOCHS]}"
+runs="${2:-runs}"
+epochs="${3:-6}"
+case "$which" in
+  xl) ffn=512 ;; l) ffn=256 ;; m) ffn=128 ;; s) ffn=64 ;;
+  *) echo "unknown baseline $which (xl, l, m, s)" >&2; exit 2 ;;
+esac
+exec node bin/matvit.js train --preset fmnist-tiny \
+  --data 'fashion-mnist:train[:55000]' --val 'fashion-mnist:train[55000:]' \
+  --out "$runs/baseline-$which" --resume --baseline-ffn "$ffn" --epochs "$epochs" --warmup-steps 430 \
+  --batch-size 128 --crop-scale 0.6,1 --checkpoint-every 200
