@@ -231,3 +231,17 @@ export function buildMatMulModel(M: number, K: number, N: number): Uint8Array {
   g.op('MatMul', ['a', g.weight('w', [K, N], W)], {}, 'y');
   return g.serialize(`matmul-${M}x${K}x${N}`, [floatValue('a', [M, K])], [floatValue('y', [M, N])]);
 }
+
+/**
+ * Exact inner-product k-NN of a block of queries against a block of corpus vectors:
+ * q [Q, D], c [M, D], k [1] (int64) -> scores [Q, k], indices [Q, k] (best first, indices into c).
+ * Gemm with transB reads c row-major as stored, so no transposed copy is made.
+ */
+export function buildKnnModel(): Uint8Array {
+  const g = new GraphBuilder();
+  const s = g.op('Gemm', ['q', 'c'], { transB: 1 });
+  g.nodes.push({ opType: 'TopK', input: [s, 'k'], output: ['scores', 'indices'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
+  const kValue: onnxProto.onnx.IValueInfoProto = { name: 'k', type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimValue: 1 }] } } } };
+  const indices: onnxProto.onnx.IValueInfoProto = { name: 'indices', type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'queries' }, { dimParam: 'k' }] } } } };
+  return g.serialize('knn', [floatValue('q', ['queries', 'dim']), floatValue('c', ['items', 'dim']), kValue], [floatValue('scores', ['queries', 'k']), indices]);
+}

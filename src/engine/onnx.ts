@@ -13,7 +13,7 @@ import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from '
 import { buildMatMulModel, buildOnnxModel } from './onnx-graph.ts';
 
 /** Threads for ORT's intra-op pool: the option if given, else every core. */
-function resolveThreads(threads: number | undefined): number {
+export function resolveThreads(threads: number | undefined): number {
   if (threads === undefined) return os.availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`threads ${threads}: expected a positive integer (default: ${os.availableParallelism()}, the number of cores)`);
   return threads;
