@@ -1,5 +1,5 @@
-// The training gradients (custom gradients of dense and matmul on explicitly transposed operands,
-// tfjs autodiff elsewhere) against central finite differences of the loss: an independent check.
+// The training gradients (custom gradients of dense, matmul, layer norm and GELU; tfjs autodiff
+// elsewhere) against central finite differences of the loss: an independent check.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
@@ -23,7 +23,7 @@ it('gradients of a Mix\'n\'Match submodel match finite differences', async () =>
   const checks: [string, number][] = [
     ['patch_embed.proj.weight', 7], ['pos_embed', 20], ['blocks.0.attn.qkv.weight', 40], ['blocks.0.attn.proj.bias', 3],
     ['blocks.0.mlp.fc1.weight', 5], ['blocks.0.mlp.fc1.weight', 17], ['blocks.1.mlp.fc2.weight', 100], ['blocks.1.norm2.weight', 2],
-    ['norm.bias', 4], ['head.weight', 9],
+    ['norm.bias', 4], ['head.weight', 9], ['blocks.0.norm1.bias', 6], ['blocks.1.norm1.weight', 11], ['blocks.0.norm2.weight', 0],
   ];
   for (const [name, i] of checks) {
     const v = vars[name];
