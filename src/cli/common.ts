@@ -1,4 +1,5 @@
 // Shared plumbing of the CLI commands: zod validation of options with errors that name the flag.
+import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { type ModelConfig, parseSubmodel, granularityDims, submodelName } from '../model/config.ts';
 
@@ -38,4 +39,23 @@ export const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, 
 export function markdownTable(header: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+/** A progress bar on stderr per phase ("classify", "corpus", ...): a new phase replaces the bar. */
+export function phaseBar(): { update: (phase: string, done: number, total: number, unit?: string) => void; stop: () => void } {
+  const bar = new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total} {percentage}% | {speed} {unit}/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic);
+  let current: string | undefined;
+  let t0 = 0;
+  return {
+    update: (phase, done, total, unit = 'img') => {
+      if (phase !== current) {
+        if (current !== undefined) bar.stop();
+        current = phase;
+        t0 = performance.now();
+        bar.start(total, 0, { phase, speed: '0', unit });
+      }
+      bar.update(done, { speed: ((done * 1000) / Math.max(performance.now() - t0, 1)).toFixed(0), unit });
+    },
+    stop: () => void (current !== undefined && bar.stop()),
+  };
 }

@@ -1,15 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { parseDatasetSpec } from '../data/dataset.ts';
-import { GRANULARITY_NAMES, granularityDims } from '../model/config.ts';
+import { GRANULARITY_NAMES, type ModelConfig, granularityDims, parseSubmodel } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
 import { type ClassifyRow, classify } from '../eval/classify.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
-import { UsageError, csv, markdownTable, parseOptions, submodelOption } from './common.ts';
+import { type QueryModel, type RetrievalRow, evalRetrieval, querySubmodels } from '../eval/retrieval.ts';
+import type { Submodel } from '../train/step.ts';
+import { UsageError, csv, markdownTable, parseOptions, phaseBar, submodelOption } from './common.ts';
 import { compact } from './info.ts';
 
 const ClassifyOptions = z.object({
@@ -35,6 +36,17 @@ function timmCsv(model: string, c: { imageSize: number; cropPct: number; interpo
   return [header.join(','), ...lines].join('\n') + '\n';
 }
 
+/** --granularities and repeated --ffn-dims -> named submodels (Mix'n'Match ones named by their compact widths). */
+function submodelList(c: ModelConfig, granularities: string, ffnDims: string[]): Submodel[] {
+  return [
+    ...csv(granularities).map((g) => {
+      if (!(GRANULARITY_NAMES as string[]).includes(g)) throw new UsageError(`--granularities: "${g}" is not one of ${GRANULARITY_NAMES.join(', ')}`);
+      return { name: g, ffnDims: granularityDims(c, g as 's') };
+    }),
+    ...ffnDims.map((f) => submodelOption(c, { ffnDims: f })).map((s) => ({ name: compact(s.ffnDims), ffnDims: s.ffnDims })),
+  ];
+}
+
 const classifyCommand = new Command('classify')
   .description('top-1/top-5 of each submodel on a labelled dataset (ImageNet-style folder, IDX, fashion-mnist:test)')
   .requiredOption('--model <dir>', 'checkpoint directory')
@@ -51,28 +63,16 @@ const classifyCommand = new Command('classify')
     const o = parseOptions(ClassifyOptions, raw);
     const { meta, weights } = loadCheckpoint(o.model);
     const c = meta.model;
-    const submodels = [
-      ...csv(o.granularities).map((g) => {
-        if (!(GRANULARITY_NAMES as string[]).includes(g)) throw new UsageError(`--granularities: "${g}" is not one of ${GRANULARITY_NAMES.join(', ')}`);
-        return { name: g, ffnDims: granularityDims(c, g as 's') };
-      }),
-      ...o.ffnDims.map((f) => submodelOption(c, { ffnDims: f })).map((s) => ({ name: compact(s.ffnDims), ffnDims: s.ffnDims })),
-    ];
+    const submodels = submodelList(c, o.granularities, o.ffnDims);
     const ds = await parseDatasetSpec(o.data);
     // Labels are class indices (sorted folder names, or the IDX labels); names may differ (an
     // exported folder is 00_T-shirt_top, ...), counts may not.
     if (ds.classNames.length !== c.numClasses) throw new UsageError(`--data: ${ds.spec} has ${ds.classNames.length} classes, the model ${c.numClasses}`);
     const enc = await createEncoder(o.engine, c, weights, { backend: o.backend });
-    const bar = new cliProgress.SingleBar({ format: 'classify [{bar}] {value}/{total} {percentage}% | {speed} img/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic);
-    const t0 = performance.now();
-    bar.start(Math.min(ds.size, o.limit ?? ds.size), 0, { speed: '0' });
+    const bar = phaseBar();
     let result;
     try {
-      result = await classify(enc, ds, submodels, {
-        batchSize: o.batch,
-        limit: o.limit,
-        onBatch: (done) => bar.update(done, { speed: ((done * 1000) / (performance.now() - t0)).toFixed(0) }),
-      });
+      result = await classify(enc, ds, submodels, { batchSize: o.batch, limit: o.limit, onBatch: (done, total) => bar.update('classify', done, total) });
     } finally {
       bar.stop();
       await enc.dispose();
@@ -92,4 +92,110 @@ const classifyCommand = new Command('classify')
     if (o.csv) fs.writeFileSync(o.csv, timmCsv(path.basename(o.model), c, result.rows));
   });
 
-export const evalCommand = new Command('eval').description('evaluation').addCommand(classifyCommand.exitOverride());
+const RetrievalArgs = z.object({
+  model: z.string().min(1),
+  corpus: z.string().min(1),
+  queries: z.string().min(1),
+  index: z.string().min(1).optional(),
+  granularities: z.string().default(GRANULARITY_NAMES.join(',')),
+  ffnDims: z.array(z.string()).default([]),
+  menu: z.boolean().default(false),
+  queryModel: z.array(z.string()).default([]),
+  k: z.coerce.number().int().positive().default(10),
+  batch: z.coerce.number().int().positive().default(64),
+  limitCorpus: z.coerce.number().int().positive().optional(),
+  limitQueries: z.coerce.number().int().positive().optional(),
+  json: z.string().optional(),
+});
+
+/** --query-model NAME=DIR[:granularity|:w,w,...]; a colon stays part of DIR unless a submodel follows it. */
+export function parseQueryModel(spec: string): { name: string; dir: string; submodel?: string } {
+  const m = /^([^=]+)=(.+)$/.exec(spec);
+  if (!m) throw new UsageError(`--query-model: "${spec}" is not NAME=DIR[:granularity|:w,w,...]`);
+  const sub = /^(.+):((?:s|m|l|xl)|\d+(?:,\d+)*)$/i.exec(m[2]);
+  return sub ? { name: m[1], dir: sub[1], submodel: sub[2] } : { name: m[1], dir: m[2] };
+}
+
+function loadQueryModel(spec: string): QueryModel {
+  const { name, dir, submodel = 'xl' } = parseQueryModel(spec);
+  const checkpoint = loadCheckpoint(dir);
+  try {
+    return { name, dir, checkpoint, ffnDims: parseSubmodel(checkpoint.meta.model, submodel) };
+  } catch (e) {
+    throw new UsageError(`--query-model ${spec}: ${(e as Error).message}`);
+  }
+}
+
+const pct = (x: number) => (100 * x).toFixed(2);
+
+const retrievalCommand = new Command('retrieval')
+  .description("elastic retrieval: the corpus embedded by XL, queries by each submodel; 1-NN accuracy, recall@k vs XL's queries, mAP@k, exact and HNSW")
+  .requiredOption('--model <dir>', 'checkpoint directory')
+  .requiredOption('--corpus <spec>', 'corpus dataset spec (embedded by XL, and by each submodel for the same-encoder figure)')
+  .requiredOption('--queries <spec>', 'query dataset spec')
+  .option('--index <dir>', "search this index's vectors and graph (built with --model) instead of an in-memory HNSW over the corpus")
+  .option('--granularities <list>', 'named query submodels', GRANULARITY_NAMES.join(','))
+  .option('--ffn-dims <w,w,...>', "a Mix'n'Match query submodel (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+  .option('--menu', "also every entry of the checkpoint's menu")
+  .option('--query-model <name=dir[:sub]>', 'a query encoder from another checkpoint (a baseline), default submodel xl (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--k <n>', 'neighbours for recall@k and mAP@k', '10')
+  .option('--batch <n>', 'batch size', '64')
+  .option('--limit-corpus <n>', 'the first N corpus images only (with --index: of the same-encoder corpus; the index is searched whole)')
+  .option('--limit-queries <n>', 'the first N query images only')
+  .option('--json <file>', 'write results as JSON (and an SVG plot of 1-NN accuracy and recall@k vs MFLOPs next to it)')
+  .action(async (raw) => {
+    const o = parseOptions(RetrievalArgs, raw);
+    const checkpoint = loadCheckpoint(o.model);
+    const { meta } = checkpoint;
+    const c = meta.model;
+    const submodels = [...submodelList(c, o.granularities, o.ffnDims), ...(o.menu ? meta.menu.map((m) => ({ name: m.name, ffnDims: [...m.ffnDims] })) : [])];
+    const queryModels = o.queryModel.map(loadQueryModel);
+    const names = [...querySubmodels(c, submodels).map((s) => s.name), ...queryModels.map((m) => m.name)];
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) throw new UsageError(`--query-model: the name "${twice}" is taken; names in use: ${names.join(', ')}`);
+    const [corpus, queries] = await Promise.all([parseDatasetSpec(o.corpus), parseDatasetSpec(o.queries)]);
+    const bar = phaseBar();
+    const units: Record<string, string> = { hnsw: 'item', search: 'encoder' };
+    let result;
+    try {
+      result = await evalRetrieval({
+        modelDir: o.model, checkpoint, corpus, queries, submodels, queryModels, indexDir: o.index,
+        k: o.k, batchSize: o.batch, limitCorpus: o.limitCorpus, limitQueries: o.limitQueries,
+        onProgress: (phase, done, total) => bar.update(phase, done, total, units[phase]),
+      });
+    } finally {
+      bar.stop();
+    }
+    const { k, hnsw } = result;
+    const own = result.rows.filter((r) => r.queryModel === undefined).sort((a, b) => a.mflops - b.mflops);
+    const baselines = result.rows.filter((r) => r.queryModel !== undefined);
+    const table = markdownTable(
+      ['query encoder', 'ffnDims', 'MFLOPs', 'of XL', '1-NN exact', '1-NN HNSW', `R@${k} exact`, `R@${k} HNSW`, `mAP@${k} exact`, `mAP@${k} HNSW`, '1-NN same-encoder', 'img/s'],
+      [...own, ...baselines].map((r) => [
+        r.name, compact(r.ffnDims), r.mflops.toFixed(1), r.mflopsFraction.toFixed(3), pct(r.exact.top1), pct(r.hnsw.top1), pct(r.exact.recall), pct(r.hnsw.recall),
+        pct(r.exact.map), pct(r.hnsw.map), pct(r.sameEncoderTop1), r.imgPerSec.toFixed(0),
+      ]),
+    );
+    const out = (line: string) => process.stdout.write(line + '\n');
+    out(`${o.model}: corpus ${result.corpus} (${result.corpusCount} items${o.index ? ` from index ${o.index}` : ''}), queries ${result.queries} (${result.queryCount}), ${result.skipped.length} skipped, engine ${result.engine}`);
+    out(`HNSW (${hnsw.source === 'index' ? 'the index graph' : 'in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}; accuracies, R@${k} (vs the XL queries' exact top ${k}) and mAP@${k} in percent`);
+    out(table);
+    for (const b of baselines) out(`${b.name}: queries embedded by ${b.queryModel} (${compact(b.ffnDims)}); same-encoder: its corpus too`);
+    const best = result.cheapest;
+    if (best) out(`cheapest query submodel within 0.5 pt of XL's exact 1-NN (${pct(best.xlTop1)}): ${best.name}, ${pct(best.top1)} at ${best.mflopsFraction.toFixed(3)} of XL's MFLOPs`);
+    for (const s of result.skipped) process.stderr.write(`skipped ${s.set} ${s.ref}: ${s.reason}: ${s.message}\n`);
+    if (o.json) {
+      const { kind, ...rest } = result;
+      fs.writeFileSync(o.json, JSON.stringify({ kind, command: process.argv.slice(2).join(' '), ...rest }, null, 2) + '\n');
+      const point = (y: (r: RetrievalRow) => number) => (r: RetrievalRow) => ({ x: r.mflops, y: y(r), label: r.name });
+      const series = [
+        { name: `1-NN ${path.basename(o.model)}`, points: own.map(point((r) => r.exact.top1)) },
+        { name: `R@${k} ${path.basename(o.model)}`, points: own.map(point((r) => r.exact.recall)) },
+        ...baselines.flatMap((b) => [{ name: `1-NN ${b.name}`, points: [point((r) => r.exact.top1)(b)] }, { name: `R@${k} ${b.name}`, points: [point((r) => r.exact.recall)(b)] }]),
+      ];
+      const svg = await renderSvg(xyChart({ title: `${c.name}: retrieval vs query MFLOPs (exact search, ${result.queries})`, x: 'query MFLOPs per image', y: `1-NN accuracy / recall@${k} vs XL`, series }));
+      fs.writeFileSync(o.json.replace(/\.json$/, '') + '.svg', svg);
+    }
+  });
+
+export const evalCommand = new Command('eval').description('evaluation').addCommand(classifyCommand.exitOverride()).addCommand(retrievalCommand.exitOverride());

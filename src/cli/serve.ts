@@ -1,6 +1,5 @@
 // Commands of the search service: serve, calibrate, bench serve.
 import { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { parseDatasetSpec } from '../data/dataset.ts';
@@ -10,7 +9,7 @@ import { type RowMetrics, calibrate, evaluateStored } from '../eval/calibrate.ts
 import { benchServe } from '../serve/bench.ts';
 import { ServeConfig, type ServeConfigInput } from '../serve/config.ts';
 import { startServer } from '../serve/server.ts';
-import { csv, markdownTable, parseOptions, printJson } from './common.ts';
+import { csv, markdownTable, parseOptions, phaseBar, printJson } from './common.ts';
 
 const int = z.coerce.number().int();
 /** The service defaults, for the help texts (they live in the schema only). */
@@ -95,18 +94,6 @@ const metricRows = (rows: RowMetrics[]) =>
   rows.map((r) => [r.name, pct(r.accuracy), pct(r.precisionAt10), pct(r.recallAt10), r.mflopsFraction.toFixed(3), pct(r.escalationRate), r.queries]);
 const METRIC_HEADER = ['encoder', '1-NN acc', 'P@10', 'R@10 vs XL', 'MFLOPs / XL', 'escalated', 'queries'];
 
-function progressBar(label: string) {
-  const bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {value}/{total} queries | {eta_formatted} left`, stream: process.stderr }, cliProgress.Presets.shades_classic);
-  let started = false;
-  return {
-    update: (done: number, total: number) => {
-      if (!started) (bar.start(total, 0), (started = true));
-      bar.update(done);
-    },
-    stop: () => started && bar.stop(),
-  };
-}
-
 export const calibrateCommand = new Command('calibrate')
   .description("choose auto's cascade thresholds on held-out labelled queries (within --tolerance of always-XL at the least query MFLOPs) and store them with the index")
   .requiredOption('--index <dir>', 'index directory')
@@ -126,13 +113,13 @@ export const calibrateCommand = new Command('calibrate')
     const encoder = await createEncoder(o.engine, corpus.checkpoint.meta.model, corpus.checkpoint.weights);
     try {
       const ds = await parseDatasetSpec(o.queries);
-      const bar = progressBar('calibrating');
-      const r = await calibrate(corpus, encoder, ds, { tolerance: o.tolerance, minRecall: o.minRecall, k: o.k, batchSize: o.batch, candidates: o.candidates ? csv(o.candidates) : undefined, onProgress: o.json ? undefined : bar.update });
+      const bar = phaseBar();
+      const r = await calibrate(corpus, encoder, ds, { tolerance: o.tolerance, minRecall: o.minRecall, k: o.k, batchSize: o.batch, candidates: o.candidates ? csv(o.candidates) : undefined, onProgress: o.json ? undefined : (done, total) => bar.update('calibrating', done, total, 'queries') });
       bar.stop();
       let evaluation;
       if (o.eval && r.cascade) {
-        const bar2 = progressBar('evaluating');
-        evaluation = await evaluateStored(corpus, encoder, await parseDatasetSpec(o.eval), { batchSize: o.batch, onProgress: o.json ? undefined : bar2.update });
+        const bar2 = phaseBar();
+        evaluation = await evaluateStored(corpus, encoder, await parseDatasetSpec(o.eval), { batchSize: o.batch, onProgress: o.json ? undefined : (done, total) => bar2.update('evaluating', done, total, 'queries') });
         bar2.stop();
       }
       if (o.json) return void printJson({ ...r, evaluation });
