@@ -348,6 +348,25 @@ describe('onnx engine and graph', () => {
     }
   });
 
+  test('the off-thread engine gives the in-process embeddings for every submodel, concurrent calls included', async () => {
+    const inProcess = await OnnxEncoder.create(c, w, { threads: 2 });
+    const offThread = await createEncoder('onnx', c, w, { threads: 2, offThread: true });
+    try {
+      assert.match(offThread.description, /in a worker thread/);
+      const subs = [granularityDims(c, 's'), granularityDims(c, 'xl'), [64, 64, 128, 128, 256, 512]];
+      // First calls of three submodels at once: each graph must reach the worker before its batch.
+      const got = await Promise.all(subs.map((d) => offThread.encode(images.slice(), d)));
+      for (const [i, d] of subs.entries()) {
+        const want = await inProcess.encode(images, d);
+        assert.ok(maxAbsDiff(got[i].embeddings, want.embeddings) < 1e-6, `embeddings of [${d}]`);
+        assert.ok(maxAbsDiff(got[i].logits, want.logits) < 1e-5, `logits of [${d}]`);
+      }
+      await assert.rejects(offThread.encode(images.slice(), [1, 2, 3]), /ffnDims/);
+    } finally {
+      await Promise.all([inProcess.dispose(), offThread.dispose()]);
+    }
+  });
+
   test('description, and errors name the bad value', async () => {
     const enc = await OnnxEncoder.create(c, w, { threads: 2 });
     assert.match(enc.description, /^onnxruntime-node \d+\.\d+\.\d+ \(cpu, 2 threads\)$/);

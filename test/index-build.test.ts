@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import seedrandom from 'seedrandom';
 import sharp, { type CreateRaw } from 'sharp';
 import type { Dataset } from '../src/data/dataset.ts';
-import { type BuildSummary, OffThreadOnnx, buildIndex, parseShard, runPipeline, shardOf } from '../src/index/build.ts';
+import { type BuildSummary, buildIndex, parseShard, runPipeline, shardOf } from '../src/index/build.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { VectorIndex, STORE_FILE } from '../src/index/index.ts';
 import { Store } from '../src/index/store.ts';
@@ -130,24 +130,6 @@ before(async () => {
 });
 
 describe('index build', () => {
-  test("the off-thread encoder gives the in-process engine's embeddings", async () => {
-    const { weights } = loadCheckpoint(model);
-    const [xl, s] = [granularityDims(TINY, 'xl'), granularityDims(TINY, 's')];
-    const rng = seedrandom('images');
-    const images = Float32Array.from({ length: 5 * 28 * 28 }, () => 4 * rng() - 2);
-    const inProcess = await createEncoder('onnx', TINY, weights);
-    const offThread = new OffThreadOnnx(TINY, weights, xl);
-    try {
-      const want = await inProcess.encode(images, xl);
-      const got = await offThread.encode(images.slice(), xl);
-      assert.equal(got.embeddings.length, 5 * TINY.dim);
-      got.embeddings.forEach((v, i) => assert.ok(Math.abs(v - want.embeddings[i]) < 1e-5, `embedding[${i}]: ${v} vs ${want.embeddings[i]}`));
-      await assert.rejects(offThread.encode(images.slice(), s), /runs submodel \[32,32\] only, asked for \[4,4\]/);
-    } finally {
-      await Promise.all([inProcess.dispose(), offThread.dispose()]);
-    }
-  });
-
   test('the reference build: every item added once, metadata and manifest recorded', () => {
     const s = refSummary;
     assert.equal(s.items, N);

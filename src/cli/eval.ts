@@ -83,7 +83,7 @@ const classifyCommand = new Command('classify')
     );
     process.stdout.write(`${o.model} on ${ds.spec}: ${result.count} images, ${result.skipped.length} skipped, engine ${enc.description}\n${table}\n`);
     for (const s of result.skipped) process.stderr.write(`skipped ${s.ref}: ${s.reason}: ${s.message}\n`);
-    const out = { model: o.model, fingerprint: meta.fingerprint, data: ds.spec, count: result.count, engine: enc.description, rows: result.rows, skipped: result.skipped, command: process.argv.slice(2).join(' ') };
+    const out = { kind: 'classify', model: o.model, fingerprint: meta.fingerprint, data: ds.spec, count: result.count, engine: enc.description, rows: result.rows, skipped: result.skipped, command: process.argv.slice(2).join(' ') };
     if (o.json) {
       fs.writeFileSync(o.json, JSON.stringify(out, null, 2) + '\n');
       const svg = await renderSvg(xyChart({ title: `${c.name}: top-1 vs MFLOPs (${ds.spec})`, x: 'MFLOPs per image', y: 'top-1', series: [{ name: path.basename(o.model), points: result.rows.map((r) => ({ x: r.mflops, y: r.top1, label: r.name })) }] }));

@@ -8,6 +8,7 @@ import { indexCommand } from './index-cmd.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
 import { mixnmatchCommand } from './mixnmatch.ts';
+import { reportCommand } from './report.ts';
 import { benchTrainCommand, trainCommand } from './train.ts';
 
 const program = new Command('matvit')
@@ -17,7 +18,7 @@ const program = new Command('matvit')
 
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
 for (const cmd of [benchEncodeCommand, benchTrainCommand]) bench.addCommand(cmd.exitOverride());
-for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
+for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, reportCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
 
 (await import('./serve.ts')).addServeCommands(program, bench); // serve, calibrate, bench serve
 

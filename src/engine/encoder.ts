@@ -25,10 +25,16 @@ export interface EngineOptions {
   backend?: string;
   /** onnx only: intra-op threads (default: all cores). */
   threads?: number;
+  /**
+   * onnx only: run the sessions in a worker thread, so encode() does not block the event loop
+   * (servers, pipelines).
+   */
+  offThread?: boolean;
 }
 
 export async function createEncoder(engine: EngineName, config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<Encoder> {
   if (engine === 'tfjs') return (await import('./tfjs.ts')).TfjsEncoder.create(config, weights, opts);
+  if (opts.offThread) return new (await import('./onnx-worker.ts')).OnnxWorkerEncoder(config, weights, opts);
   return (await import('./onnx.ts')).OnnxEncoder.create(config, weights, opts);
 }
 

@@ -7,7 +7,7 @@
 // batch k-1 (SQLite and HNSW insertion are synchronous) and reads, hashes and checks the items of
 // batch k+1, whose decoding runs on libuv's pool (sharp). onnxruntime-node's run() is synchronous
 // on the calling thread (it only defers the call with setImmediate), so in-process it would block
-// all of that: the ONNX engine runs in a worker thread here (OffThreadOnnx below).
+// all of that: the ONNX engine runs in a worker thread here (engine/onnx-worker.ts).
 // Each file is read once: its bytes are hashed and decoded from the same buffer; IDX pixels go
 // straight to normalization when they already have the model's shape (Fashion-MNIST on a 28x28
 // model), with no sharp call at all.
@@ -21,16 +21,11 @@
 import { hash } from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { type Dataset, type DatasetItem, type Skipped, DEFAULT_CONCURRENCY, parseDatasetSpec } from '../data/dataset.ts';
 import { listImages } from '../data/folder.ts';
 import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } from '../data/preprocess.ts';
-import { type EncodeOutput, type Encoder, type EngineName, batchSize, createEncoder } from '../engine/encoder.ts';
-import { buildOnnxModel } from '../engine/onnx-graph.ts';
-import { sessionOptions } from '../engine/onnx.ts';
+import { type EncodeOutput, type Encoder, type EngineName, createEncoder } from '../engine/encoder.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import type { WeightMap } from '../model/weights.ts';
 import { type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
@@ -348,108 +343,15 @@ export async function runPipeline(index: VectorIndex, encoder: Encoder, ffnDims:
   return r;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The encoder, off the main thread
-
 /**
- * The worker: a plain ORT session of one submodel's graph (built by onnx-graph.ts on the main
- * thread), with OnnxEncoder's session options. CommonJS evaluated from a string, so that it loads
- * nothing but onnxruntime-node (by absolute path): no TypeScript loader needed in the worker.
+ * The build's encoder: ONNX in a worker thread, so that the JS thread commits and decodes while it
+ * embeds. Measured on fmnist-tiny, fashion-mnist:train (60k), 2 cores with a training job alongside:
+ * in-process the build ran at 626 img/s, 0.51-0.63 of `bench encode`'s XL batch-256 throughput
+ * (encoding and committing took turns); off-thread at 1083 img/s, 0.91-0.93 of it. tfjs (the
+ * fallback, ~25x slower: encoding dominates anyway) runs in-process.
  */
-const WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const ort = require(workerData.ort);
-ort.InferenceSession.create(workerData.model, workerData.options).then(
-  (session) => {
-    parentPort.on('message', async ({ id, images, dims }) => {
-      try {
-        const out = await session.run({ pixels: new ort.Tensor('float32', images, dims) });
-        const embeddings = out.embedding.data, logits = out.logits.data;
-        parentPort.postMessage({ id, embeddings, logits }, [embeddings.buffer, logits.buffer]);
-      } catch (err) {
-        parentPort.postMessage({ id, error: String(err && err.message || err) });
-      }
-    });
-    parentPort.postMessage({ ready: true });
-  },
-  (err) => parentPort.postMessage({ ready: false, error: String(err && err.message || err) }),
-);
-`;
-
-/**
- * The ONNX engine of one submodel in a worker thread: encode() only waits, so the JS thread stays
- * free to commit and decode meanwhile. Measured on fmnist-tiny, fashion-mnist:train (60k), 2 cores
- * with a training job alongside: with OnnxEncoder in-process the build ran at 626 img/s, 0.51-0.63
- * of `bench encode`'s XL batch-256 throughput (encoding and committing took turns); with this
- * encoder at 1083 img/s, 0.91-0.93 of it.
- */
-export class OffThreadOnnx implements Encoder {
-  readonly engine = 'onnx' as const;
-  private readonly worker: Worker;
-  private readonly ready: Promise<void>;
-  private readonly waiting = new Map<number, { resolve: (o: EncodeOutput) => void; reject: (e: Error) => void }>();
-  private next = 0;
-
-  constructor(
-    readonly config: ModelConfig,
-    weights: WeightMap,
-    private readonly ffnDims: readonly number[],
-    threads = os.availableParallelism(),
-  ) {
-    const require = createRequire(import.meta.url);
-    const version = (require('onnxruntime-node/package.json') as { version: string }).version;
-    this.description = `onnxruntime-node ${version} (cpu, ${threads} thread${threads === 1 ? '' : 's'}, in a worker thread)`;
-    this.worker = new Worker(WORKER, {
-      eval: true,
-      workerData: {
-        ort: require.resolve('onnxruntime-node'),
-        model: buildOnnxModel(config, weights, ffnDims),
-        options: sessionOptions(threads), // plain data, so it crosses to the worker as it is
-      },
-    });
-    const failAll = (e: Error) => {
-      for (const w of this.waiting.values()) w.reject(e);
-      this.waiting.clear();
-    };
-    this.ready = new Promise((resolve, reject) => {
-      this.worker.once('message', (m: { ready: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`onnxruntime-node session: ${m.error}`))));
-      this.worker.once('error', reject);
-    });
-    this.ready.catch(() => {}); // awaited by encode()
-    this.worker.on('message', (m: { id?: number; embeddings?: Float32Array; logits?: Float32Array; error?: string }) => {
-      const w = m.id === undefined ? undefined : this.waiting.get(m.id);
-      if (!w) return;
-      this.waiting.delete(m.id!);
-      if (m.error !== undefined) w.reject(new Error(`onnxruntime-node: ${m.error}`));
-      else w.resolve({ embeddings: m.embeddings!, logits: m.logits! });
-    });
-    this.worker.on('error', failAll);
-    this.worker.on('exit', (code) => failAll(new Error(`the encoder worker exited (code ${code})`)));
-  }
-
-  readonly description: string;
-
-  /** images are transferred to the worker: the caller must not use them afterwards. */
-  async encode(images: Float32Array, ffnDims: readonly number[]): Promise<EncodeOutput> {
-    if (ffnDims.join() !== this.ffnDims.join()) throw new Error(`this encoder runs submodel [${this.ffnDims.join(',')}] only, asked for [${ffnDims.join(',')}]`);
-    const c = this.config;
-    const dims = [batchSize(c, images), c.channels, c.imageSize, c.imageSize];
-    await this.ready;
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ id, images, dims }, [images.buffer as ArrayBuffer]);
-    });
-  }
-
-  async dispose(): Promise<void> {
-    await this.worker.terminate();
-  }
-}
-
-/** The build's encoder: ONNX off the main thread; tfjs (the fallback, ~25x slower: encoding dominates anyway) in-process. */
-function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap, ffnDims: readonly number[]): Promise<Encoder> {
-  return engine === 'onnx' ? Promise.resolve(new OffThreadOnnx(cfg, weights, ffnDims)) : createEncoder(engine, cfg, weights);
+function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap): Promise<Encoder> {
+  return createEncoder(engine, cfg, weights, { offThread: engine === 'onnx' });
 }
 
 /** Embeds one image first, so that session creation is not counted as throughput (as bench does). */
@@ -500,7 +402,7 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
     const have = index.params;
     const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
     if (clash.length) throw new Error(`${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`);
-    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights, ffnDims);
+    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights);
     let r: PipelineResult;
     try {
       await warmUp(encoder, ffnDims);
@@ -612,7 +514,7 @@ export async function addPaths(o: AddOptions): Promise<BuildSummary> {
     const cfg = checkpoint.meta.model;
     const { ffnDims } = readManifest(o.index);
     const ds = await fileListDataset(o.paths, corpusOf(o.index), { limitInputPixels: o.maxPixels });
-    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, checkpoint.weights, ffnDims);
+    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, checkpoint.weights);
     let r: PipelineResult;
     try {
       r = await runPipeline(index, encoder, ffnDims, ds, { ...o, shard: undefined });

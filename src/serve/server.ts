@@ -44,7 +44,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const corpus = openCorpus(opts.index, { model: opts.model });
   let service: SearchService;
   try {
-    const encoder = await createEncoder(opts.engine ?? 'onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, opts.engineOptions);
+    // Off the event loop: onnxruntime-node's run() blocks its thread for the whole batch, during
+    // which an in-process server could not accept, decode, search or answer /healthz.
+    const encoder = await createEncoder(opts.engine ?? 'onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, { offThread: true, ...opts.engineOptions });
     service = new SearchService({ corpus, encoder, config: opts.config, log });
   } catch (e) {
     corpus.index.close({ snapshot: false });
