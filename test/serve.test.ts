@@ -2,6 +2,7 @@
 // index of Fashion-MNIST test images built by the build pipeline. Every endpoint, every error
 // status, auth on writes, writes during searches, micro-batching, the cascade, calibration.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
-import { calibrate } from '../src/eval/calibrate.ts';
+import { calibrate, embedQueries } from '../src/eval/calibrate.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { VectorIndex } from '../src/index/index.ts';
 import { Store } from '../src/index/store.ts';
@@ -477,6 +478,22 @@ describe('cascade (auto with a stored calibration)', () => {
     const agree = await withCascade({ agreement: 0.5 });
     const l = await call(`${agree.url}/v1/search?label=2`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
     assert.deepEqual(l.body.encoders.map((e: { name: string }) => e.name), ['xl']);
+  });
+
+  test("calibration queries that are index items are searched without their own item (leave-one-out)", async () => {
+    const { corpus, encoder } = s.service.deps;
+    const ds = await parseDatasetSpec('fashion-mnist:test[:20]'); // the fixture's first 20 corpus items
+    const shas = await Promise.all(Array.from({ length: 20 }, async (_, i) => createHash('sha256').update(await ds.bytes(i)).digest('hex')));
+    const own = corpus.index.existing(shas);
+    const e = await embedQueries(corpus, encoder, ds, [s.service.menu.byName('s')!, s.service.menu.corpus], { k: 5 });
+    assert.equal(e.inIndex, own.size);
+    assert.ok(own.size >= 18, `${own.size} of the 20 images are items`);
+    for (const run of e.runs)
+      shas.forEach((sha, i) => {
+        const ids = Array.from(run.ids.subarray(i * 5, (i + 1) * 5));
+        assert.ok(ids.every((id) => id >= 0), `query ${i}: ${ids}`);
+        if (own.has(sha)) assert.ok(!ids.includes(own.get(sha)!), `query ${i} found itself (${run.entry.name})`);
+      });
   });
 
   test('calibrate stores a cascade that meets its constraint on the held-out queries', async () => {

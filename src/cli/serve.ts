@@ -124,7 +124,7 @@ export const calibrateCommand = new Command('calibrate')
       }
       if (o.json) return void printJson({ ...r, evaluation });
       const w = (s: string) => process.stdout.write(s + '\n');
-      if (r.inIndex > 0) w(`warning: ${r.inIndex} queries are items of the index (they find themselves); calibrate on held-out images`);
+      if (r.inIndex > 0) w(`note: ${r.inIndex} queries are items of the index: each was searched without its own item (leave-one-out)`);
       w(`calibrated on ${o.queries} (${r.reference.queries} queries${r.skipped ? `, ${r.skipped} undecodable skipped` : ''}), basis: ${r.basis}, ${r.basis === 'labels' ? `tolerance ${o.tolerance}` : `min recall@10 ${o.minRecall}`}`);
       w(markdownTable(METRIC_HEADER, metricRows([...r.submodels, ...(r.cascade ? [r.chosen] : [])])));
       if (r.cascade) {

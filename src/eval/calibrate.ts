@@ -44,7 +44,7 @@ export interface Embedded {
   queryLabels: Int32Array;
   runs: Neighbours[];
   skipped: number;
-  /** Queries whose content (sha256) is itself in the index: they find themselves. */
+  /** Queries whose content (sha256) is itself in the index: searched without their own item. */
   inIndex: number;
 }
 
@@ -77,7 +77,11 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
   for await (const batch of batches(ds, order, opts.batchSize ?? 64, cfg)) {
     skipped += batch.skipped.length;
     const shas = await Promise.all(batch.indices.map(async (i) => createHash('sha256').update(await ds.bytes(i)).digest('hex')));
-    inIndex += corpus.index.existing(shas).size;
+    // A query that is itself an item of the index is searched without that item (leave-one-out),
+    // so that calibrating on the index's own images still measures held-out behaviour.
+    const own = corpus.index.existing(shas);
+    inIndex += own.size;
+    const selfIds = shas.map((sha) => own.get(sha));
     batch.indices.forEach((i, b) => {
       queryLabels[i] = batch.labels[b];
       kept[i] = 1;
@@ -87,7 +91,9 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
       const { embeddings } = await encoder.encode(batch.images, run.entry.ffnDims);
       const D = embeddings.length / batch.indices.length;
       batch.indices.forEach((i, b) => {
-        const hits = corpus.index.search(embeddings.subarray(b * D, (b + 1) * D), k);
+        const self = selfIds[b];
+        const found = corpus.index.search(embeddings.subarray(b * D, (b + 1) * D), self === undefined ? k : k + 1);
+        const hits = (self === undefined ? found : found.filter((h) => h.id !== self)).slice(0, k);
         hits.forEach((h, j) => {
           run.ids[i * k + j] = h.id;
           run.scores[i * k + j] = h.score;
