@@ -35,12 +35,6 @@ export function submodelOption(c: ModelConfig, o: { granularity?: string; ffnDim
 
 export const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, null, 2) + '\n');
 
-/** A Markdown table from rows of cells. */
-export function markdownTable(header: string[], rows: (string | number)[][]): string {
-  const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
-}
-
 /** A progress bar on stderr per phase ("classify", "corpus", ...): a new phase replaces the bar. */
 export function phaseBar(): { update: (phase: string, done: number, total: number, unit?: string) => void; stop: () => void } {
   const bar = new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total} {percentage}% | {speed} {unit}/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic);

@@ -11,7 +11,8 @@ import { benchEncode } from '../engine/bench.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
 import { buildOnnxModel } from '../engine/onnx-graph.ts';
 import { topK } from '../eval/classify.ts';
-import { UsageError, csv, markdownTable, parseOptions, printJson, submodelOption } from './common.ts';
+import { UsageError, csv, parseOptions, printJson, submodelOption } from './common.ts';
+import { markdownTable } from '../util/format.ts';
 
 const Submodel = { granularity: z.string().optional(), ffnDims: z.string().optional() };
 const withSubmodel = (cmd: Command) =>

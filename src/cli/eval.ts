@@ -10,8 +10,8 @@ import { type ClassifyRow, classify } from '../eval/classify.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
 import { type QueryModel, type RetrievalRow, evalRetrieval, querySubmodels } from '../eval/retrieval.ts';
 import type { Submodel } from '../train/step.ts';
-import { UsageError, csv, markdownTable, parseOptions, phaseBar, submodelOption } from './common.ts';
-import { compact } from './info.ts';
+import { UsageError, csv, parseOptions, phaseBar, submodelOption } from './common.ts';
+import { compact, markdownTable } from '../util/format.ts';
 
 const ClassifyOptions = z.object({
   model: z.string().min(1),

@@ -13,7 +13,8 @@ import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { submodelName } from '../model/config.ts';
 import { DEFAULT_PIXEL_LIMIT } from '../data/preprocess.ts';
-import { UsageError, markdownTable, parseOptions, printJson, submodelOption } from './common.ts';
+import { UsageError, parseOptions, printJson, submodelOption } from './common.ts';
+import { markdownTable } from '../util/format.ts';
 
 const count = (min: number) => {
   const error = `expected an integer >= ${min}`;

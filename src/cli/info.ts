@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { GRANULARITY_NAMES, granularityDims } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { mflops, paramCount } from '../model/flops.ts';
-import { markdownTable, parseOptions, printJson } from './common.ts';
+import { parseOptions, printJson } from './common.ts';
+import { compact, markdownTable } from '../util/format.ts';
 
 const Options = z.object({ model: z.string().min(1), json: z.boolean().default(false) });
 
@@ -31,15 +32,3 @@ export const infoCommand = new Command('info')
     const rows = submodels.map((s) => [s.name, compact(s.ffnDims), (s.params / 1e6).toFixed(3) + 'M', s.mflops.toFixed(1), (s.mflops / xl.mflops).toFixed(3)]);
     process.stdout.write(markdownTable(['submodel', 'ffnDims', 'params', 'MFLOPs', 'of XL'], rows) + '\n');
   });
-
-/** [96,96,96,192] -> "96x3,192" */
-export function compact(dims: number[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < dims.length; ) {
-    let j = i;
-    while (j < dims.length && dims[j] === dims[i]) j++;
-    out.push(j - i > 1 ? `${dims[i]}x${j - i}` : `${dims[i]}`);
-    i = j;
-  }
-  return out.join(',');
-}

@@ -10,8 +10,8 @@ import { createEncoder } from '../engine/encoder.ts';
 import { loadCheckpoint, readMeta, saveMeta } from '../model/checkpoint.ts';
 import { type MixRow, checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry } from '../eval/mixnmatch.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
-import { UsageError, markdownTable, parseOptions, phaseBar } from './common.ts';
-import { compact } from './info.ts';
+import { UsageError, parseOptions, phaseBar } from './common.ts';
+import { compact, markdownTable } from '../util/format.ts';
 
 const Options = z
   .object({

@@ -9,7 +9,8 @@ import { type RowMetrics, calibrate, evaluateStored } from '../eval/calibrate.ts
 import { benchServe } from '../serve/bench.ts';
 import { ServeConfig, type ServeConfigInput } from '../serve/config.ts';
 import { startServer } from '../serve/server.ts';
-import { csv, markdownTable, parseOptions, phaseBar, printJson } from './common.ts';
+import { csv, parseOptions, phaseBar, printJson } from './common.ts';
+import { markdownTable } from '../util/format.ts';
 
 const int = z.coerce.number().int();
 /** The service defaults, for the help texts (they live in the schema only). */

@@ -5,7 +5,8 @@ import { PRESETS, preset } from '../model/presets.ts';
 import { benchTrain } from '../train/bench.ts';
 import { TrainConfig } from '../train/config.ts';
 import { train } from '../train/trainer.ts';
-import { UsageError, csv, markdownTable, parseOptions, printJson } from './common.ts';
+import { UsageError, csv, parseOptions, printJson } from './common.ts';
+import { markdownTable } from '../util/format.ts';
 
 const num = z.coerce.number();
 const Options = z.object({

@@ -5,10 +5,10 @@
 import path from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { z } from 'zod';
-import { markdownTable } from '../cli/common.ts';
-import { compact } from '../cli/info.ts';
+
 import { type Series, xyChart } from './plot.ts';
-import { cheapestWithin } from './retrieval.ts';
+import { cheapestWithin, NEAR_XL_TOLERANCE } from './retrieval.ts';
+import { compact, markdownTable } from '../util/format.ts';
 
 // ---- the input files: one schema per kind; extra fields pass through (newer writers may add some) ----
 
@@ -144,7 +144,7 @@ interface Section {
 }
 
 /** "Within 0.5 pt": the paper's headline tolerance (under 0.5% accuracy drop), in accuracy units. */
-const TOLERANCE = 0.005;
+const TOLERANCE = NEAR_XL_TOLERANCE;
 const TOLERANCE_TEXT = `${(100 * TOLERANCE).toFixed(1)} pt`;
 
 const chart = (file: string, title: string, o: Omit<Parameters<typeof xyChart>[0], 'title'>): Chart => ({ file, title, spec: xyChart({ title, ...o }) });

@@ -111,6 +111,9 @@ export interface RetrievalRow {
   imgPerSec: number;
 }
 
+/** "Almost no loss": the paper's bound on the accuracy drop of a cheaper query encoder (0.5 pt). */
+export const NEAR_XL_TOLERANCE = 0.005;
+
 /**
  * The cheapest of the model's own query submodels (baselines excluded) whose exact 1-NN accuracy is
  * within `tolerance` (0.005 = 0.5 pt) of XL's, the own row at MFLOPs fraction 1; XL itself when no
@@ -173,7 +176,7 @@ export interface RetrievalResult {
   k: number;
   hnsw: HnswSetup;
   rows: RetrievalRow[];
-  /** cheapestWithin(rows, 0.005), with XL's exact 1-NN accuracy for comparison. */
+  /** cheapestWithin(rows, NEAR_XL_TOLERANCE), with XL's exact 1-NN accuracy for comparison. */
   cheapest: { name: string; mflopsFraction: number; top1: number; xlTop1: number } | null;
   skipped: (Skipped & { set: 'corpus' | 'queries' })[];
 }
@@ -330,7 +333,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
       progress('search', rows.length, total);
     }
 
-    const best = cheapestWithin(rows, 0.005);
+    const best = cheapestWithin(rows, NEAR_XL_TOLERANCE);
     return {
       kind: 'retrieval', model: o.modelDir, fingerprint: meta.fingerprint, engine: main.engine,
       corpus: o.corpus.spec, queries: o.queries.spec,
