@@ -14,11 +14,13 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
 export interface Series {
   name: string; // legend entry
   points: { x: number; y: number; label?: string }[];
+  /** false: points only (unrelated configs, single baselines); default: joined by a line. */
+  line?: boolean;
 }
 
 /** A scatter-and-line chart of one or more series: y against x, each point optionally labelled. */
 export function xyChart(o: { title: string; x: string; y: string; series: Series[]; width?: number; height?: number }): TopLevelSpec {
-  const values = o.series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y, label: p.label ?? '' })));
+  const values = o.series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y, label: p.label ?? '', line: s.line !== false })));
   const enc = {
     x: { field: 'x', type: 'quantitative', title: o.x, scale: { zero: false } },
     y: { field: 'y', type: 'quantitative', title: o.y, scale: { zero: false } },
@@ -31,7 +33,8 @@ export function xyChart(o: { title: string; x: string; y: string; series: Series
     height: o.height ?? 300,
     data: { values },
     layer: [
-      { mark: { type: 'line', point: true }, encoding: { ...enc, order: { field: 'x' } } },
+      { transform: [{ filter: 'datum.line' }], mark: { type: 'line' }, encoding: { ...enc, order: { field: 'x' } } },
+      { mark: { type: 'point', filled: true }, encoding: enc },
       { mark: { type: 'text', dy: -8, fontSize: 10 }, encoding: { x: enc.x, y: enc.y, text: { field: 'label' } } },
     ],
   } as TopLevelSpec;

@@ -252,7 +252,7 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
     const baselines = items.flatMap((x) => baselineRows(x.result).map((b) => ({ b, r: x.result })));
     return [
       ...items.map((x, i) => ({ name: names[i] + suffix(x.result), points: ownRows(x.result).map(point) })),
-      ...baselines.map(({ b, r }, j) => ({ name: baselineNames[j] + suffix(r), points: [point(b)] })),
+      ...baselines.map(({ b, r }, j) => ({ name: baselineNames[j] + suffix(r), points: [point(b)], line: false })),
     ];
   };
   const ks = [...new Set(items.map((x) => x.result.k))];
@@ -307,7 +307,7 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
       return [
         { name: 's/m/l/xl', points: points(configs.filter((c) => c.uniform), true) },
         { name: 'front', points: points(front, false) },
-        { name: 'other configs', points: points(configs.filter((c) => !c.uniform && !c.onFront), false) },
+        { name: 'other configs', points: points(configs.filter((c) => !c.uniform && !c.onFront), false), line: false },
       ];
     };
     const title = (what: string) => `Mix'n'Match (${names[i]}): ${what} vs MFLOPs`;
