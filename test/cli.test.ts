@@ -1,29 +1,17 @@
 // The `matvit` CLI as a user runs it: child processes of bin/matvit.js.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { saveCheckpoint } from '../src/model/checkpoint.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { tinyConfig } from './helpers/tiny.ts';
+import { fails, matvit } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-cli-'));
-const run = promisify(execFile);
-const matvit = (...args: string[]) => run(process.execPath, [path.join(root, 'bin/matvit.js'), ...args], { maxBuffer: 64 << 20 });
-const fails = async (args: string[]) => {
-  try {
-    await matvit(...args);
-  } catch (e) {
-    return e as { code: number; stderr: string };
-  }
-  throw new Error(`matvit ${args.join(' ')} succeeded`);
-};
 
 describe('matvit CLI', () => {
   const dir = tmp();

@@ -2,12 +2,10 @@
 // references, then end-to-end runs on a tiny random model over Fashion-MNIST test images (the CLI as
 // a user runs it, and evalRetrieval on an index), checked against embeddings made here.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import seedrandom from 'seedrandom';
 import { parseQueryModel } from '../src/cli/eval.ts';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
@@ -18,6 +16,7 @@ import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { ModelConfig, granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
 import { initWeights } from '../src/model/weights.ts';
+import { matvit } from './helpers/cli.ts';
 
 // ---- plain-loop references, over arrays of lists --------------------------------------------
 
@@ -129,9 +128,6 @@ describe('retrieval metrics', () => {
 
 // ---- end to end -----------------------------------------------------------------------------
 
-const BIN = path.resolve(import.meta.dirname, '../bin/matvit.js');
-const run = promisify(execFile);
-const matvit = (...args: string[]) => run(process.execPath, [BIN, ...args], { maxBuffer: 16 << 20 });
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-retrieval-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 

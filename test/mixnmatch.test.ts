@@ -2,12 +2,10 @@
 // brute-force reference, recall with the self match dropped, and `matvit mixnmatch --write-menu`
 // end to end on a tiny random-weight model.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import seedrandom from 'seedrandom';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
@@ -18,10 +16,8 @@ import { GRANULARITY_NAMES, granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { tinyConfig } from './helpers/tiny.ts';
+import { matvit } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const run = promisify(execFile);
-const matvit = (...args: string[]) => run(process.execPath, [path.join(root, 'bin/matvit.js'), ...args], { maxBuffer: 64 << 20 });
 
 /** Every per-layer assignment of the 4 granularities, by brute force, filtered by the paper's rule. */
 function leastSlopeReference(depth: number, mlpDim: number): string[] {

@@ -2,25 +2,13 @@
 // kind: table rows and the cheapest-within-0.5-pt sentence recomputed here from the inputs, charts
 // written and referenced, identical bytes on a re-run, and malformed inputs named with their field.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { buildReport, modelLabels, parseResult } from '../src/eval/report.ts';
+import { fails, matvit } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const run = promisify(execFile);
-const matvit = (...args: string[]) => run(process.execPath, [path.join(root, 'bin/matvit.js'), ...args], { maxBuffer: 64 << 20 });
-const fails = async (args: string[]) => {
-  try {
-    await matvit(...args);
-  } catch (e) {
-    return e as { code: number; stderr: string };
-  }
-  throw new Error(`matvit ${args.join(' ')} succeeded`);
-};
 
 const pct = (x: number) => (100 * x).toFixed(2);
 const fp = (c: string) => c.repeat(64);
