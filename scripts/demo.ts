@@ -21,9 +21,8 @@ const { values: o } = parseArgs({
 
 if (!fs.existsSync(path.join(o.model, 'config.json'))) {
   process.stderr.write(
-    `The demo needs a trained MatViT checkpoint at ${o.model}, and there is none.\n` +
-      `The shipped Fashion-MNIST model (models/matvit-fmnist) comes with the training work; until then, train one\n` +
-      `(matvit train ...) and run: npm run demo -- --model DIR   (or set MATVIT_DEMO_MODEL=DIR)\n`,
+    `The demo needs a MatViT checkpoint at ${o.model}, and there is none (the shipped one is models/matvit-fmnist).\n` +
+      `Run: npm run demo -- --model DIR   (or set MATVIT_DEMO_MODEL=DIR)\n`,
   );
   process.exit(1);
 }
