@@ -186,9 +186,10 @@ describe('matvit report', () => {
     assert.throws(() => parseResult('x.json', [1]), /x\.json: field kind: received nothing/);
   });
 
-  it('modelLabels: basenames unless they collide between different directories', () => {
+  it('modelLabels: basenames (a run\'s best/latest by run) unless they collide between different directories', () => {
     assert.deepEqual(modelLabels(['runs/a/best', 'runs/b/best', 'models/fm']), ['a/best', 'b/best', 'fm']);
-    assert.deepEqual(modelLabels(['runs/a/best', './runs/a/best/']), ['best', 'best']);
+    assert.deepEqual(modelLabels(['runs/a/best', './runs/a/best/']), ['a/best', 'a/best']);
+    assert.deepEqual(modelLabels(['runs/a/checkpoint', './runs/a/checkpoint/']), ['checkpoint', 'checkpoint']);
     assert.deepEqual(modelLabels(['x/a/best', 'y/a/best']), ['x/a/best', 'y/a/best']);
     assert.deepEqual(modelLabels(['best', 'runs/best']), ['best', 'runs/best']);
   });

@@ -91,8 +91,10 @@ export function modelLabels(models: readonly string[]): string[] {
   const parts = models.map((m) => path.posix.normalize(m.replaceAll('\\', '/')).split('/').filter(Boolean));
   const ids = parts.map((p) => p.join('/'));
   const suffix = (p: string[], n: number) => p.slice(-n).join('/') || '.';
+  // A training run's checkpoint (run/best, run/latest) is named by its run.
+  const generic = new Set(['best', 'latest']);
   return parts.map((p, i) => {
-    let n = 1;
+    let n = generic.has(p[p.length - 1]) && p.length > 1 ? 2 : 1;
     while (n < p.length && parts.some((q, j) => ids[j] !== ids[i] && suffix(q, n) === suffix(p, n))) n++;
     return suffix(p, n);
   });
