@@ -6,11 +6,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
 import { pino } from 'pino';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { calibrate } from '../src/eval/calibrate.ts';
+import { phaseBar } from '../src/cli/common.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { openCorpus } from '../src/index/corpus.ts';
 import { CASCADE_META_KEY } from '../src/serve/cascade.ts';
@@ -35,19 +35,12 @@ if (!fs.existsSync(path.join(o.model, 'config.json'))) {
 }
 
 const checkpoint = loadCheckpoint(o.model);
-const bar = new cliProgress.SingleBar(
-  { format: 'indexing fashion-mnist:test [{bar}] {value}/{total} | {rate} img/s | {eta_formatted} left', stream: process.stderr },
-  cliProgress.Presets.shades_classic,
-);
-let started = false;
+const bar = phaseBar();
 const summary = await buildIndex({
   checkpoint, modelDir: o.model, data: 'fashion-mnist:test', out: o.index,
-  onProgress: (p) => {
-    if (!started) (bar.start(p.total, 0, { rate: '0' }), (started = true));
-    bar.update(p.processed, { rate: (p.processed / Math.max(p.elapsedMs / 1000, 1e-3)).toFixed(0) });
-  },
+  onProgress: (p) => bar.update('indexing fashion-mnist:test', p.processed, p.total),
 });
-if (started) bar.stop();
+bar.stop();
 process.stderr.write(`index ${o.index}: ${summary.live} images (${summary.added} added now, ${summary.alreadyIndexed} already there)\n`);
 
 const corpus = openCorpus(o.index, { model: o.model });
@@ -57,17 +50,16 @@ try {
     if (!heldOut) process.stderr.write('no Fashion-MNIST train split installed: auto is not calibrated (it answers with XL unless load is high)\n');
     else {
       const encoder = await createEncoder('onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, { offThread: true });
-      const cal = new cliProgress.SingleBar({ format: 'calibrating auto on fashion-mnist:train[55000:] [{bar}] {value}/{total} | {eta_formatted} left', stream: process.stderr }, cliProgress.Presets.shades_classic);
-      cal.start(heldOut.size, 0);
+      const cal = phaseBar();
+      let r;
       try {
         // 0.002: below the 0.5 pt target, since a cascade picked at the edge on 5k images can miss it on others.
-        const r = await calibrate(corpus, encoder, heldOut, { tolerance: 0.002, onProgress: (done) => cal.update(done) });
-        cal.stop();
-        process.stderr.write(r.cascade ? `auto: ${r.cascade.stages.map((x) => x.name).join(' -> ')} at ${r.chosen.mflopsFraction.toFixed(3)} of XL's MFLOPs on the held-out images\n` : 'auto: no cascade cheaper than XL within tolerance\n');
+        r = await calibrate(corpus, encoder, heldOut, { tolerance: 0.002, onProgress: (done, total) => cal.update('calibrating auto on fashion-mnist:train[55000:]', done, total, 'queries') });
       } finally {
         cal.stop();
         await encoder.dispose();
       }
+      process.stderr.write(r.cascade ? `auto: ${r.cascade.stages.map((x) => x.name).join(' -> ')} at ${r.chosen.mflopsFraction.toFixed(3)} of XL's MFLOPs on the held-out images\n` : 'auto: no cascade cheaper than XL within tolerance\n');
     }
   }
 } finally {

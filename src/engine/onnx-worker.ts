@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { type ModelConfig, checkFfnDims } from '../model/config.ts';
 import { type WeightMap, checkWeights } from '../model/weights.ts';
 import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './encoder.ts';
-import { resolveThreads, sessionOptions } from './onnx.ts';
+import { describeOrt, resolveThreads, sessionOptions } from './onnx.ts';
 import { buildOnnxModel } from './onnx-graph.ts';
 
 /**
@@ -60,8 +60,7 @@ export class OnnxWorkerEncoder implements Encoder {
     checkWeights(config, weights);
     const threads = resolveThreads(opts.threads);
     const require = createRequire(import.meta.url);
-    const version = (require('onnxruntime-node/package.json') as { version: string }).version;
-    this.description = `onnxruntime-node ${version} (cpu, ${threads} thread${threads === 1 ? '' : 's'}, in a worker thread)`;
+    this.description = describeOrt(threads, 'in a worker thread');
     this.worker = new Worker(WORKER, {
       eval: true,
       workerData: { ort: require.resolve('onnxruntime-node'), options: sessionOptions(threads) }, // plain data: crosses as it is

@@ -19,6 +19,10 @@ export function resolveThreads(threads: number | undefined): number {
   return threads;
 }
 
+/** "onnxruntime-node 1.30.0 (cpu, 2 threads[, where])": what every ORT encoder reports. */
+export const describeOrt = (threads: number, where?: string) =>
+  `onnxruntime-node ${ort.env.versions.node ?? ort.env.versions.common} (cpu, ${threads} thread${threads === 1 ? '' : 's'}${where ? `, ${where}` : ''})`;
+
 /**
  * The session options of every ORT session in the project (encoders, the build worker, the ceiling
  * measurement). Pool threads do not spin while idle: on a shared 2-core machine spinning threads
@@ -46,8 +50,7 @@ export class OnnxEncoder implements Encoder {
   static async create(config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<OnnxEncoder> {
     checkWeights(config, weights);
     const threads = resolveThreads(opts.threads);
-    const description = `onnxruntime-node ${ort.env.versions.node ?? ort.env.versions.common} (cpu, ${threads} thread${threads === 1 ? '' : 's'})`;
-    return new OnnxEncoder(config, description, weights, threads);
+    return new OnnxEncoder(config, describeOrt(threads), weights, threads);
   }
 
   /** The warm session of a submodel, built on first use. */

@@ -8,7 +8,7 @@
 // its query embedding's neighbours in an XL-embedded corpus against XL queries' neighbours; batch-1
 // latency here), and the Pareto front over (MFLOPs, top-1, recall) becomes the model's menu.
 import type { Dataset, Skipped } from '../data/dataset.ts';
-import type { Encoder } from '../engine/encoder.ts';
+import { type Encoder, batch1Latency } from '../engine/encoder.ts';
 import { exactKnn } from '../engine/knn.ts';
 import type { MenuEntry } from '../model/checkpoint.ts';
 import { GRANULARITY_NAMES, type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
@@ -138,27 +138,6 @@ export function withoutSelf(ids: Int32Array, Q: number, k: number): Int32Array {
     out.set(row.slice(0, k), i * k);
   }
   return out;
-}
-
-/**
- * Batch-1 latency of each submodel: one warm-up call each (it also builds the engine's session),
- * then `runs` interleaved rounds (a, b, c, a, b, c, ...) so load from other processes hits every
- * config alike; the median of each one's runs, in ms.
- */
-export async function batch1Latency(encoder: Encoder, ffnDims: readonly (readonly number[])[], runs: number, onRound?: (done: number) => void): Promise<number[]> {
-  const c = encoder.config;
-  const input = new Float32Array(c.channels * c.imageSize * c.imageSize); // [1, C, H, W]
-  for (const dims of ffnDims) await encoder.encode(input, dims);
-  const times = ffnDims.map((): number[] => []);
-  for (let r = 0; r < runs; r++) {
-    for (const [j, dims] of ffnDims.entries()) {
-      const t0 = performance.now();
-      await encoder.encode(input, dims);
-      times[j].push(performance.now() - t0);
-    }
-    onRound?.(r + 1);
-  }
-  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
 }
 
 export interface MixnmatchOptions {

@@ -146,8 +146,7 @@ interface Section {
 }
 
 /** "Within 0.5 pt": the paper's headline tolerance (under 0.5% accuracy drop), in accuracy units. */
-const TOLERANCE = NEAR_XL_TOLERANCE;
-const TOLERANCE_TEXT = `${(100 * TOLERANCE).toFixed(1)} pt`;
+const TOLERANCE_TEXT = `${(100 * NEAR_XL_TOLERANCE).toFixed(1)} pt`;
 
 const chart = (file: string, title: string, o: Omit<Parameters<typeof xyChart>[0], 'title'>): Chart => ({ file, title, spec: xyChart({ title, ...o }) });
 const image = (c: Chart) => `![${c.title}](${c.file})`;
@@ -268,7 +267,7 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
 }
 
 function cheapestSentence(r: RetrievalFile): string {
-  const best = cheapestWithin(r.rows, TOLERANCE);
+  const best = cheapestWithin(r.rows, NEAR_XL_TOLERANCE);
   const xl = xlRow(r);
   if (!best || !xl) return `Cheapest query submodel within ${TOLERANCE_TEXT} of XL's 1-NN accuracy: not computable, the file has no XL query row (MFLOPs fraction 1).`;
   return `Cheapest query submodel within ${TOLERANCE_TEXT} of XL's 1-NN accuracy: **${cell(best.name)}** at ${pct(best.mflopsFraction)}% of XL's MFLOPs (exact 1-NN ${pct(best.exact.top1)}% vs XL's ${pct(xl.exact.top1)}%).`;
@@ -332,7 +331,7 @@ function compareWithPaper(retrievals: Item<RetrievalFile>[], mixes: Item<Mixnmat
   if (retrievals.length === 0 && mixes.length === 0) return { markdown: [], charts: [] };
   const lines: string[] = [];
   for (const { label, result: r } of retrievals) {
-    const best = cheapestWithin(r.rows, TOLERANCE);
+    const best = cheapestWithin(r.rows, NEAR_XL_TOLERANCE);
     const xl = xlRow(r);
     if (best && xl && best.mflopsFraction < 1)
       lines.push(`- ${cell(label)}: query submodel ${cell(best.name)} costs ${pct(best.mflopsFraction)}% of XL's query MFLOPs (${pct(1 - best.mflopsFraction)}% saved) for a 1-NN change of ${signedPt(best.exact.top1 - xl.exact.top1)} pt (${pct(best.exact.top1)}% vs ${pct(xl.exact.top1)}%).`);

@@ -5,7 +5,7 @@
 import { GRANULARITY_NAMES, type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
 import type { MenuEntry } from '../model/checkpoint.ts';
 import { mflops } from '../model/flops.ts';
-import type { Encoder } from '../engine/encoder.ts';
+import { type Encoder, batch1Latency } from '../engine/encoder.ts';
 
 export interface ServiceEntry {
   name: string;
@@ -107,28 +107,18 @@ export class ServiceMenu {
   }
 
   /**
-   * Batch-1 latency of s/m/l/xl (and the corpus submodel) on this machine: median of `runs` calls
-   * after one warm-up call, which also builds the engine's session for each. Other entries keep
+   * Batch-1 latency of s/m/l/xl (and the corpus submodel) on this machine: batch1Latency's median
+   * of `runs` interleaved calls after one warm-up call each, which also builds each session. Other entries keep
    * their menu latency when `useMenu`, else get one interpolated from MFLOPs, so startup does not
    * build a session (a copy of the weights) for every Mix'n'Match entry.
    */
   async measureLatency(encoder: Encoder, opts: { runs?: number; useMenu?: boolean } = {}): Promise<void> {
-    const runs = opts.runs ?? 5;
-    const c = this.config;
-    const input = new Float32Array(c.channels * c.imageSize * c.imageSize);
-    for (const e of this.entries) {
-      if (e.origin !== 'granularity' && e !== this.corpus) continue;
-      await encoder.encode(input, e.ffnDims);
-      const times: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t0 = performance.now();
-        await encoder.encode(input, e.ffnDims);
-        times.push(performance.now() - t0);
-      }
-      times.sort((a, b) => a - b);
-      e.latencyMs = times[Math.floor(times.length / 2)];
+    const measured = this.entries.filter((e) => e.origin === 'granularity' || e === this.corpus);
+    const ms = await batch1Latency(encoder, measured.map((e) => e.ffnDims), opts.runs ?? 5);
+    measured.forEach((e, j) => {
+      e.latencyMs = ms[j];
       e.latencySource = 'measured';
-    }
+    });
     for (const e of this.entries) {
       if (e.latencySource === 'measured' || (opts.useMenu && e.latencySource === 'menu')) continue;
       e.latencyMs = this.estimateLatency(e.mflops);

@@ -11,9 +11,9 @@ export function tempPath(file: string): string {
   return `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
-/** fsyncs a directory so that a rename or a new file inside it survives a power loss. */
-export function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
+/** Opens `p` with `flags`, fsyncs and closes it. */
+function fsyncPath(p: string, flags: string): void {
+  const fd = fs.openSync(p, flags);
   try {
     fs.fsyncSync(fd);
   } finally {
@@ -21,15 +21,11 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** fsyncs a directory so that a rename or a new file inside it survives a power loss. */
+export const fsyncDir = (dir: string): void => fsyncPath(dir, 'r');
+
 /** fsyncs a file written by someone else (hnswlib), before it is renamed into place. */
-export function fsyncFile(file: string): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+export const fsyncFile = (file: string): void => fsyncPath(file, 'r+');
 
 /** Writes a file and fsyncs it, so a rename after it never exposes a partial file. */
 export function writeFileSynced(file: string, data: string | Uint8Array): void {
