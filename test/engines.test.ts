@@ -348,24 +348,27 @@ describe('onnx engine and graph', () => {
     }
   });
 
-  test('the off-thread engine gives the in-process embeddings for every submodel, concurrent calls included', async () => {
-    const inProcess = await OnnxEncoder.create(c, w, { threads: 2 });
-    const offThread = await createEncoder('onnx', c, w, { threads: 2, offThread: true });
-    try {
-      assert.match(offThread.description, /in a worker thread/);
-      const subs = [granularityDims(c, 's'), granularityDims(c, 'xl'), [64, 64, 128, 128, 256, 512]];
-      // First calls of three submodels at once: each graph must reach the worker before its batch.
-      const got = await Promise.all(subs.map((d) => offThread.encode(images.slice(), d)));
-      for (const [i, d] of subs.entries()) {
-        const want = await inProcess.encode(images, d);
-        assert.ok(maxAbsDiff(got[i].embeddings, want.embeddings) < 1e-6, `embeddings of [${d}]`);
-        assert.ok(maxAbsDiff(got[i].logits, want.logits) < 1e-5, `logits of [${d}]`);
+  for (const workers of [1, 2]) {
+    test(`the off-thread engine (${workers} worker${workers > 1 ? 's' : ''}) gives the in-process embeddings for every submodel, concurrent calls included`, async () => {
+      const inProcess = await OnnxEncoder.create(c, w, { threads: 2 });
+      const offThread = await createEncoder('onnx', c, w, { threads: 2, offThread: true, workers });
+      try {
+        assert.match(offThread.description, workers === 1 ? /in a worker thread/ : /in 2 worker threads/);
+        const subs = [granularityDims(c, 's'), granularityDims(c, 'xl'), [64, 64, 128, 128, 256, 512], granularityDims(c, 's')];
+        // First calls of three submodels at once (spread over the workers): each graph must reach
+        // every worker before a batch that uses it.
+        const got = await Promise.all(subs.map((d) => offThread.encode(images.slice(), d)));
+        for (const [i, d] of subs.entries()) {
+          const want = await inProcess.encode(images, d);
+          assert.ok(maxAbsDiff(got[i].embeddings, want.embeddings) < 1e-6, `embeddings of [${d}]`);
+          assert.ok(maxAbsDiff(got[i].logits, want.logits) < 1e-5, `logits of [${d}]`);
+        }
+        await assert.rejects(offThread.encode(images.slice(), [1, 2, 3]), /ffnDims/);
+      } finally {
+        await Promise.all([inProcess.dispose(), offThread.dispose()]);
       }
-      await assert.rejects(offThread.encode(images.slice(), [1, 2, 3]), /ffnDims/);
-    } finally {
-      await Promise.all([inProcess.dispose(), offThread.dispose()]);
-    }
-  });
+    });
+  }
 
   test('description, and errors name the bad value', async () => {
     const enc = await OnnxEncoder.create(c, w, { threads: 2 });
@@ -374,5 +377,6 @@ describe('onnx engine and graph', () => {
     await assert.rejects(enc.encode(images.subarray(1), granularityDims(c, 's')), /not a whole number/);
     await enc.dispose();
     await assert.rejects(OnnxEncoder.create(c, w, { threads: 0 }), /threads 0: expected a positive integer/);
+    await assert.rejects(createEncoder('onnx', c, w, { threads: 1, offThread: true, workers: 2 }), /workers 2: expected an integer from 1 to threads \(1\)/);
   });
 });

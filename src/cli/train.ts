@@ -28,6 +28,7 @@ const Options = z.object({
   objective: z.string().optional(),
   weights: z.string().optional(),
   baselineFfn: num.optional(),
+  init: z.string().optional(),
   labelSmoothing: num.optional(),
   cropScale: z.string().optional(),
   flip: z.boolean().optional(),
@@ -45,7 +46,7 @@ function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
   const overrides = Object.fromEntries(
     Object.entries({
       data: o.data, val: o.val, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmupSteps,
-      weightDecay: o.weightDecay, objective: o.objective, baselineFfn: o.baselineFfn, labelSmoothing: o.labelSmoothing,
+      init: o.init, weightDecay: o.weightDecay, objective: o.objective, baselineFfn: o.baselineFfn, labelSmoothing: o.labelSmoothing,
       flip: o.flip, mixup: o.mixup, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery,
       granularityWeights: o.weights ? csv(o.weights).map(Number) : undefined,
       cropScale: o.cropScale ? csv(o.cropScale).map(Number) : undefined,
@@ -69,6 +70,7 @@ const trainOptions = (cmd: Command) =>
     .option('--objective <sum|sampled>', 'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step')
     .option('--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)')
     .option('--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)')
+    .option('--init <dir>', 'start from the weights of this model directory or checkpoint (same architecture)')
     .option('--label-smoothing <x>', 'label smoothing')
     .option('--crop-scale <a,b>', 'random-resized-crop scale range')
     .option('--no-flip', 'no horizontal flips')

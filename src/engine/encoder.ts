@@ -30,6 +30,8 @@ export interface EngineOptions {
    * (servers, pipelines).
    */
   offThread?: boolean;
+  /** onnx offThread only: split `threads` over this many workers, each running whole batches (throughput). */
+  workers?: number;
 }
 
 export async function createEncoder(engine: EngineName, config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<Encoder> {

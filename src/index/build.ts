@@ -3,16 +3,17 @@
 // decode -> embed in batches with the corpus submodel (XL by default) -> add to the index (the
 // store commits first, so a batch is durable once added) -> a graph snapshot every few batches.
 //
-// Throughput: three stages run at once. While the encoder embeds batch k, the JS thread commits
-// batch k-1 (SQLite and HNSW insertion are synchronous) and reads, hashes and checks the items of
-// batch k+1, whose decoding runs on libuv's pool (sharp). onnxruntime-node's run() is synchronous
-// on the calling thread (it only defers the call with setImmediate), so in-process it would block
-// all of that: the ONNX engine runs in a worker thread here (engine/onnx-worker.ts).
+// Throughput: three stages run at once. While the encoder embeds batches k+1.. (IN_FLIGHT of them),
+// the JS thread commits batch k (SQLite and HNSW insertion are synchronous) and reads, hashes and
+// checks the items of the next batch, whose decoding runs on libuv's pool (sharp).
+// onnxruntime-node's run() is synchronous on the calling thread (it only defers the call with
+// setImmediate), so in-process it would block all of that: the ONNX engine runs in worker threads
+// here (engine/onnx-worker.ts), one per core with one intra-op thread each (see corpusEncoder).
 // Each file is read once: its bytes are hashed and decoded from the same buffer; IDX pixels go
 // straight to normalization when they already have the model's shape (Fashion-MNIST on a 28x28
 // model), with no sharp call at all.
 //
-// Memory: at most three batches are alive (decoding, embedding, committing); bytes are dropped
+// Memory: at most IN_FLIGHT + 2 batches are alive (decoding, embedding, committing); bytes are dropped
 // once decoded. What grows with the corpus is only the dataset's list of paths (or the IDX file)
 // and the index itself.
 //
@@ -21,6 +22,7 @@
 import { hash } from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { type Dataset, type DatasetItem, type Skipped, DEFAULT_CONCURRENCY, parseDatasetSpec } from '../data/dataset.ts';
 import { listImages } from '../data/folder.ts';
@@ -78,6 +80,11 @@ export interface PipelineOptions {
 }
 
 export const DEFAULT_SNAPSHOT_EVERY = 50;
+/**
+ * Batches given to the encoder ahead of the one being committed: one per encoder worker (two on 2
+ * cores) plus one queued, so no worker idles while the JS thread commits.
+ */
+const IN_FLIGHT = 3;
 
 export interface Progress {
   /** Items of this shard in all. */
@@ -314,25 +321,29 @@ export async function runPipeline(index: VectorIndex, encoder: Encoder, ffnDims:
   }
 
   progress();
-  let ready = await waitFor(fill(), 'decodeWaitMs');
-  let toCommit: { entries: Entry[]; embeddings: Float32Array } | null = null;
-  while (ready.length > 0) {
-    const images = new Float32Array(ready.length * per);
-    ready.forEach((e, k) => {
-      images.set(e.input!, k * per);
-      e.input = null; // the batch holds the pixels now
-    });
-    const encoding: Promise<EncodeOutput> = encoder.encode(images, ffnDims);
-    r.timings.encodeCalls++;
-    const next = fill();
-    // Both are awaited below; until then a rejection must not count as unhandled.
-    encoding.catch(() => {});
-    next.catch(() => {});
-    if (toCommit) commit(toCommit.entries, toCommit.embeddings);
-    toCommit = { entries: ready, embeddings: (await waitFor(encoding, 'encodeWaitMs')).embeddings };
-    ready = await waitFor(next, 'decodeWaitMs');
+  // Batches handed to the encoder and not yet committed, oldest first: committed in order.
+  const inFlight: { entries: Entry[]; encoding: Promise<EncodeOutput> }[] = [];
+  let next = fill();
+  for (;;) {
+    const ready = await waitFor(next, 'decodeWaitMs');
+    if (ready.length > 0) {
+      const images = new Float32Array(ready.length * per);
+      ready.forEach((e, k) => {
+        images.set(e.input!, k * per);
+        e.input = null; // the batch holds the pixels now
+      });
+      const encoding = encoder.encode(images, ffnDims);
+      encoding.catch(() => {}); // awaited below; until then a rejection must not count as unhandled
+      inFlight.push({ entries: ready, encoding });
+      r.timings.encodeCalls++;
+      next = fill();
+      next.catch(() => {});
+      if (inFlight.length < IN_FLIGHT) continue; // keep every encoder worker busy before committing
+    }
+    const head = inFlight.shift();
+    if (!head) break;
+    commit(head.entries, (await waitFor(head.encoding, 'encodeWaitMs')).embeddings);
   }
-  if (toCommit) commit(toCommit.entries, toCommit.embeddings);
   // The final snapshot, so that the next open loads the graph instead of replaying the run.
   if (r.batches > 0 && !snapshotted) snapshot();
   processed = total;
@@ -344,14 +355,19 @@ export async function runPipeline(index: VectorIndex, encoder: Encoder, ffnDims:
 }
 
 /**
- * The build's encoder: ONNX in a worker thread, so that the JS thread commits and decodes while it
- * embeds. Measured on fmnist-tiny, fashion-mnist:train (60k), 2 cores with a training job alongside:
- * in-process the build ran at 626 img/s, 0.51-0.63 of `bench encode`'s XL batch-256 throughput
- * (encoding and committing took turns); off-thread at 1083 img/s, 0.91-0.93 of it. tfjs (the
- * fallback, ~25x slower: encoding dominates anyway) runs in-process.
+ * The build's encoder: ONNX in worker threads, so that the JS thread commits and decodes while they
+ * embed; one worker per core with one intra-op thread each, every worker running whole batches.
+ * Measured on fmnist-tiny, fashion-mnist:train (60k), 2 cores: in-process the build ran at 626
+ * img/s, 0.51-0.63 of `bench encode`'s XL batch-256 throughput (encoding and committing took
+ * turns). One worker of 2 intra-op threads reached 0.63 (efConstruction 100) on a quiet machine:
+ * the JS thread's HNSW insertion preempts one of the two threads and the other waits at ORT's
+ * barrier (the process used 183% CPU of 200%). tfjs (the fallback, ~25x slower: encoding dominates
+ * anyway) runs in-process.
  */
 function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap): Promise<Encoder> {
-  return createEncoder(engine, cfg, weights, { offThread: engine === 'onnx' });
+  if (engine !== 'onnx') return createEncoder(engine, cfg, weights);
+  const cores = os.availableParallelism();
+  return createEncoder(engine, cfg, weights, { offThread: true, threads: cores, workers: cores });
 }
 
 /** Embeds one image first, so that session creation is not counted as throughput (as bench does). */

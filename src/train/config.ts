@@ -19,6 +19,11 @@ export const TrainConfig = z
     granularityWeights: z.array(z.number().nonnegative()).length(4).default([1, 1, 1, 1]),
     /** Train a plain ViT at this one FFN width only (baselines): no nesting. */
     baselineFfn: z.number().int().positive().optional(),
+    /**
+     * Start from these weights (a model directory or checkpoint of the same architecture) instead of
+     * a seeded initialization: a second stage with another recipe (timm's --initial-checkpoint).
+     */
+    init: z.string().min(1).optional(),
     epochs: z.number().positive().default(30),
     batchSize: z.number().int().positive().default(128),
     lr: z.number().positive().default(1e-3),

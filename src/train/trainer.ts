@@ -109,7 +109,7 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
 
   // --- model and optimizer ---
   await initTfjs(opts.backend ?? 'auto', log);
-  const start = resumeDir ? loadCheckpoint(resumeDir).weights : initWeights(c, cfg.seed);
+  const start = resumeDir ? loadCheckpoint(resumeDir).weights : cfg.init ? initialWeights(cfg.init, c) : initWeights(c, cfg.seed);
   const params = toVariables(c, start);
   const opt = makeOptimizer(cfg, params);
   let step = 0;
@@ -194,6 +194,17 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   opt.dispose();
   tf.dispose(Object.values(params));
   return { step, bestScore };
+}
+
+/** The weights of `--init DIR`, refused unless every tensor has the shape the run's model expects. */
+function initialWeights(dir: string, c: ModelConfig): WeightMap {
+  const { weights } = loadCheckpoint(dir);
+  for (const s of weightSpecs(c)) {
+    const w = weights[s.name];
+    if (!w || w.shape.join('x') !== s.shape.join('x'))
+      throw new Error(`--init ${dir}: ${s.name} is ${w ? `[${w.shape}]` : 'missing'}, the model needs [${s.shape}]`);
+  }
+  return weights;
 }
 
 /** Metrics logged after the checkpoint being resumed would be repeated: drop them. */
