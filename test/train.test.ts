@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { readMeta } from '../src/model/checkpoint.ts';
+import { loadCheckpoint, readMeta } from '../src/model/checkpoint.ts';
+import { initWeights } from '../src/model/weights.ts';
 import { TrainConfig } from '../src/train/config.ts';
 import { stepSubmodels } from '../src/train/step.ts';
 import { epochOrder } from '../src/train/trainer.ts';
@@ -66,6 +67,33 @@ describe('trainer', () => {
     // metrics.jsonl holds each logged step once, though steps after the last checkpoint ran twice.
     const steps = fs.readFileSync(path.join(broken, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step);
     assert.deepEqual(steps, [...new Set(steps)].sort((a, b) => a - b));
+  });
+
+  it('--init starts from the given weights (a second stage); another architecture is refused, naming the tensor', { timeout: 120_000 }, async () => {
+    const dir = tmp();
+    const write = (name: string, c: object) => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, JSON.stringify(c));
+      return f;
+    };
+    const first = path.join(dir, 'first');
+    assert.equal(await exited(runTrain(write('first.json', cfg), first, ['--max-steps', '5'])), 0);
+    const source = path.join(first, 'ckpt', fs.readFileSync(path.join(first, 'latest'), 'utf8').trim());
+    // One AdamW step moves each weight by about lr: at lr 1e-7 the run must still sit on its init.
+    const second = path.join(dir, 'second');
+    const secondCfg = { ...cfg, init: source, seed: 7, lr: 1e-7, minLr: 0, warmupSteps: 0, weightDecay: 0 };
+    assert.equal(await exited(runTrain(write('second.json', secondCfg), second, ['--max-steps', '1'])), 0);
+    const after = loadCheckpoint(path.join(second, 'ckpt', fs.readFileSync(path.join(second, 'latest'), 'utf8').trim())).weights;
+    const from = loadCheckpoint(source).weights;
+    const seeded = initWeights(model, 7); // what seed 7 alone would start from
+    const maxDiff = (a: typeof from) => Math.max(...Object.keys(after).map((k) => Math.max(...after[k].data.map((v, i) => Math.abs(v - a[k].data[i])))));
+    assert.ok(maxDiff(from) < 1e-5, `moved ${maxDiff(from)} from --init`);
+    assert.ok(maxDiff(seeded) > 1e-3, 'the seeded initialization, not --init');
+    const other = runTrain(write('other.json', { ...cfg, model: { ...model, depth: 2 }, init: source }), path.join(dir, 'other'), ['--max-steps', '1']);
+    let err = '';
+    other.stderr!.on('data', (d) => (err += d));
+    assert.notEqual(await exited(other), 0);
+    assert.match(err, /--init .*: blocks\.1\.\S+ is missing, the model needs \[/);
   });
 
   it('sum trains s, m, l, xl each step; sampled draws one by weight; baseline trains one width', () => {
