@@ -15,6 +15,7 @@ import { type Dataset, batches, fashionMnistDirs, findFashionMnist, loadBatch, p
 import { classFolderName, exportDataset } from '../src/data/export.ts';
 import { listImages, readClassFolder, resolveSplit } from '../src/data/folder.ts';
 import { readIdxImages, readIdxLabels, readIdxPair } from '../src/data/idx.ts';
+import { writeSynthFolder } from '../src/data/synth.ts';
 import { DecodeError, decoding, evalPlan, preprocessImage, preprocessPixels } from '../src/data/preprocess.ts';
 
 let tmp: string;
@@ -136,6 +137,33 @@ describe('folders', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+describe('synthetic folders (dataset synth)', () => {
+  it('write decodable RGB images of the asked sizes, formats by extension, class i % K, the same bytes for the same seed', async () => {
+    const o = { count: 30, classes: 3, minSize: 16, maxSize: 40, seed: 4 };
+    const r = await writeSynthFolder(path.join(tmp, 'synth-a'), o);
+    await writeSynthFolder(path.join(tmp, 'synth-b'), o);
+    assert.equal(r.written, 30);
+    const { classNames, files } = await readClassFolder(path.join(tmp, 'synth-a'));
+    assert.deepEqual(classNames, ['00_class00', '01_class01', '02_class02']);
+    assert.equal(files.length, 30);
+    const formats = new Set<string>();
+    for (const f of files) {
+      const i = Number(path.basename(f.path).split('.')[0]);
+      assert.equal(f.label, i % 3, f.path);
+      const bytes = await fs.readFile(path.join(tmp, 'synth-a', f.path));
+      assert.deepEqual(bytes, await fs.readFile(path.join(tmp, 'synth-b', f.path)), `${f.path} differs between two runs`);
+      const meta = await sharp(bytes).metadata();
+      const ext = path.extname(f.path).slice(1);
+      assert.equal(meta.format, ext === 'jpg' ? 'jpeg' : ext, f.path);
+      assert.equal(meta.channels, 3);
+      for (const side of [meta.width!, meta.height!]) assert.ok(side >= 16 && side <= 40, `${f.path}: ${meta.width}x${meta.height}`);
+      formats.add(ext);
+    }
+    assert.deepEqual([...formats].sort(), ['jpg', 'png', 'webp']);
+    assert.equal(Object.values(r.byFormat).reduce((a, b) => a + b, 0), 30);
+  });
+});
+
 describe('preprocessing golden values', () => {
   it('a constant colour normalizes to (v/255 - mean)/std exactly, through a bicubic resize and crop', async () => {
     const cfg = preset('vit-b16');
