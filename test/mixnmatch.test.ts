@@ -10,7 +10,7 @@ import seedrandom from 'seedrandom';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { classify } from '../src/eval/classify.ts';
-import { type MixRow, type Scored, checkFront, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, withoutSelf } from '../src/eval/mixnmatch.ts';
+import { type MixRow, type Scored, checkFront, pairedDiff, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, withoutSelf } from '../src/eval/mixnmatch.ts';
 import { loadCheckpoint, readMeta, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { GRANULARITY_NAMES, granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
@@ -107,28 +107,53 @@ describe('recall and the front check', () => {
     assert.deepEqual(Array.from(withoutSelf(Int32Array.from([4, 7, 3, 2, 1, 5]), 2, 2)), [4, 7, 2, 5]); // self in the middle of row 1
   });
 
-  it('counts front points between S and XL and compares each with the nearest uniform granularity', () => {
-    const row = (name: string, m: number, top1: number, recall: number, uniform = false): MixRow => ({ name, ffnDims: [m], mflops: m, uniform, latencyMs: 1, top1, recall });
-    const rows = [row('s', 10, 0.5, 0.5, true), row('a', 11, 0.52, 0.55), row('m', 20, 0.6, 0.6, true), row('b', 21, 0.58, 0.7), row('xl', 40, 0.7, 1, true), row('c', 39, 0.71, 0.9)];
-    const onFront = paretoFront(rows);
-    assert.deepEqual(onFront, [true, true, true, true, true, true]);
+  it('pairedDiff: the mean of per-query differences and its standard error', () => {
+    // d = [1, 0, 0, 1]: mean 0.5, sample sd sqrt(1/3), se sqrt(1/3) / 2.
+    const r = pairedDiff([1, 0, 1, 1], [0, 0, 1, 0]);
+    assert.equal(r.diff, 0.5);
+    assert.ok(Math.abs(r.se - Math.sqrt(1 / 3) / 2) < 1e-12);
+    assert.deepEqual(pairedDiff([0.3, 0.3], [0.1, 0.1]).se, 0);
+    assert.throws(() => pairedDiff([1], [1, 0]), /paired outcomes of 1 and 2 queries/);
+  });
+
+  it('counts front points between S and XL; a point is worse than the nearest uniform granularity only beyond noise', () => {
+    const zero = { diff: 0, se: 0 };
+    // paired: this row minus each uniform one; only the comparisons the check reads are set.
+    const row = (name: string, m: number, top1: number, recall: number, uniform: boolean, paired: MixRow['paired'] = {}): MixRow =>
+      ({ name, ffnDims: [m], mflops: m, uniform, latencyMs: 1, top1, recall, paired: uniform ? { [name]: { top1: zero, recall: zero } } : paired });
+    const vs = (top1: number, top1Se: number, recall = 0.01, recallSe = 0.001) => ({ top1: { diff: top1, se: top1Se }, recall: { diff: recall, se: recallSe } });
+    const rows = [
+      row('s', 10, 0.5, 0.5, true),
+      row('a', 11, 0.52, 0.55, false, { s: vs(0.02, 0.01) }),
+      row('m', 20, 0.6, 0.6, true),
+      row('b', 21, 0.58, 0.7, false, { m: vs(-0.02, 0.005) }), // 0.02 below m, 4 standard errors: worse
+      row('b2', 22, 0.597, 0.72, false, { m: vs(-0.003, 0.002) }), // 1.5 standard errors: noise
+      row('xl', 40, 0.7, 1, true),
+      row('c', 39, 0.71, 0.9, false, { xl: vs(0.01, 0.004, -0.1, 0.001), m: vs(0.11, 0.01, 0.3, 0.01) }),
+    ];
+    const onFront = rows.map(() => true);
     const check = checkFront(rows, onFront);
-    assert.equal(check.betweenSAndXl, 4);
+    assert.equal(check.betweenSAndXl, 5);
     const byName = Object.fromEntries(check.points.map((p) => [p.name, p]));
     assert.equal(byName.a.nearestUniform, 's');
     assert.equal(byName.a.atLeastAsGood, true);
     assert.equal(byName.b.nearestUniform, 'm');
-    assert.equal(byName.b.atLeastAsGood, false); // top-1 0.58 < 0.6
+    assert.equal(byName.b.atLeastAsGood, false);
+    assert.deepEqual(byName.b.vsNearest.top1, { diff: -0.02, se: 0.005 });
+    assert.equal(byName.b2.atLeastAsGood, true);
+    assert.equal(byName.b2.atLeastAsGoodAsCheaper, true);
     assert.equal(byName.c.nearestUniform, 'xl');
-    assert.equal(byName.c.atLeastAsGood, false); // recall 0.9 < XL's 1
+    assert.equal(byName.c.atLeastAsGood, true); // recall is not compared with XL, the reference
     assert.equal(byName.c.cheaperUniform, 'm');
     assert.equal(byName.c.atLeastAsGoodAsCheaper, true);
     assert.equal(check.noneWorse, false);
     assert.equal(check.pass, false);
+    assert.equal(checkFront(rows.filter((r) => r.name !== 'b'), onFront.slice(1)).noneWorse, true);
+    assert.throws(() => checkFront([...rows, row('d', 12, 0.6, 0.6, false)], [...onFront, true]), /d: no paired comparison with s/);
     // The menu: the front and every uniform granularity, cheapest first; recallAt10 only for k 10.
-    const dominated = [...rows, row('d', 30, 0.5, 0.5)];
+    const dominated = [...rows, row('d', 30, 0.5, 0.5, false)];
     const menu = menuEntries(dominated, paretoFront(dominated), 10);
-    assert.deepEqual(menu.map((m) => m.name), ['s', 'a', 'm', 'b', 'c', 'xl']);
+    assert.deepEqual(menu.map((m) => m.name), ['s', 'a', 'm', 'b', 'b2', 'c', 'xl']);
     assert.equal(menu[0].recallAt10, 0.5);
     assert.equal(menuEntries(rows, onFront, 5)[0].recallAt10, undefined);
   });

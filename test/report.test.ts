@@ -55,12 +55,14 @@ function mixnmatchFile() {
     { name: 'l', ffnDims: dims(256), mflops: MFLOPS.l, uniform: true, top1: 0.83, recall: 0.85, onFront: true },
     { name: 'xl', ffnDims: dims(512), mflops: MFLOPS.xl, uniform: true, top1: 0.84, recall: 1, onFront: true },
   ].map((c, i) => ({ ...c, latencyMs: 1 + i / 4 }));
-  const point = (name: string, mflops: number, near: string, cheaper: string) => ({ name, mflops, nearestUniform: near, atLeastAsGood: true, cheaperUniform: cheaper, atLeastAsGoodAsCheaper: true });
+  const vs = (top1: number, recall: number) => ({ top1: { diff: top1, se: 0.002 }, recall: { diff: recall, se: 0.004 } });
+  const point = (name: string, mflops: number, near: string, cheaper: string) =>
+    ({ name, mflops, nearestUniform: near, vsNearest: vs(0.01, 0.04), atLeastAsGood: true, cheaperUniform: cheaper, vsCheaper: vs(0.01, 0.04), atLeastAsGoodAsCheaper: true });
   return {
     kind: 'mixnmatch', command: 'mixnmatch --model runs/matvit/best --data fashion-mnist:train[55000:] --out m.json', model: 'runs/matvit/best', fingerprint: fp('c'),
     data: 'fashion-mnist:train[55000:]', corpus: 'fashion-mnist:train[55000:] (XL, self excluded)', count: 5000, corpusCount: 5000, k: 10, latencyRuns: 20, engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
     configs, front: [], menu: [],
-    check: { minBetween: 8, betweenSAndXl: 3, points: [point('s', 17.8, 's', 's'), point('64,64,64,128,128,128', 19.45, 's', 's'), point('m', 21.1, 'm', 'm'), point('l', 27.8, 'l', 'l'), point('xl', 41.2, 'xl', 'xl')], noneWorse: true, noneWorseThanCheaper: true, pass: false },
+    check: { minBetween: 8, noiseZ: 1.96, betweenSAndXl: 3, points: [point('s', 17.8, 's', 's'), point('64,64,64,128,128,128', 19.45, 's', 's'), point('m', 21.1, 'm', 'm'), point('l', 27.8, 'l', 'l'), point('xl', 41.2, 'xl', 'xl')], noneWorse: true, noneWorseThanCheaper: true, pass: false },
     skipped: 0,
   };
 }
@@ -132,7 +134,7 @@ describe('matvit report', () => {
       assert.ok(page.includes(row([c.uniform ? c.name : 'mix', c.uniform ? `${c.ffnDims[0]}x6` : c.ffnDims[1] === 64 ? '64x3,128x3' : '64,128x5', c.mflops.toFixed(1), pct(c.mflops / MFLOPS.xl), c.latencyMs.toFixed(2), pct(c.top1), pct(c.recall), c.onFront ? 'yes' : ''])), `config ${c.name}`);
     assert.ok(page.includes(`Front: 5 of 6 configs; ${m.check.betweenSAndXl} strictly between S and XL in MFLOPs.`));
     assert.ok(page.includes(`: **fail**: only ${m.check.betweenSAndXl} front points strictly between S and XL.`));
-    assert.ok(page.includes(row(['64x3,128x3', (19.45).toFixed(1), 's', 'yes', 's', 'yes'])), 'check row of the mix, named by its widths');
+    assert.ok(page.includes(row(['64x3,128x3', (19.45).toFixed(1), 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes', 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes'])), 'check row of the mix, named by its widths');
   });
 
   it('every chart is written, is an SVG and is referenced by relative path; a re-run gives the same bytes', async () => {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { parseDatasetSpec } from '../data/dataset.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { loadCheckpoint, readMeta, saveMeta } from '../model/checkpoint.ts';
-import { type MixRow, checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry } from '../eval/mixnmatch.ts';
+import { type FrontPoint, type MixRow, type PairedDiff, checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry } from '../eval/mixnmatch.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
 import { UsageError, parseOptions, phaseBar } from './common.ts';
 import { compact, markdownTable } from '../util/format.ts';
@@ -79,10 +79,16 @@ export const mixnmatchCommand = new Command('mixnmatch')
     out(`${o.model} on ${data.spec}: ${result.count} queries, corpus ${corpusLabel}: ${result.corpusCount} items, engine ${enc.description}`);
     out(table);
     out(`front: ${front.length} of ${rows.length} configs, ${check.betweenSAndXl} strictly between S and XL MFLOPs (want >= ${check.minBetween})`);
-    const worse = (what: string, bad: { name: string; vs: string }[]) =>
-      out(bad.length === 0 ? `every front point is at least as good (top-1 and recall) as ${what}` : `worse than ${what}: ${bad.map((p) => `${p.name} (vs ${p.vs})`).join('; ')}`);
-    worse('the uniform granularity nearest in MFLOPs', check.points.filter((p) => !p.atLeastAsGood).map((p) => ({ name: p.name, vs: p.nearestUniform })));
-    worse('the costliest uniform granularity no costlier', check.points.filter((p) => !p.atLeastAsGoodAsCheaper).map((p) => ({ name: p.name, vs: p.cheaperUniform })));
+    // A deficit counts only beyond noise (NOISE_Z standard errors of the paired difference).
+    const pt = (d: PairedDiff) => `${(100 * d.diff).toFixed(2)} +- ${(100 * d.se).toFixed(2)} pt`;
+    const worse = (what: string, bad: FrontPoint[], vs: (p: FrontPoint) => [string, { top1: PairedDiff; recall: PairedDiff }]) =>
+      out(bad.length === 0
+        ? `no front point is worse (top-1, recall@${k}; beyond ${check.noiseZ} standard errors) than ${what}`
+        : `worse than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
+    worse('the uniform granularity nearest in MFLOPs (recall not compared with XL, the reference)', check.points.filter((p) => !p.atLeastAsGood), (p) => [p.nearestUniform, p.vsNearest]);
+    worse('the costliest uniform granularity no costlier', check.points.filter((p) => !p.atLeastAsGoodAsCheaper), (p) => [p.cheaperUniform, p.vsCheaper]);
+    const closest = check.points.filter((p) => p.nearestUniform !== p.name).sort((a, b) => a.vsNearest.top1.diff - b.vsNearest.top1.diff)[0];
+    if (closest) out(`largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(closest.vsNearest.top1)}`);
     out(`check: ${check.pass ? 'pass' : 'fail'} (>= ${check.minBetween} front points between S and XL, none worse than the nearest uniform granularity)`);
 
     const report = {

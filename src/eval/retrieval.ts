@@ -46,18 +46,24 @@ export function nnAccuracy(nn: Neighbours, corpusLabels: Int32Array, queryLabels
  * holds fewer items; a query with an empty reference list counts 1.
  */
 export function recallAt(nn: Neighbours, reference: Neighbours, k = Math.min(nn.k, reference.k)): number {
+  const per = recallPerQuery(nn, reference, k);
+  return per.length ? per.reduce((a, b) => a + b, 0) / per.length : 0;
+}
+
+/** recallAt's terms, one per query [Q] (paired comparisons of two encoders need them). */
+export function recallPerQuery(nn: Neighbours, reference: Neighbours, k = Math.min(nn.k, reference.k)): Float64Array {
   checkK(nn, k);
   checkK(reference, k);
   const Q = nn.ids.length / nn.k;
-  let sum = 0;
+  const out = new Float64Array(Q);
   for (let q = 0; q < Q; q++) {
     const want = new Set<number>();
     for (let j = 0; j < k; j++) if (reference.ids[q * reference.k + j] >= 0) want.add(reference.ids[q * reference.k + j]);
     let hits = 0;
     for (let j = 0; j < k; j++) if (want.has(nn.ids[q * nn.k + j])) hits++;
-    sum += want.size ? hits / want.size : 1;
+    out[q] = want.size ? hits / want.size : 1;
   }
-  return Q ? sum / Q : 0;
+  return out;
 }
 
 /**
