@@ -143,7 +143,7 @@ describe('recall and the front check', () => {
     assert.equal(byName.b2.atLeastAsGood, true);
     assert.equal(byName.b2.atLeastAsGoodAsCheaper, true);
     assert.equal(byName.c.nearestUniform, 'xl');
-    assert.equal(byName.c.atLeastAsGood, true); // recall is not compared with XL, the reference
+    assert.equal(byName.c.atLeastAsGood, true); // recall is not compared with the nearest (here XL, the reference)
     assert.equal(byName.c.cheaperUniform, 'm');
     assert.equal(byName.c.atLeastAsGoodAsCheaper, true);
     assert.equal(check.noneWorse, false);

@@ -83,10 +83,10 @@ export const mixnmatchCommand = new Command('mixnmatch')
     const pt = (d: PairedDiff) => `${(100 * d.diff).toFixed(2)} +- ${(100 * d.se).toFixed(2)} pt`;
     const worse = (what: string, bad: FrontPoint[], vs: (p: FrontPoint) => [string, { top1: PairedDiff; recall: PairedDiff }]) =>
       out(bad.length === 0
-        ? `no front point is worse (top-1, recall@${k}; beyond ${check.noiseZ} standard errors) than ${what}`
-        : `worse than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
-    worse('the uniform granularity nearest in MFLOPs (recall not compared with XL, the reference)', check.points.filter((p) => !p.atLeastAsGood), (p) => [p.nearestUniform, p.vsNearest]);
-    worse('the costliest uniform granularity no costlier', check.points.filter((p) => !p.atLeastAsGoodAsCheaper), (p) => [p.cheaperUniform, p.vsCheaper]);
+        ? `no front point is worse (beyond ${check.noiseZ} standard errors) than ${what}`
+        : `worse (beyond ${check.noiseZ} standard errors) than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
+    worse('the uniform granularity nearest in MFLOPs, in top-1', check.points.filter((p) => !p.atLeastAsGood), (p) => [p.nearestUniform, p.vsNearest]);
+    worse(`the costliest uniform granularity no costlier, in top-1 or recall@${k}`, check.points.filter((p) => !p.atLeastAsGoodAsCheaper), (p) => [p.cheaperUniform, p.vsCheaper]);
     const closest = check.points.filter((p) => p.nearestUniform !== p.name).sort((a, b) => a.vsNearest.top1.diff - b.vsNearest.top1.diff)[0];
     if (closest) out(`largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(closest.vsNearest.top1)}`);
     out(`check: ${check.pass ? 'pass' : 'fail'} (>= ${check.minBetween} front points between S and XL, none worse than the nearest uniform granularity)`);
