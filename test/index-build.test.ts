@@ -19,7 +19,7 @@ import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { ModelConfig, granularityDims } from '../src/model/config.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { UsageError } from '../src/cli/common.ts';
-import { indexCommand } from '../src/cli/index-cmd.ts';
+import { benchIndexCommand, indexCommand } from '../src/cli/index-cmd.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/matvit.js');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-build-test-'));
@@ -316,6 +316,7 @@ describe('index add, remove, compact', () => {
       [['verify', '--index', ref, '--min-recall', '2'], /^--min-recall: expected a number in 0\.\.1 \(received "2"\)$/],
     ];
     for (const [args, message] of cases) await assert.rejects(indexCommand.parseAsync(args, { from: 'user' }), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
+    await assert.rejects(benchIndexCommand.parseAsync(['--index', ref, '--ef-construction', '64,x'], { from: 'user' }), (e: Error) => e instanceof UsageError && /^--ef-construction: expected a comma-separated list of positive integers \(received "64,x"\)$/.test(e.message));
     for (const sub of indexCommand.commands) assert.match(sub.helpInformation(), new RegExp(`^Usage: index ${sub.name()} `), sub.name());
     assert.deepEqual(indexCommand.commands.map((c) => c.name()), ['build', 'add', 'remove', 'compact', 'info', 'verify', 'merge']);
     const r = await matvit('index', 'build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '1/0');

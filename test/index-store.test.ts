@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import seedrandom from 'seedrandom';
+import { benchIndex } from '../src/index/bench.ts';
 import { type IndexParamsInput, type NewItem, VectorIndex } from '../src/index/index.ts';
 import { CRASH_DIM, CRASH_SEED, FP_A, FP_B, makeItems, sha256 } from './fixtures/index-items.ts';
 
@@ -406,3 +407,22 @@ function runChild(dir: string, total: number, batch: number, snapshotEvery: numb
     });
   });
 }
+
+describe('bench index', () => {
+  test('one row per efConstruction over the live items; a graph searched with ef >= its size is exact', async () => {
+    const index = create(newDir(), 16, { ef: 400 });
+    try {
+      const ids = addAll(index, makeItems(300, 16, 'bench'));
+      index.remove(ids.slice(0, 20));
+      const r = await benchIndex(index, [400, 4], { sample: 50 });
+      assert.equal(r.items, 280);
+      assert.deepEqual([r.dim, r.M, r.ef, r.queries], [16, 16, 400, 50]);
+      assert.deepEqual(r.rows.map((x) => x.efConstruction), [400, 4]);
+      assert.equal(r.rows[0].recallAt10, 1);
+      for (const x of r.rows) assert.ok(x.usPerItem > 0 && x.recallAt10 > 0 && x.recallAt10 <= 1, JSON.stringify(x));
+    } finally {
+      index.close();
+    }
+  });
+});
+

@@ -7,13 +7,14 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { ENGINES } from '../engine/encoder.ts';
 import { type BuildSummary, DEFAULT_SNAPSHOT_EVERY, type Progress, addPaths, buildIndex, corpusOf, parseShard, sourcesToRemove } from '../index/build.ts';
+import { benchIndex } from '../index/bench.ts';
 import { modelPathFor } from '../index/corpus.ts';
 import { VectorIndex } from '../index/index.ts';
 import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { submodelName } from '../model/config.ts';
 import { DEFAULT_PIXEL_LIMIT } from '../data/preprocess.ts';
-import { UsageError, parseOptions, printJson, submodelOption } from './common.ts';
+import { UsageError, csv, parseOptions, printJson, submodelOption } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
 const count = (min: number) => {
@@ -112,7 +113,7 @@ const buildCommand = withPipeline(
     .option('--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)")
     .option('--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`')
     .option('--m <n>', 'HNSW links per node (new index; default 16)')
-    .option('--ef-construction <n>', 'HNSW build breadth (new index; default 100)')
+    .option('--ef-construction <n>', 'HNSW build breadth (new index; default 64)')
     .option('--ef <n>', 'HNSW search breadth (new index; default 64)'),
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
@@ -300,6 +301,44 @@ const mergeCommand = new Command('merge')
     process.stdout.write(
       markdownTable(['shard', 'live', 'added', 'duplicates'], r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates])) + `\n${r.dir}: ${r.live} live items\n`,
     );
+  });
+
+// ---- bench index (under `matvit bench`) ------------------------------------------------------------
+
+const BenchIndexOptions = z.object({
+  index: z.string().min(1),
+  efConstruction: z.string().default('200,100,64,48').transform((v, ctx) => {
+    const list = csv(v).map(Number);
+    if (list.length === 0 || list.some((x) => !Number.isInteger(x) || x < 1)) {
+      ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of positive integers' });
+      return z.NEVER;
+    }
+    return list;
+  }),
+  sample: count(1).default(500),
+  json: z.boolean().default(false),
+});
+
+export const benchIndexCommand = new Command('index')
+  .description("insertion time per item and recall@10 at the index's ef for several efConstruction, on the index's own vectors")
+  .requiredOption('--index <dir>', 'index directory (read only)')
+  .option('--ef-construction <list>', 'values to compare', '200,100,64,48')
+  .option('--sample <n>', 'stored items used as queries for recall@10', '500')
+  .option('--json', 'print JSON')
+  .action(async (raw) => {
+    const o = parseOptions(BenchIndexOptions, raw);
+    const index = VectorIndex.open(o.index, { readOnly: true });
+    try {
+      const r = await benchIndex(index, o.efConstruction, { sample: o.sample });
+      if (o.json) return void printJson(r);
+      process.stdout.write(
+        `${o.index}: ${r.items} items, ${r.dim}-d, M ${r.M}; recall@10 at ef ${r.ef} over ${r.queries} items against exact search; insertion on this thread\n` +
+          markdownTable(['efConstruction', 'insert s', 'us/item', 'recall@10'], r.rows.map((x) => [x.efConstruction, x.insertSeconds.toFixed(1), x.usPerItem.toFixed(0), x.recallAt10.toFixed(4)])) +
+          '\n',
+      );
+    } finally {
+      index.close();
+    }
   });
 
 export const indexCommand = new Command('index').description('corpus indexes: build, add, remove, compact, info, verify, merge');

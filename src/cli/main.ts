@@ -4,7 +4,7 @@ import { UsageError } from './common.ts';
 import { benchEncodeCommand, embedCommand, exportOnnxCommand } from './encode.ts';
 import { datasetCommand } from './dataset.ts';
 import { evalCommand } from './eval.ts';
-import { indexCommand } from './index-cmd.ts';
+import { benchIndexCommand, indexCommand } from './index-cmd.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
 import { mixnmatchCommand } from './mixnmatch.ts';
@@ -17,7 +17,7 @@ const program = new Command('matvit')
   .exitOverride();
 
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
-for (const cmd of [benchEncodeCommand, benchTrainCommand]) bench.addCommand(cmd.exitOverride());
+for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand]) bench.addCommand(cmd.exitOverride());
 for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, reportCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
 
 (await import('./serve.ts')).addServeCommands(program, bench); // serve, calibrate, bench serve

@@ -5,14 +5,12 @@
 // does); and the "same-encoder" 1-NN, corpus and queries both embedded by that submodel (a small
 // model deployed on its own). Query encoders from another checkpoint are the paper's baselines:
 // an independently trained ViT embeds into another space, so its queries miss an XL corpus.
-import path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Dataset, Skipped } from '../data/dataset.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from '../index/hnsw.ts';
-import { IndexParams, STORE_FILE, VectorIndex } from '../index/index.ts';
-import { Store } from '../index/store.ts';
+import { IndexParams, VectorIndex } from '../index/index.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import { type ModelConfig, granularityDims } from '../model/config.ts';
 import { mflops } from '../model/flops.ts';
@@ -201,14 +199,7 @@ interface SearchedCorpus {
 function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
   const index = VectorIndex.open(dir, { expectedFingerprint: fingerprint, readOnly: true });
   try {
-    // Read at the graph's watermark, so that the vectors are exactly the items the graph holds.
-    const store = Store.open(path.join(dir, STORE_FILE), { readOnly: true });
-    let chunks;
-    try {
-      chunks = [...store.liveVectors({ atSeq: index.info().graph.appliedSeq })];
-    } finally {
-      store.close();
-    }
+    const chunks = [...index.liveVectors()]; // exactly the items the graph holds
     const { dim, M, efConstruction, ef } = index.params;
     const N = chunks.reduce((n, ch) => n + ch.ids.length, 0);
     const vectors = new Float32Array(N * dim);

@@ -16,7 +16,7 @@ import seedrandom from 'seedrandom';
 import { removeStaleTemps } from '../util/durable.ts';
 import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
-import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
+import { type InsertResult, type Item, type NewItem, type RemoveResult, Store, type VectorChunk } from './store.ts';
 import { type Scored, TopK, type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
 
 export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts';
@@ -380,6 +380,11 @@ export class VectorIndex {
     // exact scan of the (few) candidates is then both correct and cheap.
     if (hits.length < kk) hits = this.exact([q], kk, label)[0];
     return this.describe(hits);
+  }
+
+  /** The stored vectors of the items the graph holds (live as of its watermark), in id order, a chunk at a time. */
+  liveVectors(chunk?: number): Generator<VectorChunk> {
+    return this.store.liveVectors({ atSeq: this.appliedSeq, chunk });
   }
 
   /** k nearest live items by brute force over the stored vectors (ground truth for verify). */

@@ -26,11 +26,12 @@ export const IndexParams = z
     /** hnswlib: links per node. */
     M: z.number().int().min(2).max(128).default(16),
     /**
-     * hnswlib: build breadth. 100, not hnswlib's 200: on the shipped model's 60k x 128-d corpus it
-     * gave recall@10 0.9996 at ef 64 (`index verify`) and halves the insertion cost, which on a
-     * small model is as large as encoding (build.ts). pgvector defaults to 64, Qdrant to 100.
+     * hnswlib: build breadth. 64 (pgvector's default), not hnswlib's 200: on a small model the
+     * insertion costs as much CPU as encoding (build.ts). `matvit bench index --index
+     * indexes/fmnist-train` (the shipped model's 60k x 128-d corpus, M 16, recall@10 at ef 64):
+     * efConstruction 200: 201 us/item, 0.9998; 100: 117, 0.9994; 64: 86, 0.9988; 48: 78, 0.9980.
      */
-    efConstruction: z.number().int().positive().default(100),
+    efConstruction: z.number().int().positive().default(64),
     /** Search breadth; 64 gave recall@10 >= 0.99 on 64-d to 192-d unit vectors with M=16. */
     ef: z.number().int().positive().default(64),
     /** The resolved model config, when the caller has it (style: saved with every index). */

@@ -1,0 +1,65 @@
+// `matvit bench index`: what efConstruction costs and buys on a real corpus. The index's stored
+// vectors are inserted into a fresh in-memory graph for each efConstruction (same M, space and
+// insertion order as a build), timing the insertion alone; recall@10 of each graph at the index's
+// ef is measured against exact search (ONNX Runtime Gemm + TopK) on a seeded sample of the items.
+import seedrandom from 'seedrandom';
+import { exactKnn } from '../engine/knn.ts';
+import { Graph } from './hnsw.ts';
+import type { VectorIndex } from './index.ts';
+
+export interface IndexBenchRow {
+  efConstruction: number;
+  insertSeconds: number;
+  usPerItem: number;
+  recallAt10: number;
+}
+
+export interface IndexBench {
+  items: number;
+  dim: number;
+  M: number;
+  ef: number;
+  queries: number;
+  rows: IndexBenchRow[];
+}
+
+export async function benchIndex(index: VectorIndex, efConstructions: readonly number[], opts: { sample?: number; seed?: string } = {}): Promise<IndexBench> {
+  const { space, dim, M, ef } = index.params;
+  const ids: number[] = [];
+  const parts: Float32Array[] = [];
+  for (const ch of index.liveVectors()) {
+    ids.push(...ch.ids);
+    parts.push(ch.vectors);
+  }
+  const N = ids.length;
+  const vectors = new Float32Array(N * dim); // [N, dim], id order: the order a build inserted them
+  let off = 0;
+  for (const p of parts) vectors.set(p, (off += p.length) - p.length);
+  const k = Math.min(10, N);
+  // A seeded sample of items as queries, and their exact top k (rows of `vectors`).
+  const rng = seedrandom(opts.seed ?? 'bench-index');
+  const Q = Math.min(opts.sample ?? 500, N);
+  const rows = Array.from({ length: N }, (_, i) => i);
+  for (let i = 0; i < Q; i++) {
+    const j = i + Math.floor(rng() * (N - i));
+    [rows[i], rows[j]] = [rows[j], rows[i]];
+  }
+  const queries = new Float32Array(Q * dim);
+  rows.slice(0, Q).forEach((r, i) => queries.set(vectors.subarray(r * dim, (r + 1) * dim), i * dim));
+  const truth = (await exactKnn(queries, vectors, dim, k)).ids; // [Q, k] rows
+
+  const out: IndexBenchRow[] = [];
+  for (const efConstruction of efConstructions) {
+    const graph = Graph.create({ space, dim, M, efConstruction, ef }, N);
+    const t = performance.now();
+    graph.add(Array.from({ length: N }, (_, i) => i), vectors); // labels = rows
+    const insertSeconds = (performance.now() - t) / 1000;
+    let hit = 0;
+    for (let q = 0; q < Q; q++) {
+      const got = new Set(graph.search(queries.subarray(q * dim, (q + 1) * dim), k, ef).ids);
+      for (let j = 0; j < k; j++) if (got.has(truth[q * k + j])) hit++;
+    }
+    out.push({ efConstruction, insertSeconds, usPerItem: N ? (insertSeconds * 1e6) / N : 0, recallAt10: Q ? hit / (Q * k) : 1 });
+  }
+  return { items: N, dim, M, ef, queries: Q, rows: out };
+}
