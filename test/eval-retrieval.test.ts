@@ -221,7 +221,7 @@ describe('eval retrieval end to end', () => {
     assert.match(r.command, /^eval retrieval --model /);
     assert.equal(r.fingerprint, fpA);
     assert.deepEqual([r.corpusCount, r.queryCount, r.k, r.skipped.length], [240, 60, 10, 0]);
-    assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 64, source: 'memory' });
+    assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 128, source: 'memory' });
     assert.deepEqual(r.rows.map((x) => x.name), ['s', 'm', 'l', 'xl', '4,32', 'base']);
     const xlMflops = mflops(TINY, granularityDims(TINY, 'xl'));
     const row = (name: string) => r.rows.find((x) => x.name === name)!;
@@ -258,7 +258,7 @@ describe('eval retrieval end to end', () => {
       modelDir: modelA, checkpoint: loadCheckpoint(modelA), corpus: await parseDatasetSpec(CORPUS), queries: await parseDatasetSpec(QUERIES),
       submodels: [{ name: 's', ffnDims: granularityDims(TINY, 's') }], indexDir: indexA, k: 5,
     });
-    assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 64, source: 'index' });
+    assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 128, source: 'index' });
     assert.deepEqual(r.rows.map((x) => x.name), ['s', 'xl']); // XL added: recall's reference
     assert.equal(r.corpusCount, 240);
     assert.equal(r.rows[1].exact.recall, 1);

@@ -244,7 +244,7 @@ describe('VectorIndex', () => {
     const v = index.verify({ sampleSize: 300, minRecall: 0.99 });
     assert.deepEqual(v.problems, []);
     assert.ok(v.ok);
-    assert.equal(v.recall.ef, 64);
+    assert.equal(v.recall.ef, 128);
     assert.ok(v.recall.recallAt10 >= 0.99, `recall@10 ${v.recall.recallAt10}`);
     assert.deepEqual(v.counts.manifest, { live: 4997, deleted: 3, seq: 5003 });
     assert.deepEqual([v.counts.graphPoints, v.counts.graphLive], [5000, 4997]);
@@ -416,10 +416,13 @@ describe('bench index', () => {
       index.remove(ids.slice(0, 20));
       const r = await benchIndex(index, [400, 4], { sample: 50 });
       assert.equal(r.items, 280);
-      assert.deepEqual([r.dim, r.M, r.ef, r.queries], [16, 16, 400, 50]);
-      assert.deepEqual(r.rows.map((x) => x.efConstruction), [400, 4]);
-      assert.equal(r.rows[0].recallAt10, 1);
-      for (const x of r.rows) assert.ok(x.usPerItem > 0 && x.recallAt10 > 0 && x.recallAt10 <= 1, JSON.stringify(x));
+      assert.deepEqual([r.dim, r.M, r.queries], [16, 16, 50]);
+      assert.deepEqual(r.rows.map((x) => [x.efConstruction, x.search.map((q) => q.ef)]), [[400, [400]], [4, [400]]]); // the index's ef
+      assert.equal(r.rows[0].search[0].recallAt10, 1);
+      for (const x of r.rows) assert.ok(x.usPerItem > 0 && x.search[0].recallAt10 > 0 && x.search[0].recallAt10 <= 1, JSON.stringify(x));
+      const widths = await benchIndex(index, [8], { efs: [10, 300], sample: 50 });
+      assert.deepEqual(widths.rows[0].search.map((q) => q.ef), [10, 300]);
+      assert.equal(widths.rows[0].search[1].recallAt10, 1); // ef >= live items: exact
     } finally {
       index.close();
     }

@@ -305,36 +305,40 @@ const mergeCommand = new Command('merge')
 
 // ---- bench index (under `matvit bench`) ------------------------------------------------------------
 
+const intList = (v: string, ctx: z.RefinementCtx) => {
+  const list = csv(v).map(Number);
+  if (list.length > 0 && list.every((x) => Number.isInteger(x) && x >= 1)) return list;
+  ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of positive integers' });
+  return z.NEVER;
+};
+
 const BenchIndexOptions = z.object({
   index: z.string().min(1),
-  efConstruction: z.string().default('200,100,64,48').transform((v, ctx) => {
-    const list = csv(v).map(Number);
-    if (list.length === 0 || list.some((x) => !Number.isInteger(x) || x < 1)) {
-      ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of positive integers' });
-      return z.NEVER;
-    }
-    return list;
-  }),
+  efConstruction: z.string().default('200,100,64,48').transform(intList),
+  ef: z.string().transform(intList).optional(),
   sample: count(1).default(500),
   json: z.boolean().default(false),
 });
 
 export const benchIndexCommand = new Command('index')
-  .description("insertion time per item and recall@10 at the index's ef for several efConstruction, on the index's own vectors")
+  .description("insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors")
   .requiredOption('--index <dir>', 'index directory (read only)')
-  .option('--ef-construction <list>', 'values to compare', '200,100,64,48')
+  .option('--ef-construction <list>', 'build breadths to compare', '200,100,64,48')
+  .option('--ef <list>', "search breadths (default: the index's ef)")
   .option('--sample <n>', 'stored items used as queries for recall@10', '500')
   .option('--json', 'print JSON')
   .action(async (raw) => {
     const o = parseOptions(BenchIndexOptions, raw);
     const index = VectorIndex.open(o.index, { readOnly: true });
     try {
-      const r = await benchIndex(index, o.efConstruction, { sample: o.sample });
+      const r = await benchIndex(index, o.efConstruction, { efs: o.ef, sample: o.sample });
       if (o.json) return void printJson(r);
       process.stdout.write(
-        `${o.index}: ${r.items} items, ${r.dim}-d, M ${r.M}; recall@10 at ef ${r.ef} over ${r.queries} items against exact search; insertion on this thread\n` +
-          markdownTable(['efConstruction', 'insert s', 'us/item', 'recall@10'], r.rows.map((x) => [x.efConstruction, x.insertSeconds.toFixed(1), x.usPerItem.toFixed(0), x.recallAt10.toFixed(4)])) +
-          '\n',
+        `${o.index}: ${r.items} items, ${r.dim}-d, M ${r.M}; recall@10 over ${r.queries} items against exact search; on this thread\n` +
+          markdownTable(
+            ['efConstruction', 'insert s', 'us/item', 'ef', 'recall@10', 'us/query'],
+            r.rows.flatMap((x) => x.search.map((q) => [x.efConstruction, x.insertSeconds.toFixed(1), x.usPerItem.toFixed(0), q.ef, q.recallAt10.toFixed(4), q.usPerQuery.toFixed(0)])),
+          ) + '\n',
       );
     } finally {
       index.close();

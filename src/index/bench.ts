@@ -1,7 +1,8 @@
 // `matvit bench index`: what efConstruction costs and buys on a real corpus. The index's stored
 // vectors are inserted into a fresh in-memory graph for each efConstruction (same M, space and
-// insertion order as a build), timing the insertion alone; recall@10 of each graph at the index's
-// ef is measured against exact search (ONNX Runtime Gemm + TopK) on a seeded sample of the items.
+// insertion order as a build), timing the insertion alone; recall@10 of each graph at each search
+// breadth (default: the index's ef) is measured against exact search (ONNX Runtime Gemm + TopK) on
+// a seeded sample of the items, with the graph's search time per query.
 import seedrandom from 'seedrandom';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from './hnsw.ts';
@@ -11,20 +12,21 @@ export interface IndexBenchRow {
   efConstruction: number;
   insertSeconds: number;
   usPerItem: number;
-  recallAt10: number;
+  /** Per search breadth: recall@10 against exact search and graph search time per query. */
+  search: { ef: number; recallAt10: number; usPerQuery: number }[];
 }
 
 export interface IndexBench {
   items: number;
   dim: number;
   M: number;
-  ef: number;
   queries: number;
   rows: IndexBenchRow[];
 }
 
-export async function benchIndex(index: VectorIndex, efConstructions: readonly number[], opts: { sample?: number; seed?: string } = {}): Promise<IndexBench> {
+export async function benchIndex(index: VectorIndex, efConstructions: readonly number[], opts: { efs?: readonly number[]; sample?: number; seed?: string } = {}): Promise<IndexBench> {
   const { space, dim, M, ef } = index.params;
+  const efs = opts.efs ?? [ef];
   const ids: number[] = [];
   const parts: Float32Array[] = [];
   for (const ch of index.liveVectors()) {
@@ -54,12 +56,16 @@ export async function benchIndex(index: VectorIndex, efConstructions: readonly n
     const t = performance.now();
     graph.add(Array.from({ length: N }, (_, i) => i), vectors); // labels = rows
     const insertSeconds = (performance.now() - t) / 1000;
-    let hit = 0;
-    for (let q = 0; q < Q; q++) {
-      const got = new Set(graph.search(queries.subarray(q * dim, (q + 1) * dim), k, ef).ids);
-      for (let j = 0; j < k; j++) if (got.has(truth[q * k + j])) hit++;
-    }
-    out.push({ efConstruction, insertSeconds, usPerItem: N ? (insertSeconds * 1e6) / N : 0, recallAt10: Q ? hit / (Q * k) : 1 });
+    const search = efs.map((e) => {
+      let hit = 0;
+      const t0 = performance.now();
+      for (let q = 0; q < Q; q++) {
+        const got = new Set(graph.search(queries.subarray(q * dim, (q + 1) * dim), k, e).ids);
+        for (let j = 0; j < k; j++) if (got.has(truth[q * k + j])) hit++;
+      }
+      return { ef: e, recallAt10: Q ? hit / (Q * k) : 1, usPerQuery: Q ? ((performance.now() - t0) * 1000) / Q : 0 };
+    });
+    out.push({ efConstruction, insertSeconds, usPerItem: N ? (insertSeconds * 1e6) / N : 0, search });
   }
-  return { items: N, dim, M, ef, queries: Q, rows: out };
+  return { items: N, dim, M, queries: Q, rows: out };
 }

@@ -27,13 +27,18 @@ export const IndexParams = z
     M: z.number().int().min(2).max(128).default(16),
     /**
      * hnswlib: build breadth. 64 (pgvector's default), not hnswlib's 200: on a small model the
-     * insertion costs as much CPU as encoding (build.ts). `matvit bench index --index
-     * indexes/fmnist-train` (the shipped model's 60k x 128-d corpus, M 16, recall@10 at ef 64):
-     * efConstruction 200: 201 us/item, 0.9998; 100: 117, 0.9994; 64: 86, 0.9988; 48: 78, 0.9980.
+     * insertion costs as much CPU as encoding (build.ts), and a wider search (ef) makes up for it.
+     * `matvit bench index --index indexes/fmnist-train` (the shipped model's 60k x 128-d corpus,
+     * M 16, recall@10 at ef 64): efConstruction 200: 201 us/item, 0.9998; 100: 117, 0.9994;
+     * 64: 86, 0.9988; 48: 78, 0.9980.
      */
     efConstruction: z.number().int().positive().default(64),
-    /** Search breadth; 64 gave recall@10 >= 0.99 on 64-d to 192-d unit vectors with M=16. */
-    ef: z.number().int().positive().default(64),
+    /**
+     * Search breadth. 128 with efConstruction 64: the narrower build needs a wider search on hard
+     * data (index-store.test.ts's 5k random 64-d unit vectors fall below recall@10 0.99 at ef 64);
+     * `matvit bench index --ef 64,128` prints what the width costs per query on a real index.
+     */
+    ef: z.number().int().positive().default(128),
     /** The resolved model config, when the caller has it (style: saved with every index). */
     model: ModelConfig.optional(),
     /**
