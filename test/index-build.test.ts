@@ -133,6 +133,8 @@ describe('index build', () => {
   test('the reference build: every item added once, metadata and manifest recorded', () => {
     const s = refSummary;
     assert.equal(s.items, N);
+    // A small model: one encoder worker per core (two on CI and here), one intra-op thread each.
+    assert.match(s.engine, os.availableParallelism() > 1 ? /in \d+ worker threads\)$/ : /in a worker thread\)$/);
     assert.equal(s.added + s.duplicates.count, N);
     assert.equal(s.skipped.count + s.alreadyIndexed, 0);
     const live = liveItems(ref);
@@ -184,8 +186,9 @@ describe('index build', () => {
   });
 
   test('re-running a finished build adds nothing', async () => {
-    const s = await json<BuildSummary>('index', 'build', '--model', model, '--data', DATA, '--out', ref, '--batch', '64');
+    const s = await json<BuildSummary>('index', 'build', '--model', model, '--data', DATA, '--out', ref, '--batch', '64', '--workers', '1');
     assert.deepEqual([s.added, s.duplicates.count, s.alreadyIndexed, s.live], [0, 0, refSummary.added, refSummary.added]);
+    assert.match(s.engine, /in a worker thread\)$/);
     assert.equal(s.snapshots, 0, 'nothing new, no snapshot rewritten');
   });
 

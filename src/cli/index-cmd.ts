@@ -33,6 +33,7 @@ const Shard = z.string().transform((s, ctx) => {
 /** Options of every command that embeds images. */
 const Pipeline = {
   engine: z.enum(ENGINES).default('onnx'),
+  workers: count(1).optional(),
   batch: count(1).optional(),
   concurrency: count(1).optional(),
   snapshotEvery: count(0).optional(),
@@ -43,6 +44,7 @@ const Pipeline = {
 const withPipeline = (cmd: Command) =>
   cmd
     .option('--engine <name>', `engine: ${ENGINES.join(', ')}`, 'onnx')
+    .option('--workers <n>', 'onnx: encoder worker threads sharing the cores, each running whole batches and holding a copy of the model (default: one per core under 1000 MFLOPs per image, else 1)')
     .option('--batch <n>', 'images per encoder call (default: 256 for small inputs, 32 for 224x224)')
     .option('--concurrency <n>', 'images read and decoded at once (default: 2 per core)')
     .option('--snapshot-every <n>', `write the graph snapshot every N batches; 0: only at the end (default ${DEFAULT_SNAPSHOT_EVERY})`)
@@ -123,7 +125,7 @@ const buildCommand = withPipeline(
   let s: BuildSummary;
   try {
     s = await buildIndex({
-      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, shard: o.shard,
+      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, workers: o.workers, shard: o.shard,
       M: o.m, efConstruction: o.efConstruction, ef: o.ef, batch: o.batch, concurrency: o.concurrency, snapshotEvery: o.snapshotEvery,
       maxPixels: o.maxPixels, onProgress: bar.onProgress,
     });

@@ -8,7 +8,7 @@
 // checks the items of the next batch, whose decoding runs on libuv's pool (sharp).
 // onnxruntime-node's run() is synchronous on the calling thread (it only defers the call with
 // setImmediate), so in-process it would block all of that: the ONNX engine runs in worker threads
-// here (engine/onnx-worker.ts), one per core with one intra-op thread each (see corpusEncoder).
+// here (engine/onnx-worker.ts; how many: corpusEncoder).
 // Each file is read once: its bytes are hashed and decoded from the same buffer; IDX pixels go
 // straight to normalization when they already have the model's shape (Fashion-MNIST on a 28x28
 // model), with no sharp call at all.
@@ -29,6 +29,7 @@ import { listImages } from '../data/folder.ts';
 import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } from '../data/preprocess.ts';
 import { type EncodeOutput, type Encoder, type EngineName, createEncoder } from '../engine/encoder.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
+import { mflops } from '../model/flops.ts';
 import type { WeightMap } from '../model/weights.ts';
 import { type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
 import { openCorpus, modelPathFor } from './corpus.ts';
@@ -356,18 +357,24 @@ export async function runPipeline(index: VectorIndex, encoder: Encoder, ffnDims:
 
 /**
  * The build's encoder: ONNX in worker threads, so that the JS thread commits and decodes while they
- * embed; one worker per core with one intra-op thread each, every worker running whole batches.
- * Measured on fmnist-tiny, fashion-mnist:train (60k), 2 cores: in-process the build ran at 626
- * img/s, 0.51-0.63 of `bench encode`'s XL batch-256 throughput (encoding and committing took
- * turns). One worker of 2 intra-op threads reached 0.63 (efConstruction 100) on a quiet machine:
- * the JS thread's HNSW insertion preempts one of the two threads and the other waits at ORT's
- * barrier (the process used 183% CPU of 200%). tfjs (the fallback, ~25x slower: encoding dominates
- * anyway) runs in-process.
+ * embed. A small model gets one worker per core with one intra-op thread each, every worker
+ * running whole batches: on fmnist-tiny (41 MFLOPs per image), fashion-mnist:train, 2 cores, one
+ * worker of 2 intra-op threads reached 0.63 of `bench encode`'s XL batch-256 throughput
+ * (efConstruction 100): the JS thread's HNSW insertion, as much CPU as encoding there, preempted
+ * one of the two threads and the other waited at ORT's barrier (183% CPU of 200%); two workers
+ * reached 0.71 at the same setting. A large model gets one worker with every core: there the
+ * JS thread's share is ~1% and each worker would hold a copy of the model (vit-s16 over 1000
+ * photos: 2 workers 14 img/s, peak RSS 1490 MB; 1 worker 15 img/s, 1035 MB). In-process (the
+ * first design) the build ran at 0.51-0.63: encoding and committing took turns. tfjs (the
+ * fallback, ~25x slower: encoding dominates anyway) runs in-process.
  */
-function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap): Promise<Encoder> {
+const POOL_MAX_MFLOPS = 1000;
+
+function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap, ffnDims: readonly number[], workers?: number): Promise<Encoder> {
   if (engine !== 'onnx') return createEncoder(engine, cfg, weights);
   const cores = os.availableParallelism();
-  return createEncoder(engine, cfg, weights, { offThread: true, threads: cores, workers: cores });
+  const n = workers ?? (mflops(cfg, ffnDims) < POOL_MAX_MFLOPS ? cores : 1);
+  return createEncoder(engine, cfg, weights, { offThread: true, threads: cores, workers: Math.min(n, cores) });
 }
 
 /** Embeds one image first, so that session creation is not counted as throughput (as bench does). */
@@ -388,6 +395,8 @@ export interface BuildOptions extends PipelineOptions {
   /** The corpus submodel (default XL). */
   ffnDims?: number[];
   engine?: EngineName;
+  /** ONNX encoder workers sharing the cores (default: one per core); each holds a copy of the model. */
+  workers?: number;
   /** HNSW parameters of a new index (defaults in manifest.ts); for an existing one they must match it. */
   M?: number;
   efConstruction?: number;
@@ -418,7 +427,7 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
     const have = index.params;
     const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
     if (clash.length) throw new Error(`${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`);
-    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights);
+    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights, ffnDims, o.workers);
     let r: PipelineResult;
     try {
       await warmUp(encoder, ffnDims);
@@ -521,6 +530,8 @@ export interface AddOptions extends PipelineOptions {
   /** Another copy of the index's model (default: the manifest's modelPath). */
   model?: string;
   engine?: EngineName;
+  /** ONNX encoder workers sharing the cores (default: one per core); each holds a copy of the model. */
+  workers?: number;
 }
 
 /** `matvit index add`: embeds the files with the index's model and corpus submodel and adds what is new. */
@@ -530,7 +541,7 @@ export async function addPaths(o: AddOptions): Promise<BuildSummary> {
     const cfg = checkpoint.meta.model;
     const { ffnDims } = readManifest(o.index);
     const ds = await fileListDataset(o.paths, corpusOf(o.index), { limitInputPixels: o.maxPixels });
-    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, checkpoint.weights);
+    const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, checkpoint.weights, ffnDims, o.workers);
     let r: PipelineResult;
     try {
       r = await runPipeline(index, encoder, ffnDims, ds, { ...o, shard: undefined });
