@@ -10,7 +10,7 @@ import seedrandom from 'seedrandom';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { classify } from '../src/eval/classify.ts';
-import { type MixRow, type Scored, checkFront, pairedDiff, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, withoutSelf } from '../src/eval/mixnmatch.ts';
+import { type MixRow, type Scored, checkFront, familyZ, pairedDiff, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, withoutSelf } from '../src/eval/mixnmatch.ts';
 import { loadCheckpoint, readMeta, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { GRANULARITY_NAMES, granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
@@ -107,6 +107,12 @@ describe('recall and the front check', () => {
     assert.deepEqual(Array.from(withoutSelf(Int32Array.from([4, 7, 3, 2, 1, 5]), 2, 2)), [4, 7, 2, 5]); // self in the middle of row 1
   });
 
+  it('familyZ: the two-sided normal quantile at alpha / comparisons (values from normal tables)', () => {
+    assert.ok(Math.abs(familyZ(1) - 1.95996) < 1e-4);
+    assert.ok(Math.abs(familyZ(17) - 2.97382) < 1e-4);
+    assert.equal(familyZ(0), familyZ(1));
+  });
+
   it('pairedDiff: the mean of per-query differences and its standard error', () => {
     // d = [1, 0, 0, 1]: mean 0.5, sample sd sqrt(1/3), se sqrt(1/3) / 2.
     const r = pairedDiff([1, 0, 1, 1], [0, 0, 1, 0]);
@@ -134,6 +140,9 @@ describe('recall and the front check', () => {
     const onFront = rows.map(() => true);
     const check = checkFront(rows, onFront);
     assert.equal(check.betweenSAndXl, 5);
+    // Four mixes compared: Bonferroni at 0.05 two-sided, z = 2.4977 (normal tables).
+    assert.equal(check.comparisons, 4);
+    assert.ok(Math.abs(check.noiseZ - 2.4977) < 1e-3, `z ${check.noiseZ}`);
     const byName = Object.fromEntries(check.points.map((p) => [p.name, p]));
     assert.equal(byName.a.nearestUniform, 's');
     assert.equal(byName.a.atLeastAsGood, true);

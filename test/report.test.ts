@@ -62,7 +62,7 @@ function mixnmatchFile() {
     kind: 'mixnmatch', command: 'mixnmatch --model runs/matvit/best --data fashion-mnist:train[55000:] --out m.json', model: 'runs/matvit/best', fingerprint: fp('c'),
     data: 'fashion-mnist:train[55000:]', corpus: 'fashion-mnist:train[55000:] (XL, self excluded)', count: 5000, corpusCount: 5000, k: 10, latencyRuns: 20, engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
     configs, front: [], menu: [],
-    check: { minBetween: 8, noiseZ: 1.96, betweenSAndXl: 3, points: [point('s', 17.8, 's', 's'), point('64,64,64,128,128,128', 19.45, 's', 's'), point('m', 21.1, 'm', 'm'), point('l', 27.8, 'l', 'l'), point('xl', 41.2, 'xl', 'xl')], noneWorse: true, noneWorseThanCheaper: true, pass: false },
+    check: { minBetween: 8, comparisons: 1, alpha: 0.05, noiseZ: 1.96, betweenSAndXl: 3, points: [point('s', 17.8, 's', 's'), point('64,64,64,128,128,128', 19.45, 's', 's'), point('m', 21.1, 'm', 'm'), point('l', 27.8, 'l', 'l'), point('xl', 41.2, 'xl', 'xl')], noneWorse: true, noneWorseThanCheaper: true, pass: false },
     skipped: 0,
   };
 }

@@ -79,16 +79,21 @@ export const mixnmatchCommand = new Command('mixnmatch')
     out(`${o.model} on ${data.spec}: ${result.count} queries, corpus ${corpusLabel}: ${result.corpusCount} items, engine ${enc.description}`);
     out(table);
     out(`front: ${front.length} of ${rows.length} configs, ${check.betweenSAndXl} strictly between S and XL MFLOPs (want >= ${check.minBetween})`);
-    // A deficit counts only beyond noise (NOISE_Z standard errors of the paired difference).
+    // A deficit counts only beyond noise: check.noiseZ standard errors of the paired difference,
+    // the family-wise threshold over the mixes compared (eval/mixnmatch.ts).
     const pt = (d: PairedDiff) => `${(100 * d.diff).toFixed(2)} +- ${(100 * d.se).toFixed(2)} pt`;
+    const beyond = `beyond ${check.noiseZ.toFixed(2)} standard errors: family-wise alpha ${check.alpha} over ${check.comparisons} mixes`;
     const worse = (what: string, bad: FrontPoint[], vs: (p: FrontPoint) => [string, { top1: PairedDiff; recall: PairedDiff }]) =>
       out(bad.length === 0
-        ? `no front point is worse (beyond ${check.noiseZ} standard errors) than ${what}`
-        : `worse (beyond ${check.noiseZ} standard errors) than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
+        ? `no front point is worse (${beyond}) than ${what}`
+        : `worse (${beyond}) than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
     worse('the uniform granularity nearest in MFLOPs, in top-1', check.points.filter((p) => !p.atLeastAsGood), (p) => [p.nearestUniform, p.vsNearest]);
     worse(`the costliest uniform granularity no costlier, in top-1 or recall@${k}`, check.points.filter((p) => !p.atLeastAsGoodAsCheaper), (p) => [p.cheaperUniform, p.vsCheaper]);
     const closest = check.points.filter((p) => p.nearestUniform !== p.name).sort((a, b) => a.vsNearest.top1.diff - b.vsNearest.top1.diff)[0];
-    if (closest) out(`largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(closest.vsNearest.top1)}`);
+    if (closest) {
+      const d = closest.vsNearest.top1;
+      out(`largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(d)} (${d.se > 0 ? (d.diff / d.se).toFixed(2) : 'n/a'} standard errors)`);
+    }
     out(`check: ${check.pass ? 'pass' : 'fail'} (>= ${check.minBetween} front points between S and XL, none worse than the nearest uniform granularity)`);
 
     const report = {

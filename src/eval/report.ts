@@ -41,7 +41,7 @@ const PairedPair = z.object({ top1: Paired, recall: Paired });
 const FrontCheck = z
   .object({
     minBetween: count, betweenSAndXl: count,
-    noiseZ: z.number().nonnegative(),
+    comparisons: count, alpha: z.number().positive().lt(1), noiseZ: z.number().nonnegative(),
     points: z.array(z.object({
       name: z.string(), mflops: z.number(),
       nearestUniform: z.string(), vsNearest: PairedPair, atLeastAsGood: z.boolean(),
@@ -304,7 +304,8 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
     md.push(
       `Front: ${front.length} of ${configs.length} configs; ${check.betweenSAndXl} strictly between S and XL in MFLOPs. ` +
         `Check (at least ${check.minBetween} front points between S and XL, none worse than the uniform granularity nearest in MFLOPs: ` +
-        `in top-1, since recall rises with cost by construction; worse = below by more than ${check.noiseZ} standard errors of the paired difference over the same queries): ` +
+        `in top-1, since recall rises with cost by construction; worse = below by more than ${check.noiseZ.toFixed(2)} standard errors of the paired difference over the same queries, ` +
+        `the family-wise threshold at alpha ${check.alpha} over the ${check.comparisons} mixes compared): ` +
         `**${check.pass ? 'pass' : 'fail'}**${failures.length ? `: ${failures.map(cell).join('; ')}` : ''}.`,
     );
     const d = (x: { diff: number; se: number }) => `${(100 * x.diff).toFixed(2)} ± ${(100 * x.se).toFixed(2)}`;
