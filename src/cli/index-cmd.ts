@@ -116,7 +116,7 @@ const buildCommand = withPipeline(
     .option('--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`')
     .option('--m <n>', 'HNSW links per node (new index; default 16)')
     .option('--ef-construction <n>', 'HNSW build breadth (new index; default 64)')
-    .option('--ef <n>', 'HNSW search breadth (new index; default 64)'),
+    .option('--ef <n>', 'HNSW search breadth (new index; default 128)'),
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
   const checkpoint = loadCheckpoint(o.model);

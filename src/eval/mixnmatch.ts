@@ -250,7 +250,7 @@ export async function evaluateMixnmatch(encoder: Encoder, data: Dataset, corpus:
   // Per-query outcomes of every config [Q]: 1/0 top-1 hits and recall terms, for paired differences.
   const hits: Float64Array[] = [];
   const recalls: Float64Array[] = [];
-  for (const [j] of configs.entries()) {
+  for (let j = 0; j < configs.length; j++) {
     const ids = j === xlIndex ? ref : await neighbours(q.embeddings[j]);
     const hit = new Float64Array(Q);
     for (let r = 0; r < Q; r++) hit[r] = topK(q.logits![j], K, r, 1)[0] === q.labels[r] ? 1 : 0;

@@ -199,18 +199,9 @@ interface SearchedCorpus {
 function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
   const index = VectorIndex.open(dir, { expectedFingerprint: fingerprint, readOnly: true });
   try {
-    const chunks = [...index.liveVectors()]; // exactly the items the graph holds
-    const { dim, M, efConstruction, ef } = index.params;
-    const N = chunks.reduce((n, ch) => n + ch.ids.length, 0);
-    const vectors = new Float32Array(N * dim);
-    const labels = new Int32Array(N);
-    const rowOf = new Map<number, number>(); // store id -> row
-    for (const ch of chunks)
-      ch.ids.forEach((id, i) => {
-        vectors.set(ch.vectors.subarray(i * dim, (i + 1) * dim), rowOf.size * dim);
-        labels[rowOf.size] = ch.labels[i];
-        rowOf.set(id, rowOf.size);
-      });
+    const { ids, labels, vectors } = index.liveMatrix(); // exactly the items the graph holds
+    const { M, efConstruction, ef } = index.params;
+    const rowOf = new Map(ids.map((id, row) => [id, row])); // store id -> row
     return {
       vectors, labels, hnsw: { M, efConstruction, ef, source: 'index' },
       search: (q, k) => index.search(q, k).map((h) => rowOf.get(h.id)!),

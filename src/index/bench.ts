@@ -3,9 +3,9 @@
 // insertion order as a build), timing the insertion alone; recall@10 of each graph at each search
 // breadth (default: the index's ef) is measured against exact search (ONNX Runtime Gemm + TopK) on
 // a seeded sample of the items, with the graph's search time per query.
-import seedrandom from 'seedrandom';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from './hnsw.ts';
+import { seededSample } from '../util/sample.ts';
 import type { VectorIndex } from './index.ts';
 
 export interface IndexBenchRow {
@@ -27,27 +27,15 @@ export interface IndexBench {
 export async function benchIndex(index: VectorIndex, efConstructions: readonly number[], opts: { efs?: readonly number[]; sample?: number; seed?: string } = {}): Promise<IndexBench> {
   const { space, dim, M, ef } = index.params;
   const efs = opts.efs ?? [ef];
-  const ids: number[] = [];
-  const parts: Float32Array[] = [];
-  for (const ch of index.liveVectors()) {
-    ids.push(...ch.ids);
-    parts.push(ch.vectors);
-  }
-  const N = ids.length;
-  const vectors = new Float32Array(N * dim); // [N, dim], id order: the order a build inserted them
-  let off = 0;
-  for (const p of parts) vectors.set(p, (off += p.length) - p.length);
+  const { vectors } = index.liveMatrix(); // [N, dim], id order: the order a build inserted them
+  const N = vectors.length / dim;
   const k = Math.min(10, N);
   // A seeded sample of items as queries, and their exact top k (rows of `vectors`).
-  const rng = seedrandom(opts.seed ?? 'bench-index');
-  const Q = Math.min(opts.sample ?? 500, N);
   const rows = Array.from({ length: N }, (_, i) => i);
-  for (let i = 0; i < Q; i++) {
-    const j = i + Math.floor(rng() * (N - i));
-    [rows[i], rows[j]] = [rows[j], rows[i]];
-  }
+  const sample = seededSample(rows, opts.sample ?? 500, opts.seed ?? 'bench-index');
+  const Q = sample.length;
   const queries = new Float32Array(Q * dim);
-  rows.slice(0, Q).forEach((r, i) => queries.set(vectors.subarray(r * dim, (r + 1) * dim), i * dim));
+  sample.forEach((r, i) => queries.set(vectors.subarray(r * dim, (r + 1) * dim), i * dim));
   const truth = (await exactKnn(queries, vectors, dim, k)).ids; // [Q, k] rows
 
   const out: IndexBenchRow[] = [];

@@ -12,11 +12,11 @@
 // graph therefore blocks the event loop while it is written (about 0.1 s per 30 MB).
 import fs from 'node:fs';
 import path from 'node:path';
-import seedrandom from 'seedrandom';
 import { removeStaleTemps } from '../util/durable.ts';
+import { seededSample } from '../util/sample.ts';
 import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
-import { type InsertResult, type Item, type NewItem, type RemoveResult, Store, type VectorChunk } from './store.ts';
+import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
 import { type Scored, TopK, type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
 
 export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts';
@@ -382,9 +382,21 @@ export class VectorIndex {
     return this.describe(hits);
   }
 
-  /** The stored vectors of the items the graph holds (live as of its watermark), in id order, a chunk at a time. */
-  liveVectors(chunk?: number): Generator<VectorChunk> {
-    return this.store.liveVectors({ atSeq: this.appliedSeq, chunk });
+  /**
+   * The items the graph holds (live as of its watermark), in id order, as one matrix: vectors
+   * [N, dim], with ids and labels by row. For evaluations and benchmarks that need them all at once.
+   */
+  liveMatrix(): { ids: number[]; labels: Int32Array; vectors: Float32Array } {
+    const chunks = [...this.store.liveVectors({ atSeq: this.appliedSeq })];
+    const ids = chunks.flatMap((ch) => ch.ids);
+    const labels = Int32Array.from(chunks.flatMap((ch) => ch.labels));
+    const vectors = new Float32Array(ids.length * this.manifest.dim);
+    let row = 0;
+    for (const ch of chunks) {
+      vectors.set(ch.vectors, row * this.manifest.dim);
+      row += ch.ids.length;
+    }
+    return { ids, labels, vectors };
   }
 
   /** k nearest live items by brute force over the stored vectors (ground truth for verify). */
@@ -478,13 +490,8 @@ export class VectorIndex {
     if (missing.length) problems.push(`${missing.length} live items missing from the graph (ids ${some(missing)})`);
     if (extra.length) problems.push(`${extra.length} graph points not live in the store (ids ${some(extra)})`);
     // Recall@10 on a seeded sample of stored vectors, and the graph's copy of them.
-    const rng = seedrandom(seed);
-    const n = Math.min(sampleSize, liveIds.length);
-    for (let i = 0; i < n; i++) {
-      const j = i + Math.floor(rng() * (liveIds.length - i));
-      [liveIds[i], liveIds[j]] = [liveIds[j], liveIds[i]];
-    }
-    const sample = liveIds.slice(0, n);
+    const sample = seededSample(liveIds, sampleSize, seed);
+    const n = sample.length;
     const flat = this.store.vectorsOf(sample);
     const dim = m.dim;
     const queries = sample.map((_, i) => flat.slice(i * dim, (i + 1) * dim));
