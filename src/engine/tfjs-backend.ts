@@ -30,6 +30,7 @@ export function initTfjs(requested: string = 'auto', log: (msg: string) => void 
         await cand.load();
         if (await tf.setBackend(cand.backend)) {
           await tf.ready();
+          if (cand.backend === 'wasm') shareIdentityData();
           log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}`);
           return tf.getBackend();
         }
@@ -41,4 +42,23 @@ export function initTfjs(requested: string = 'auto', log: (msg: string) => void 
     throw new Error(`no tfjs backend for "${requested}" could start:\n  ${tried.join('\n  ')}`);
   })();
   return chosen;
+}
+
+/**
+ * tfjs-wasm's Identity kernel copies its input. The engine runs it for every tensor a gradient needs
+ * (it clones what it saves for the backward pass), so under a gradient tape a training step copied
+ * ~270 activations. Tensors are immutable (a Variable's assign rebinds its data, it never writes
+ * into it), so the copy can share the data with a reference count, as tfjs-backend-cpu's Identity does.
+ */
+function shareIdentityData(): void {
+  tf.unregisterKernel(tf.Identity, 'wasm');
+  tf.registerKernel({
+    kernelName: tf.Identity,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = inputs.x as tf.TensorInfo;
+      (backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
 }

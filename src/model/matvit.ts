@@ -22,44 +22,32 @@ export type ForwardOutput = {
   logits: tf.Tensor2D; // [B, K] (K = 0 for a headless model)
 };
 
-const swapLastTwo = (rank: number) => [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
-
 /**
- * Column sums of a [M, N] matrix -> [N], as 1 [1, M] @ x: tfjs-wasm reduces over a non-inner axis by
- * transposing first; as a product it is one matrix-vector kernel, ~10x faster at [2176, 512].
- */
-const colSum = (x: tf.Tensor) => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x as tf.Tensor2D), [x.shape[1]!]);
-
-/**
- * a @ b for [M, K] x [K, N] (or the same with one shared leading batch dim), with a gradient that
- * multiplies by explicitly transposed operands. Autodiff's own gradient of matMul sets the
- * transposeA/transposeB flags, which tfjs-wasm runs 6-20x slower than a plain product
- * (REFERENCE section 2); one copy-transpose per operand is far cheaper.
- */
-export const matmul = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([a, b]);
-  return {
-    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, [sa, sb]: tf.Tensor[]) => [
-      tf.matMul(dy as tf.Tensor2D, tf.transpose(sb, swapLastTwo(sb.rank)) as tf.Tensor2D), // dA = dY @ B^T
-      tf.matMul(tf.transpose(sa, swapLastTwo(sa.rank)) as tf.Tensor2D, dy as tf.Tensor2D), // dB = A^T @ dY
-    ],
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
-
-/**
- * x [M, in] @ w [in, out] + b [out] -> [M, out], as one fused kernel, with the same explicitly
- * transposed gradient as `matmul` plus db = the column sums of dY.
+ * x [M, in] @ w [in, out] + b [out] -> [M, out], as one fused kernel, with a gradient built for
+ * tfjs-wasm, whose only fast product is an unflagged 2-D one (XNNPACK):
+ * - operands are transposed explicitly: autodiff's gradient of matMul sets the transposeA/B flags,
+ *   which tfjs-wasm runs 6-20x slower (REFERENCE section 2); one copy-transpose is far cheaper;
+ * - XNNPACK packs the right operand of each product, and dW's has the long dimension M = B*T, so dW
+ *   takes the smaller of X and dY there: X^T @ dY when out <= in, else (dY^T @ X)^T (at [2176, 512]
+ *   dY vs [2176, 128] X, 16 vs 12.6 ms);
+ * - db, the column sums of dY, is 1 [1, M] @ dY when dY is already dW's packed right operand
+ *   (XNNPACK caches it by tensor), else the row sums of dY^T: tfjs-wasm reduces a non-inner axis
+ *   by transposing first.
  */
 const dense = tf.customGrad(((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, w]);
   return {
     value: tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b }),
-    gradFunc: (dy: tf.Tensor, [sx, sw]: tf.Tensor[]) => [
-      tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D), // dX = dY @ W^T   [M, in]
-      tf.matMul(tf.transpose(sx) as tf.Tensor2D, dy as tf.Tensor2D), // dW = X^T @ dY   [in, out]
-      colSum(dy), // db [out]
-    ],
+    gradFunc: (dy: tf.Tensor, [sx, sw]: tf.Tensor[]) => {
+      const [M, out] = dy.shape as [number, number];
+      const dx = tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D); // dY @ W^T  [M, in]
+      if (out <= sx.shape[1]!) {
+        const dw = tf.matMul(tf.transpose(sx) as tf.Tensor2D, dy as tf.Tensor2D); // X^T @ dY  [in, out]
+        return [dx, dw, tf.reshape(tf.matMul(tf.ones([1, M]), dy as tf.Tensor2D), [out])];
+      }
+      const dyt = tf.transpose(dy) as tf.Tensor2D; // [out, M]
+      return [dx, tf.transpose(tf.matMul(dyt, sx as tf.Tensor2D)), tf.sum(dyt, 1)];
+    },
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
@@ -85,7 +73,7 @@ function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number)
         const g = tf.mul(dy2, sg); // [rows, D]
         const centered = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(xh2, tf.mean(tf.mul(g, xh2), -1, true)));
         const dx = tf.reshape(tf.mul(centered, tf.reshape(sr, [rows, 1])), sxh.shape);
-        return [dx, colSum(tf.mul(dy2, xh2)), colSum(dy2)];
+        return [dx, tf.sum(tf.mul(dy2, xh2), 0), tf.sum(dy2, 0)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
@@ -94,7 +82,9 @@ function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number)
 
 /**
  * Exact (erf) GELU, as torch.nn.GELU in timm's ViT: x * Phi(x). Its gradient Phi(x) + x * phi(x)
- * reuses Phi from the forward pass (erf is the slowest elementwise kernel in tfjs-wasm).
+ * reuses Phi from the forward pass (erf is the slowest elementwise kernel in tfjs-wasm), and takes
+ * exp(-x^2 / 2) as elu(-x^2 / 2) + 1 (exact for arguments <= 0): tfjs-wasm's Exp calls libm per
+ * element, its Elu is XNNPACK's vectorized kernel, ~4x faster at [2176, 512].
  */
 const gelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   const cdf = tf.mul(tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))), 0.5); // Phi(x)
@@ -102,8 +92,9 @@ const gelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   return {
     value: tf.mul(x, cdf),
     gradFunc: (dy: tf.Tensor, [sx, scdf]: tf.Tensor[]) => {
-      const pdf = tf.mul(tf.exp(tf.mul(tf.square(sx), -0.5)), 1 / Math.sqrt(2 * Math.PI)); // phi(x)
-      return [tf.mul(dy, tf.add(scdf, tf.mul(sx, pdf)))];
+      const gauss = tf.add(tf.elu(tf.mul(tf.square(sx), -0.5)), 1); // exp(-x^2 / 2)
+      const xPdf = tf.mul(tf.mul(sx, 1 / Math.sqrt(2 * Math.PI)), gauss); // x * phi(x)
+      return [tf.mul(dy, tf.add(scdf, xPdf))];
     },
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
@@ -119,20 +110,27 @@ function patchify(c: ModelConfig, images: tf.Tensor4D): tf.Tensor2D {
   return tf.reshape(patches, [B * G * G, P * P * c.channels]);
 }
 
-/** Multi-head self-attention. x [B, T, D] -> [B, T, D] */
+/**
+ * Multi-head self-attention. x [B, T, D] -> [B, T, D]
+ * q, k and v are three products on column blocks of qkv.weight [D, 3D] (timm's q | k | v order):
+ * splitting the [B*T, 3D] product instead costs ~7 ms per layer in tfjs-wasm, whose Slice copies
+ * the whole input once per output. The per-head products are batched over B*h items, which
+ * tfjs-wasm runs in a plain loop whatever the transpose flags (only unbatched products reach
+ * XNNPACK), so k is used untransposed and autodiff's flagged gradients cost what the forward does.
+ */
 function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor3D): tf.Tensor3D {
   const [B, T, D] = x.shape;
   const h = c.heads;
   const d = D / h;
   const p = `blocks.${i}.attn`;
-  const qkv = dense(tf.reshape(x, [B * T, D]), w[`${p}.qkv.weight`], w[`${p}.qkv.bias`]); // [B*T, 3D]
-  const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T, D], heads-major within D (timm)
-  const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, h, d]), perm);
-  const qh = tf.reshape(heads(tf.mul(q, 1 / Math.sqrt(d)), [0, 2, 1, 3]), [B * h, T, d]); // [B*h, T, d]
-  const kt = tf.reshape(heads(k, [0, 2, 3, 1]), [B * h, d, T]); // [B*h, d, T], k pre-transposed
-  const vh = tf.reshape(heads(v, [0, 2, 1, 3]), [B * h, T, d]); // [B*h, T, d]
-  const attn = tf.softmax(matmul(qh, kt)); // [B*h, T, T]
-  const o = tf.reshape(matmul(attn, vh), [B, h, T, d]); // [B, h, T, d]
+  const rows = tf.reshape(x, [B * T, D]);
+  const head = (j: number) => {
+    const t = dense(rows, tf.slice(w[`${p}.qkv.weight`], [0, j * D], [D, D]), tf.slice(w[`${p}.qkv.bias`], [j * D], [D])); // [B*T, D]
+    return tf.reshape(tf.transpose(tf.reshape(t, [B, T, h, d]), [0, 2, 1, 3]), [B * h, T, d]); // [B*h, T, d]
+  };
+  const [q, k, v] = [head(0), head(1), head(2)];
+  const attn = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d))); // [B*h, T, T]
+  const o = tf.reshape(tf.matMul(attn, v), [B, h, T, d]); // [B, h, T, d]
   const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B * T, D]); // [B*T, D]
   return tf.reshape(dense(merged, w[`${p}.proj.weight`], w[`${p}.proj.bias`]), [B, T, D]);
 }
@@ -164,7 +162,8 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
   const eps = c.layerNormEps;
 
   const patches = dense(patchify(c, images), w['patch_embed.proj.weight'], w['patch_embed.proj.bias']); // [B*N, D]
-  const cls = tf.tile(w['cls_token'], [B, 1, 1]); // [B, 1, D]
+  // [B, 1, D] by a broadcasting add: its gradient is one sum over the batch, Tile's slices dy per image.
+  const cls = tf.add(tf.zeros([B, 1, D]), w['cls_token']);
   let x = tf.add(tf.concat([cls, tf.reshape(patches, [B, N, D])], 1), w['pos_embed']) as tf.Tensor3D; // [B, T, D]
 
   for (let i = 0; i < c.depth; i++) {
