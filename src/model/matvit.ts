@@ -28,8 +28,9 @@ export type ForwardOutput = {
  * - operands are transposed explicitly: autodiff's gradient of matMul sets the transposeA/B flags,
  *   which tfjs-wasm runs 6-20x slower (REFERENCE section 2); one copy-transpose is far cheaper;
  * - XNNPACK packs the right operand of each product, and dW's has the long dimension M = B*T, so dW
- *   takes the smaller of X and dY there: X^T @ dY when out <= in, else (dY^T @ X)^T (at [2176, 512]
- *   dY vs [2176, 128] X, 16 vs 12.6 ms);
+ *   takes the smaller of X and dY there: X^T @ dY when out < in, else (dY^T @ X)^T (at [2176, 512]
+ *   dY vs [2176, 128] X, 16 vs 12.6 ms). On a tie X is packed: XNNPACK caches packed operands by
+ *   tensor data, and q, k and v share theirs;
  * - db, the column sums of dY, is 1 [1, M] @ dY when dY is already dW's packed right operand
  *   (XNNPACK caches it by tensor), else the row sums of dY^T: tfjs-wasm reduces a non-inner axis
  *   by transposing first.
@@ -41,7 +42,7 @@ const dense = tf.customGrad(((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, save: tf
     gradFunc: (dy: tf.Tensor, [sx, sw]: tf.Tensor[]) => {
       const [M, out] = dy.shape as [number, number];
       const dx = tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D); // dY @ W^T  [M, in]
-      if (out <= sx.shape[1]!) {
+      if (out < sx.shape[1]!) {
         const dw = tf.matMul(tf.transpose(sx) as tf.Tensor2D, dy as tf.Tensor2D); // X^T @ dY  [in, out]
         return [dx, dw, tf.reshape(tf.matMul(tf.ones([1, M]), dy as tf.Tensor2D), [out])];
       }

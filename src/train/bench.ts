@@ -54,7 +54,6 @@ export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: stri
     trainXl = Math.max(trainXl, await rate(() => trainStep(c, params, opt, images, targets, [xl], 1e-4)));
     trainSum = Math.max(trainSum, await rate(() => trainStep(c, params, opt, images, targets, all, 1e-4)));
   }
-  opt.dispose();
   tf.dispose(Object.values(params));
   return { backend, model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec };
 }

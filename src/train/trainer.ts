@@ -191,7 +191,6 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
     }
   }
   if (step === stopAt) await saveTrainCheckpoint(outDir, cfg, params, opt, state());
-  opt.dispose();
   tf.dispose(Object.values(params));
   return { step, bestScore };
 }
