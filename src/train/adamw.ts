@@ -45,7 +45,7 @@ export class AdamW {
     for (const [i, name] of names.entries()) {
       const p = this.params[name];
       // Copied: the cpu backend's data() is the tensor's own storage, which other tensors may share.
-      const w = Float32Array.from((await p.data()) as Float32Array);
+      const w = ((await p.data()) as Float32Array).slice();
       update(w, g[i], this.m[name], this.v[name], { ...h, keep: this.decay.has(name) ? 1 - lr * weightDecay : 1 });
       const next = tf.tensor(w, p.shape, 'float32');
       p.assign(next);
@@ -90,10 +90,11 @@ function update(
   h: { scale: number; beta1: number; beta2: number; c1: number; c2: number; lr: number; eps: number; keep: number },
 ): void {
   const { scale, beta1, beta2, c1, c2, lr, eps, keep } = h;
+  const [a1, a2, step, inv2] = [(1 - beta1) * scale, (1 - beta2) * scale * scale, lr / c1, 1 / c2];
   for (let j = 0; j < w.length; j++) {
-    const gj = g[j] * scale;
-    const mj = (m[j] = beta1 * m[j] + (1 - beta1) * gj);
-    const vj = (v[j] = beta2 * v[j] + (1 - beta2) * gj * gj);
-    w[j] = w[j] * keep - (lr * (mj / c1)) / (Math.sqrt(vj / c2) + eps);
+    const gj = g[j];
+    const mj = (m[j] = beta1 * m[j] + a1 * gj);
+    const vj = (v[j] = beta2 * v[j] + a2 * gj * gj);
+    w[j] = w[j] * keep - (step * mj) / (Math.sqrt(vj * inv2) + eps);
   }
 }
