@@ -99,6 +99,37 @@ function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number)
 }
 
 /**
+ * One product per batch item: a [C, M, K] @ b [C, K, N] -> [C, M, N] (each operand optionally given
+ * with its last two axes swapped: a as [C, K, M], b as [C, N, K]). tfjs-wasm runs batched matMul in
+ * a scalar loop (only unbatched products reach XNNPACK), so this is a depthwise convolution, one
+ * group per batch item: input [1, M, K, C] (rows as height, K as width, items as channels) and filter
+ * [1, K, C, N] (a 1 x K kernel, channel multiplier N) give out[0, i, 0, c*N + n] = sum_k a[c,i,k] b[c,k,n],
+ * which XNNPACK vectorizes across items, summing over k in the same order as the loop (exact).
+ */
+function batchProduct(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor3D {
+  const [C, M, K] = transposeA ? [a.shape[0], a.shape[2]!, a.shape[1]!] : a.shape;
+  const N = transposeB ? b.shape[1]! : b.shape[2]!;
+  const input = tf.reshape(tf.transpose(a, transposeA ? [2, 1, 0] : [1, 2, 0]), [1, M, K!, C]) as tf.Tensor4D;
+  const filter = tf.reshape(tf.transpose(b, transposeB ? [2, 0, 1] : [1, 0, 2]), [1, K!, C, N]) as tf.Tensor4D;
+  const out = tf.depthwiseConv2d(input, filter, 1, 'valid'); // [1, M, 1, C*N]
+  return tf.transpose(tf.reshape(out, [M!, C, N]), [1, 0, 2]);
+}
+
+/** a [C, M, K] @ b [C, K, N] (b as [C, N, K] when transposeB), differentiable: dA and dB are products too. */
+const bmm = (transposeB: boolean) =>
+  customOp(([a, b], save) => {
+    save([a, b]);
+    return {
+      value: batchProduct(a, b, false, transposeB),
+      gradFunc: (dc, [sa, sb]) =>
+        transposeB
+          ? [batchProduct(dc, sb), batchProduct(dc, sa, true)] // C = A B^T: dA = dC B, dB = dC^T A
+          : [batchProduct(dc, sb, false, true), batchProduct(sa, dc, true)], // C = A B: dA = dC B^T, dB = A^T dC
+    };
+  });
+const [bmmNN, bmmNT] = [bmm(false), bmm(true)];
+
+/**
  * Exact (erf) GELU, as torch.nn.GELU in timm's ViT: x * Phi(x). Its gradient Phi(x) + x * phi(x)
  * reuses Phi from the forward pass (erf is the slowest elementwise kernel in tfjs-wasm), and takes
  * exp(-x^2 / 2) as elu(-x^2 / 2) + 1 (exact for arguments <= 0): tfjs-wasm's Exp calls libm per
@@ -132,9 +163,7 @@ function patchify(c: ModelConfig, images: tf.Tensor4D): tf.Tensor2D {
  * Multi-head self-attention. x [B, T, D] -> [B, T, D]
  * q, k and v are three products on column blocks of qkv.weight [D, 3D] (timm's q | k | v order):
  * splitting the [B*T, 3D] product instead costs ~7 ms per layer in tfjs-wasm, whose Slice copies
- * the whole input once per output. The per-head products are batched over B*h items, which
- * tfjs-wasm runs in a plain loop whatever the transpose flags (only unbatched products reach
- * XNNPACK), so k is used untransposed and autodiff's flagged gradients cost what the forward does.
+ * the whole input once per output. The per-head products are batched over B*h items (bmm).
  */
 function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor3D): tf.Tensor3D {
   const [B, T, D] = x.shape;
@@ -147,8 +176,8 @@ function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor3D): tf.
     return tf.reshape(tf.transpose(tf.reshape(t, [B, T, h, d]), [0, 2, 1, 3]), [B * h, T, d]); // [B*h, T, d]
   };
   const [q, k, v] = [head(0), head(1), head(2)];
-  const attn = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d))); // [B*h, T, T]
-  const o = tf.reshape(tf.matMul(attn, v), [B, h, T, d]); // [B, h, T, d]
+  const attn = tf.softmax(tf.mul(bmmNT(q, k), 1 / Math.sqrt(d))); // q @ k^T  [B*h, T, T]
+  const o = tf.reshape(bmmNN(attn, v), [B, h, T, d]); // [B, h, T, d]
   const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B * T, D]); // [B*T, D]
   return tf.reshape(dense(merged, w[`${p}.proj.weight`], w[`${p}.proj.bias`]), [B, T, D]);
 }
