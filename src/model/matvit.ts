@@ -70,32 +70,27 @@ const dense = customOp(([x, w, b], save) => {
 });
 
 /**
- * LayerNorm over the last axis, x [..., D] -> [..., D], with its analytic gradient: autodiff of the
- * moments runs ~20 small kernels per norm in the backward pass, this runs 8. With xh = (x - mean) * r,
+ * LayerNorm over rows, x [M, D] -> [M, D], with its analytic gradient: autodiff of the moments runs
+ * ~20 small kernels per norm in the backward pass, this runs 8. With xh = (x - mean) * r,
  * r = 1/sqrt(var + eps), g = dY * gamma:  dX = r * (g - mean(g) - xh * mean(g * xh)) per row,
  * dgamma = sum over rows of dY * xh, dbeta = sum over rows of dY.
  */
-function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
   const op = customOp(([x, gamma, beta], save) => {
     const { mean, variance } = tf.moments(x, -1, true);
-    const r = tf.rsqrt(tf.add(variance, eps)); // [..., 1]
-    const xh = tf.mul(tf.sub(x, mean), r); // [..., D]
+    const r = tf.rsqrt(tf.add(variance, eps)); // [M, 1]
+    const xh = tf.mul(tf.sub(x, mean), r); // [M, D]
     save([xh, r, gamma]);
     return {
       value: tf.add(tf.mul(xh, gamma), beta),
-      gradFunc: (dy: tf.Tensor, [sxh, sr, sg]: tf.Tensor[]) => {
-        const D = sxh.shape[sxh.rank - 1];
-        const rows = sxh.size / D;
-        const dy2 = tf.reshape(dy, [rows, D]);
-        const xh2 = tf.reshape(sxh, [rows, D]);
-        const g = tf.mul(dy2, sg); // [rows, D]
-        const centered = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(xh2, tf.mean(tf.mul(g, xh2), -1, true)));
-        const dx = tf.reshape(tf.mul(centered, tf.reshape(sr, [rows, 1])), sxh.shape);
-        return [dx, tf.sum(tf.mul(dy2, xh2), 0), tf.sum(dy2, 0)];
+      gradFunc: (dy, [sxh, sr, sg]) => {
+        const g = tf.mul(dy, sg); // [M, D]
+        const centered = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sxh, tf.mean(tf.mul(g, sxh), -1, true)));
+        return [tf.mul(centered, sr), tf.sum(tf.mul(dy, sxh), 0), tf.sum(dy, 0)];
       },
     };
   });
-  return op(x, gamma, beta);
+  return op(x, gamma, beta) as tf.Tensor2D;
 }
 
 /**
@@ -160,38 +155,38 @@ function patchify(c: ModelConfig, images: tf.Tensor4D): tf.Tensor2D {
 }
 
 /**
- * Multi-head self-attention. x [B, T, D] -> [B, T, D]
+ * Multi-head self-attention over the rows of B images. x [B*T, D] -> [B*T, D]
  * q, k and v are three products on column blocks of qkv.weight [D, 3D] (timm's q | k | v order):
  * splitting the [B*T, 3D] product instead costs ~7 ms per layer in tfjs-wasm, whose Slice copies
  * the whole input once per output. The per-head products are batched over B*h items (bmm).
  */
-function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor3D): tf.Tensor3D {
-  const [B, T, D] = x.shape;
+function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor2D, B: number): tf.Tensor2D {
+  const [BT, D] = x.shape;
+  const T = BT / B;
   const h = c.heads;
   const d = D / h;
   const p = `blocks.${i}.attn`;
-  const rows = tf.reshape(x, [B * T, D]);
   const head = (j: number) => {
-    const t = dense(rows, tf.slice(w[`${p}.qkv.weight`], [0, j * D], [D, D]), tf.slice(w[`${p}.qkv.bias`], [j * D], [D])); // [B*T, D]
+    const t = dense(x, tf.slice(w[`${p}.qkv.weight`], [0, j * D], [D, D]), tf.slice(w[`${p}.qkv.bias`], [j * D], [D])); // [B*T, D]
     return tf.reshape(tf.transpose(tf.reshape(t, [B, T, h, d]), [0, 2, 1, 3]), [B * h, T, d]); // [B*h, T, d]
   };
   const [q, k, v] = [head(0), head(1), head(2)];
   const attn = tf.softmax(tf.mul(bmmNT(q, k), 1 / Math.sqrt(d))); // q @ k^T  [B*h, T, T]
   const o = tf.reshape(bmmNN(attn, v), [B, h, T, d]); // [B, h, T, d]
   const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B * T, D]); // [B*T, D]
-  return tf.reshape(dense(merged, w[`${p}.proj.weight`], w[`${p}.proj.bias`]), [B, T, D]);
+  return dense(merged, w[`${p}.proj.weight`], w[`${p}.proj.bias`]) as tf.Tensor2D;
 }
 
-/** The nested FFN at hidden width m. x [B, T, D] -> [B, T, D] */
-function ffn(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor3D, m: number): tf.Tensor3D {
-  const [B, T, D] = x.shape;
+/** The nested FFN at hidden width m. x [B*T, D] -> [B*T, D] */
+function ffn(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor2D, m: number): tf.Tensor2D {
+  const D = c.dim;
   const p = `blocks.${i}.mlp`;
   const full = m === c.mlpDim;
   const w1 = full ? w[`${p}.fc1.weight`] : tf.slice(w[`${p}.fc1.weight`], [0, 0], [D, m]); // [D, m]
   const b1 = full ? w[`${p}.fc1.bias`] : tf.slice(w[`${p}.fc1.bias`], [0], [m]); // [m]
   const w2 = full ? w[`${p}.fc2.weight`] : tf.slice(w[`${p}.fc2.weight`], [0, 0], [m, D]); // [m, D]
-  const hidden = gelu(dense(tf.reshape(x, [B * T, D]), w1, b1)); // [B*T, m]
-  return tf.reshape(dense(hidden, w2, w[`${p}.fc2.bias`]), [B, T, D]);
+  const hidden = gelu(dense(x, w1, b1)); // [B*T, m]
+  return dense(hidden, w2, w[`${p}.fc2.bias`]) as tf.Tensor2D;
 }
 
 /**
@@ -211,7 +206,9 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
   const patches = dense(patchify(c, images), w['patch_embed.proj.weight'], w['patch_embed.proj.bias']); // [B*N, D]
   // [B, 1, D] by a broadcasting add: its gradient is one sum over the batch, Tile's slices dy per image.
   const cls = tf.add(tf.zeros([B, 1, D]), w['cls_token']);
-  let x = tf.add(tf.concat([cls, tf.reshape(patches, [B, N, D])], 1), w['pos_embed']) as tf.Tensor3D; // [B, T, D]
+  const T = N + 1;
+  // The residual stream as rows, [B*T, D]: every op but attention's per-image products is per token.
+  let x = tf.reshape(tf.add(tf.concat([cls, tf.reshape(patches, [B, N, D])], 1), w['pos_embed']), [B * T, D]) as tf.Tensor2D;
 
   for (let i = 0; i < c.depth; i++) {
     const b = `blocks.${i}`;
@@ -220,13 +217,13 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
     // 32 would otherwise hold every layer's activations and exhaust the wasm heap); under a
     // gradient tape tfjs keeps what the backward pass needs.
     x = tf.tidy(() => {
-      const h = tf.add(input, attention(c, w, i, layerNorm(input, w[`${b}.norm1.weight`], w[`${b}.norm1.bias`], eps) as tf.Tensor3D)) as tf.Tensor3D;
-      return tf.add(h, ffn(c, w, i, layerNorm(h, w[`${b}.norm2.weight`], w[`${b}.norm2.bias`], eps) as tf.Tensor3D, dims[i])) as tf.Tensor3D;
+      const h = tf.add(input, attention(c, w, i, layerNorm(input, w[`${b}.norm1.weight`], w[`${b}.norm1.bias`], eps), B)) as tf.Tensor2D;
+      return tf.add(h, ffn(c, w, i, layerNorm(h, w[`${b}.norm2.weight`], w[`${b}.norm2.bias`], eps), dims[i])) as tf.Tensor2D;
     });
   }
 
-  const clsOut = tf.reshape(tf.slice(x, [0, 0, 0], [B, 1, D]), [B, D]); // [B, D]
-  const pre = layerNorm(clsOut, w['norm.weight'], w['norm.bias'], eps) as tf.Tensor2D; // [B, D]
+  const clsOut = tf.reshape(tf.slice(tf.reshape(x, [B, T, D]), [0, 0, 0], [B, 1, D]), [B, D]) as tf.Tensor2D; // [B, D]
+  const pre = layerNorm(clsOut, w['norm.weight'], w['norm.bias'], eps); // [B, D]
   // Normalizing the CLS token is a per-row op, so normalizing the token alone equals slicing the
   // normalized sequence.
   const embedding = tf.div(pre, tf.maximum(tf.norm(pre, 'euclidean', 1, true), 1e-12)) as tf.Tensor2D;
