@@ -1,4 +1,4 @@
-// The training gradients (custom gradients of dense, matmul, layer norm and GELU; tfjs autodiff
+// The training gradients (custom gradients of dense, the attention products, layer norm and GELU; tfjs autodiff
 // elsewhere) against central finite differences of the loss: an independent check.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
