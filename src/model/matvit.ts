@@ -99,15 +99,16 @@ function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: numbe
  * a scalar loop (only unbatched products reach XNNPACK), so this is a depthwise convolution, one
  * group per batch item: input [1, M, K, C] (rows as height, K as width, items as channels) and filter
  * [1, K, C, N] (a 1 x K kernel, channel multiplier N) give out[0, i, 0, c*N + n] = sum_k a[c,i,k] b[c,k,n],
- * which XNNPACK vectorizes across items, summing over k in the same order as the loop (exact).
+ * which XNNPACK vectorizes across items: 2-4x faster than the loop at fmnist-tiny's and vit-s16's
+ * attention shapes, bit-identical at the former, within 4e-5 at the latter.
  */
 function batchProduct(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor3D {
-  const [C, M, K] = transposeA ? [a.shape[0], a.shape[2]!, a.shape[1]!] : a.shape;
-  const N = transposeB ? b.shape[1]! : b.shape[2]!;
-  const input = tf.reshape(tf.transpose(a, transposeA ? [2, 1, 0] : [1, 2, 0]), [1, M, K!, C]) as tf.Tensor4D;
-  const filter = tf.reshape(tf.transpose(b, transposeB ? [2, 0, 1] : [1, 0, 2]), [1, K!, C, N]) as tf.Tensor4D;
+  const [C, M, K] = (transposeA ? [a.shape[0], a.shape[2], a.shape[1]] : a.shape) as [number, number, number];
+  const N = (transposeB ? b.shape[1] : b.shape[2]) as number;
+  const input = tf.reshape(tf.transpose(a, transposeA ? [2, 1, 0] : [1, 2, 0]), [1, M, K, C]) as tf.Tensor4D;
+  const filter = tf.reshape(tf.transpose(b, transposeB ? [2, 0, 1] : [1, 0, 2]), [1, K, C, N]) as tf.Tensor4D;
   const out = tf.depthwiseConv2d(input, filter, 1, 'valid'); // [1, M, 1, C*N]
-  return tf.transpose(tf.reshape(out, [M!, C, N]), [1, 0, 2]);
+  return tf.transpose(tf.reshape(out, [M, C, N]), [1, 0, 2]);
 }
 
 /** a [C, M, K] @ b [C, K, N] (b as [C, N, K] when transposeB), differentiable: dA and dB are products too. */
