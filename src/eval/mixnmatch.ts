@@ -57,9 +57,9 @@ export function pairedDiff(a: ArrayLike<number>, b: ArrayLike<number>): PairedDi
 /**
  * A front point is worse than a uniform granularity only when the deficit is beyond measurement
  * noise. One point: diff + z * se < 0 with z the two-sided 95% quantile (1.96). The check tests every
- * front point, though, and with 17 of them at 95% each about one would fail by chance even if none
- * were worse; so z controls the family-wise error at FAMILY_ALPHA (Bonferroni over the points
- * compared: 2.97 for 17). On 5k validation images two submodels of one model disagree on a few
+ * mix on the front, though, and with 15 of them at 95% each about one would fail by chance even if
+ * none were worse; so z controls the family-wise error at FAMILY_ALPHA (Bonferroni over the mixes
+ * compared: 2.94 for 15). On 5k validation images two submodels of one model disagree on a few
  * percent of them, so top-1 differences of ~0.3 pt are one or two standard errors.
  */
 export const FAMILY_ALPHA = 0.05;

@@ -41,12 +41,12 @@ export class AdamW {
     const g = await Promise.all(names.map(async (n) => (await grads[n].data()) as Float32Array));
     const norm = Math.sqrt(g.reduce((s, gi) => s + sumSquares(gi), 0));
     this.t += 1;
-    const h = { scale: norm > clipNorm ? clipNorm / norm : 1, beta1, beta2, c1: 1 - beta1 ** this.t, c2: 1 - beta2 ** this.t, lr, eps, keep: 1 };
+    const h = { scale: norm > clipNorm ? clipNorm / norm : 1, beta1, beta2, c1: 1 - beta1 ** this.t, c2: 1 - beta2 ** this.t, lr, eps };
     for (const [i, name] of names.entries()) {
       const p = this.params[name];
       // Copied: the cpu backend's data() is the tensor's own storage, which other tensors may share.
       const w = ((await p.data()) as Float32Array).slice();
-      update(w, g[i], this.m[name], this.v[name], { ...h, keep: this.decay.has(name) ? 1 - lr * weightDecay : 1 });
+      update(w, g[i], this.m[name], this.v[name], h, this.decay.has(name) ? 1 - lr * weightDecay : 1);
       const next = tf.tensor(w, p.shape, 'float32');
       p.assign(next);
       next.dispose();
@@ -87,9 +87,10 @@ function sumSquares(g: Float32Array): number {
  */
 function update(
   w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
-  h: { scale: number; beta1: number; beta2: number; c1: number; c2: number; lr: number; eps: number; keep: number },
+  h: { scale: number; beta1: number; beta2: number; c1: number; c2: number; lr: number; eps: number },
+  keep: number,
 ): void {
-  const { scale, beta1, beta2, c1, c2, lr, eps, keep } = h;
+  const { scale, beta1, beta2, c1, c2, lr, eps } = h;
   const [a1, a2, step, inv2] = [(1 - beta1) * scale, (1 - beta2) * scale * scale, lr / c1, 1 / c2];
   for (let j = 0; j < w.length; j++) {
     const gj = g[j];

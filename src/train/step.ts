@@ -61,12 +61,12 @@ export async function trainStep(
   const x = tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize]);
   const y = tf.tensor2d(targets, [B, c.numClasses]);
   const losses: number[] = [];
-  let total: Record<string, tf.Tensor> = {};
+  let total: Record<string, tf.Tensor> | undefined;
   for (const s of subs) {
     const { value, grads } = tf.variableGrads(() => crossEntropy(forward(c, params, x, s.ffnDims).logits, y) as tf.Scalar);
     losses.push((await value.data())[0]);
     value.dispose();
-    if (Object.keys(total).length === 0) total = grads;
+    if (!total) total = grads;
     else
       for (const [name, g] of Object.entries(grads)) {
         const sum = tf.add(total[name], g);
@@ -75,6 +75,7 @@ export async function trainStep(
       }
   }
   tf.dispose([x, y]);
+  if (!total) throw new Error('trainStep: no submodel to train');
   const gradNorm = await opt.step(total, lr);
   tf.dispose(Object.values(total));
   return { losses, gradNorm };
