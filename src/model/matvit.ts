@@ -51,14 +51,16 @@ function customOp(
  * - db, the column sums of dY, is a product with ones: 1 [1, M] @ dY when dY is already dW's packed
  *   right operand (XNNPACK caches it by tensor), else dY^T @ 1 [M, 1]. tfjs-wasm's Sum transposes
  *   to reduce a non-inner axis and is a scalar loop on an inner one (1.1 vs 0.8 ms at [512, 2176]).
+ * `inputGrad` false skips dX (zeros): tfjs asks a custom gradient for every input, and the patch
+ * embedding's input is the images.
  */
-const dense = customOp(([x, w, b], save) => {
+const linear = (inputGrad: boolean) => customOp(([x, w, b], save) => {
   save([x, w]);
   return {
     value: tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b }),
     gradFunc: (dy: tf.Tensor, [sx, sw]: tf.Tensor[]) => {
       const [M, out] = dy.shape as [number, number];
-      const dx = tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D); // dY @ W^T  [M, in]
+      const dx = inputGrad ? tf.matMul(dy as tf.Tensor2D, tf.transpose(sw) as tf.Tensor2D) : tf.zerosLike(sx); // dY @ W^T  [M, in]
       if (out < sx.shape[1]!) {
         const dw = tf.matMul(tf.transpose(sx) as tf.Tensor2D, dy as tf.Tensor2D); // X^T @ dY  [in, out]
         return [dx, dw, tf.reshape(tf.matMul(tf.ones([1, M]), dy as tf.Tensor2D), [out])];
@@ -68,29 +70,45 @@ const dense = customOp(([x, w, b], save) => {
     },
   };
 });
+const [dense, embed] = [linear(true), linear(false)];
 
 /**
- * LayerNorm over rows, x [M, D] -> [M, D], with its analytic gradient: autodiff of the moments runs
- * ~20 small kernels per norm in the backward pass, this runs 8. With xh = (x - mean) * r,
- * r = 1/sqrt(var + eps), g = dY * gamma:  dX = r * (g - mean(g) - xh * mean(g * xh)) per row,
- * dgamma = sum over rows of dY * xh, dbeta = sum over rows of dY.
+ * LayerNorm's normalization over rows, without the affine part: x [M, D] -> xh = (x - mean) * r,
+ * r = 1/sqrt(var + eps), with its analytic gradient dX = r * (dXh - mean(dXh) - xh * mean(dXh * xh))
+ * per row (autodiff of the moments runs ~20 small kernels per norm in the backward pass, this 7).
  */
-function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
-  const op = customOp(([x, gamma, beta], save) => {
+const normalize = (eps: number) =>
+  customOp(([x], save) => {
     const { mean, variance } = tf.moments(x, -1, true);
     const r = tf.rsqrt(tf.add(variance, eps)); // [M, 1]
     const xh = tf.mul(tf.sub(x, mean), r); // [M, D]
-    save([xh, r, gamma]);
+    save([xh, r]);
     return {
-      value: tf.add(tf.mul(xh, gamma), beta),
-      gradFunc: (dy, [sxh, sr, sg]) => {
-        const g = tf.mul(dy, sg); // [M, D]
-        const centered = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sxh, tf.mean(tf.mul(g, sxh), -1, true)));
-        return [tf.mul(centered, sr), tf.sum(tf.mul(dy, sxh), 0), tf.sum(dy, 0)];
-      },
+      value: xh,
+      gradFunc: (dy, [sxh, sr]) => [tf.mul(tf.sub(tf.sub(dy, tf.mean(dy, -1, true)), tf.mul(sxh, tf.mean(tf.mul(dy, sxh), -1, true))), sr)],
     };
   });
-  return op(x, gamma, beta) as tf.Tensor2D;
+
+/** LayerNorm over rows: x [M, D] -> normalize(x) * gamma + beta. */
+function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
+  return tf.add(tf.mul(normalize(eps)(x), gamma), beta) as tf.Tensor2D;
+}
+
+/**
+ * The affine part of a LayerNorm folded into the linear layer that reads it:
+ * (xh * gamma + beta) @ w + b = xh @ (gamma[:, None] * w) + (beta @ w + b), for w [D, out], b [out].
+ * Exact, and it moves the norm's per-token work onto the weights: the forward pass drops a multiply
+ * and an add over [B*T, D], and the backward pass gets dgamma and dbeta from dW' and db' by ops on
+ * [D, out] (autodiff of these two lines) instead of two column sums over [B*T, D] (tfjs-wasm's Sum
+ * transposes to reduce a non-inner axis: 1.2 ms per norm at fmnist-tiny's [2176, 128]).
+ */
+function foldNorm(gamma: tf.Tensor, beta: tf.Tensor, w: tf.Tensor, b: tf.Tensor): [tf.Tensor2D, tf.Tensor1D] {
+  const D = gamma.shape[0]!;
+  return [
+    tf.mul(tf.reshape(gamma, [D, 1]), w) as tf.Tensor2D, // [D, out]
+    // beta @ w as a column sum of beta[:, None] * w: a matMul's autodiff gradient sets transpose flags.
+    tf.add(tf.sum(tf.mul(tf.reshape(beta, [D, 1]), w), 0), b) as tf.Tensor1D, // [out]
+  ];
 }
 
 /**
@@ -156,38 +174,40 @@ function patchify(c: ModelConfig, images: tf.Tensor4D): tf.Tensor2D {
 }
 
 /**
- * Multi-head self-attention over the rows of B images. x [B*T, D] -> [B*T, D]
+ * Multi-head self-attention over the rows of B images, after norm1 (its affine part folded into
+ * qkv, see foldNorm). xh [B*T, D], normalized rows -> [B*T, D]
  * q, k and v are three products on column blocks of qkv.weight [D, 3D] (timm's q | k | v order):
  * splitting the [B*T, 3D] product instead costs ~7 ms per layer in tfjs-wasm, whose Slice copies
  * the whole input once per output. The per-head products are batched over B*h items (bmm).
  */
-function attention(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor2D, B: number): tf.Tensor2D {
-  const [BT, D] = x.shape;
+function attention(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, B: number): tf.Tensor2D {
+  const [BT, D] = xh.shape;
   const T = BT / B;
   const h = c.heads;
   const d = D / h;
   const p = `blocks.${i}.attn`;
-  const cols = (j: number): [tf.Tensor, tf.Tensor] => [tf.slice(w[`${p}.qkv.weight`], [0, j * D], [D, D]), tf.slice(w[`${p}.qkv.bias`], [j * D], [D])];
+  const [wqkv, bqkv] = foldNorm(w[`blocks.${i}.norm1.weight`], w[`blocks.${i}.norm1.bias`], w[`${p}.qkv.weight`], w[`${p}.qkv.bias`]); // [D, 3D], [3D]
+  const cols = (j: number): [tf.Tensor, tf.Tensor] => [tf.slice(wqkv, [0, j * D], [D, D]), tf.slice(bqkv, [j * D], [D])];
   const heads = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, h, d]), [0, 2, 1, 3]), [B * h, T, d]); // [B*T, D] -> [B*h, T, d]
   // 1/sqrt(d) is folded into q's projection ([D, D] and [D]) rather than applied to the [B*h, T, T] scores.
   const [wq, bq] = cols(0);
-  const q = heads(dense(x, tf.mul(wq, 1 / Math.sqrt(d)), tf.mul(bq, 1 / Math.sqrt(d))));
-  const [k, v] = [1, 2].map((j) => heads(dense(x, ...cols(j))));
+  const q = heads(dense(xh, tf.mul(wq, 1 / Math.sqrt(d)), tf.mul(bq, 1 / Math.sqrt(d))));
+  const [k, v] = [1, 2].map((j) => heads(dense(xh, ...cols(j))));
   const attn = tf.softmax(bmmNT(q, k)); // q @ k^T / sqrt(d)  [B*h, T, T]
   const o = tf.reshape(bmmNN(attn, v), [B, h, T, d]); // [B, h, T, d]
   const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B * T, D]); // [B*T, D]
   return dense(merged, w[`${p}.proj.weight`], w[`${p}.proj.bias`]) as tf.Tensor2D;
 }
 
-/** The nested FFN at hidden width m. x [B*T, D] -> [B*T, D] */
-function ffn(c: ModelConfig, w: TensorMap, i: number, x: tf.Tensor2D, m: number): tf.Tensor2D {
+/** The nested FFN at hidden width m, after norm2 (its affine part folded into fc1). xh [B*T, D] -> [B*T, D] */
+function ffn(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, m: number): tf.Tensor2D {
   const D = c.dim;
   const p = `blocks.${i}.mlp`;
   const full = m === c.mlpDim;
   const w1 = full ? w[`${p}.fc1.weight`] : tf.slice(w[`${p}.fc1.weight`], [0, 0], [D, m]); // [D, m]
   const b1 = full ? w[`${p}.fc1.bias`] : tf.slice(w[`${p}.fc1.bias`], [0], [m]); // [m]
   const w2 = full ? w[`${p}.fc2.weight`] : tf.slice(w[`${p}.fc2.weight`], [0, 0], [m, D]); // [m, D]
-  const hidden = gelu(dense(x, w1, b1)); // [B*T, m]
+  const hidden = gelu(dense(xh, ...foldNorm(w[`blocks.${i}.norm2.weight`], w[`blocks.${i}.norm2.bias`], w1, b1))); // [B*T, m]
   return dense(hidden, w2, w[`${p}.fc2.bias`]) as tf.Tensor2D;
 }
 
@@ -204,8 +224,9 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
   const D = c.dim;
   const N = (c.imageSize / c.patchSize) ** 2;
   const eps = c.layerNormEps;
+  const norm = normalize(eps) as (x: tf.Tensor2D) => tf.Tensor2D;
 
-  const patches = dense(patchify(c, images), w['patch_embed.proj.weight'], w['patch_embed.proj.bias']); // [B*N, D]
+  const patches = embed(patchify(c, images), w['patch_embed.proj.weight'], w['patch_embed.proj.bias']); // [B*N, D]
   // [B, 1, D] by a broadcasting add: its gradient is one sum over the batch, Tile's slices dy per image.
   const cls = tf.add(tf.zeros([B, 1, D]), w['cls_token']);
   const T = N + 1;
@@ -213,14 +234,13 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
   let x = tf.reshape(tf.add(tf.concat([cls, tf.reshape(patches, [B, N, D])], 1), w['pos_embed']), [B * T, D]) as tf.Tensor2D;
 
   for (let i = 0; i < c.depth; i++) {
-    const b = `blocks.${i}`;
     const input = x;
     // One scope per block: inference frees the block's intermediates at once (a 224 model at batch
     // 32 would otherwise hold every layer's activations and exhaust the wasm heap); under a
     // gradient tape tfjs keeps what the backward pass needs.
     x = tf.tidy(() => {
-      const h = tf.add(input, attention(c, w, i, layerNorm(input, w[`${b}.norm1.weight`], w[`${b}.norm1.bias`], eps), B)) as tf.Tensor2D;
-      return tf.add(h, ffn(c, w, i, layerNorm(h, w[`${b}.norm2.weight`], w[`${b}.norm2.bias`], eps), dims[i])) as tf.Tensor2D;
+      const h = tf.add(input, attention(c, w, i, norm(input), B)) as tf.Tensor2D;
+      return tf.add(h, ffn(c, w, i, norm(h), dims[i])) as tf.Tensor2D;
     });
   }
 
