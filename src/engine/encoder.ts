@@ -23,7 +23,7 @@ export type EngineName = (typeof ENGINES)[number];
 export interface EngineOptions {
   /** tfjs only: 'auto' (tensorflow-gpu, tensorflow, wasm, cpu in that order) or a backend name. */
   backend?: string;
-  /** onnx only: intra-op threads (default: all cores). */
+  /** onnx: intra-op threads; tfjs-wasm: its thread pool, sized once per process (default: all cores). */
   threads?: number;
   /**
    * onnx only: run the sessions in a worker thread, so encode() does not block the event loop

@@ -16,7 +16,7 @@ export class TfjsEncoder implements Encoder {
   ) {}
 
   static async create(config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<TfjsEncoder> {
-    const backend = await initTfjs(opts.backend ?? 'auto');
+    const backend = await initTfjs(opts.backend ?? 'auto', undefined, opts.threads);
     return new TfjsEncoder(config, `tfjs ${tf.version_core} (${backend})`, toTensors(config, weights));
   }
 
