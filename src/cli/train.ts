@@ -17,6 +17,7 @@ const Options = z.object({
   out: z.string().min(1),
   resume: z.boolean().default(false),
   backend: z.string().default('auto'),
+  threads: z.coerce.number().int().positive().optional(),
   maxSteps: z.coerce.number().int().positive().optional(),
   // Overrides of the training config (undefined = keep the preset's / file's / schema's value).
   epochs: num.optional(),
@@ -78,7 +79,8 @@ const trainOptions = (cmd: Command) =>
     .option('--seed <n>', 'seed of initialization, data order, augmentation and sampling')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--eval-every <epochs>', 'epochs between validations')
-    .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu', 'auto');
+    .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu', 'auto')
+    .option('--threads <n>', 'tfjs-wasm threads (default: every core)');
 
 export const trainCommand = trainOptions(
   new Command('train')
@@ -91,7 +93,7 @@ export const trainCommand = trainOptions(
   // On --resume the config saved in the checkpoint wins; the flags still need to parse.
   const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
   // --epochs with --resume re-plans the schedule's length; other overrides of a resumed run are ignored.
-  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, maxSteps: o.maxSteps, epochs: o.resume ? o.epochs : undefined });
+  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, threads: o.threads, maxSteps: o.maxSteps, epochs: o.resume ? o.epochs : undefined });
   process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
 });
 
@@ -106,9 +108,9 @@ export const benchTrainCommand = trainOptions(
 ).action(async (raw) => {
   const o = parseOptions(BenchOptions, raw);
   const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
-  const r = await benchTrain(cfg, { backend: o.backend, seconds: o.seconds, rounds: o.rounds });
+  const r = await benchTrain(cfg, { backend: o.backend, threads: o.threads, seconds: o.seconds, rounds: o.rounds });
   if (o.json) return void printJson(r);
-  process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}\n`);
+  process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}${r.threads ? `, ${r.threads} thread(s)` : ''}\n`);
   process.stdout.write(
     markdownTable(['measure', 'img/s'], [
       ['forward only (xl)', r.forwardImgPerSec.toFixed(1)],

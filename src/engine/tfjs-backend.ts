@@ -43,8 +43,8 @@ export function initTfjs(
         if (await tf.setBackend(cand.backend)) {
           await tf.ready();
           if (cand.backend === 'wasm') shareIdentityData();
-          const pool = tf.getBackend() === 'wasm' ? `, ${(await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount()} thread(s)` : '';
-          log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}${pool}`);
+          const threads = await wasmThreads();
+          log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}${threads ? `, ${threads} thread(s)` : ''}`);
           return tf.getBackend();
         }
         tried.push(`${cand.backend}: setBackend failed`);
@@ -55,6 +55,11 @@ export function initTfjs(
     throw new Error(`no tfjs backend for "${requested}" could start:\n  ${tried.join('\n  ')}`);
   })();
   return chosen;
+}
+
+/** The size of tfjs-wasm's thread pool when it is the backend in use. */
+export async function wasmThreads(): Promise<number | undefined> {
+  return tf.getBackend() === 'wasm' ? (await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount() : undefined;
 }
 
 /**

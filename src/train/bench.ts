@@ -4,12 +4,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { granularityDims } from '../model/config.ts';
 import { forward } from '../model/matvit.ts';
 import { initWeights } from '../model/weights.ts';
-import { initTfjs } from '../engine/tfjs-backend.ts';
+import { initTfjs, wasmThreads } from '../engine/tfjs-backend.ts';
 import { TrainConfig, type TrainConfigInput } from './config.ts';
 import { makeOptimizer, mixBatch, toVariables, trainStep } from './step.ts';
 
 export interface TrainBench {
   backend: string;
+  /** tfjs-wasm's thread pool (other backends: undefined). */
+  threads?: number;
   model: string;
   batchSize: number;
   forwardImgPerSec: number;
@@ -17,10 +19,10 @@ export interface TrainBench {
   ratio: number; // train (xl) / forward (xl)
 }
 
-export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; seconds?: number; rounds?: number } = {}): Promise<TrainBench> {
+export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; threads?: number; seconds?: number; rounds?: number } = {}): Promise<TrainBench> {
   const cfg = TrainConfig.parse(cfgIn);
   const c = cfg.model;
-  const backend = await initTfjs(opts.backend ?? 'auto');
+  const backend = await initTfjs(opts.backend ?? 'auto', undefined, opts.threads);
   const B = cfg.batchSize;
   const raw = Float32Array.from({ length: B * c.channels * c.imageSize ** 2 }, (_, i) => Math.sin(i));
   const labels = Int32Array.from({ length: B }, (_, i) => i % Math.max(1, c.numClasses));
@@ -55,5 +57,5 @@ export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: stri
     trainSum = Math.max(trainSum, await rate(() => trainStep(c, params, opt, images, targets, all, 1e-4)));
   }
   tf.dispose(Object.values(params));
-  return { backend, model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec };
+  return { backend, threads: await wasmThreads(), model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec };
 }

@@ -38,6 +38,8 @@ type TrainState = z.infer<typeof TrainState>;
 export interface TrainOptions {
   resume?: boolean;
   backend?: string;
+  /** tfjs-wasm threads (default: every core). */
+  threads?: number;
   /** Stop after this many steps in this process (tests, benchmarks); the schedule still spans the full run. */
   maxSteps?: number;
   /** On resume, a new length of the run: the cosine is recomputed over it from the current step (compute
@@ -108,7 +110,7 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   const totalSteps = Math.ceil(cfg.epochs * stepsPerEpoch);
 
   // --- model and optimizer ---
-  await initTfjs(opts.backend ?? 'auto', log);
+  await initTfjs(opts.backend ?? 'auto', log, opts.threads);
   const start = resumeDir ? loadCheckpoint(resumeDir).weights : cfg.init ? initialWeights(cfg.init, c) : initWeights(c, cfg.seed);
   const params = toVariables(c, start);
   const opt = makeOptimizer(cfg, params);
