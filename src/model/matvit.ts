@@ -79,9 +79,10 @@ const [dense, embed] = [linear(true), linear(false)];
  */
 const normalize = (eps: number) =>
   customOp(([x], save) => {
-    const { mean, variance } = tf.moments(x, -1, true);
-    const r = tf.rsqrt(tf.add(variance, eps)); // [M, 1]
-    const xh = tf.mul(tf.sub(x, mean), r); // [M, D]
+    // Not tf.moments: it copies x (a float32 -> float32 cast) and subtracts the mean a second time.
+    const centered = tf.sub(x, tf.mean(x, -1, true)); // [M, D]
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(centered), -1, true), eps)); // [M, 1]
+    const xh = tf.mul(centered, r); // [M, D]
     save([xh, r]);
     return {
       value: xh,
