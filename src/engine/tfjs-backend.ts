@@ -39,12 +39,12 @@ export function initTfjs(
       if (requested !== 'auto' && cand.backend !== requested) continue;
       try {
         await cand.load();
-        if (cand.backend === 'wasm') useThreadedWasm(threads, log);
+        if (cand.backend === 'wasm') await useThreadedWasm(threads, log);
         if (await tf.setBackend(cand.backend)) {
           await tf.ready();
           if (cand.backend === 'wasm') shareIdentityData();
-          const threads = await wasmThreads();
-          log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}${threads ? `, ${threads} thread(s)` : ''}`);
+          const pool = await wasmThreads();
+          log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}${pool ? `, ${pool} thread(s)` : ''}`);
           return tf.getBackend();
         }
         tried.push(`${cand.backend}: setBackend failed`);
@@ -91,10 +91,10 @@ function shareIdentityData(): void {
  * build's (every output element is still computed by one thread, in the same order); products and
  * convolutions run ~2x faster on 2 cores. Any failure falls back to tfjs's own loader.
  */
-function useThreadedWasm(threads: number, log: (msg: string) => void): void {
+async function useThreadedWasm(threads: number, log: (msg: string) => void): Promise<void> {
   if (threads <= 1) return;
-  const require = createRequire(import.meta.url);
-  const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+  const require = createRequire(import.meta.url); // the Emscripten outputs are CommonJS
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const original = tf.findBackendFactory('wasm');
   if (!original) return;
   const dir = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'wasm-out');
