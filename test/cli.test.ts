@@ -110,4 +110,19 @@ describe('matvit CLI', () => {
     assert.equal(a.count, 300);
     assert.deepEqual(b.rows.map((r: { top1: number; top5: number }) => [r.top1, r.top5]), a.rows.map((r: { top1: number; top5: number }) => [r.top1, r.top5]));
   });
+
+  it('bench train --profile: img/s, the ratio, and kernel times of a forward pass and a training step', async () => {
+    const cfg = path.join(dir, 'tiny-train.json');
+    fs.writeFileSync(cfg, JSON.stringify({ model: tinyConfig(), batchSize: 4 }));
+    const r = JSON.parse((await matvit('bench', 'train', '--config', cfg, '--rounds', '1', '--seconds', '0.2', '--profile', '--json')).stdout);
+    assert.equal(r.backend, 'wasm');
+    assert.ok(r.forwardImgPerSec > 0 && r.trainImgPerSec.xl > 0 && r.trainImgPerSec.sum > 0);
+    assert.equal(r.ratio, r.trainImgPerSec.xl / r.forwardImgPerSec);
+    const k = Object.fromEntries(r.kernels.map((e: { kernel: string; forwardMs: number; stepMs: number }) => [e.kernel, e]));
+    // The forward's products are fused with their bias; the backward's are plain products (dense's gradient).
+    assert.ok(k._FusedMatMul.forwardMs > 0 && k.BatchMatMul.stepMs > 0 && k.BatchMatMul.forwardMs === 0);
+    const total = (f: 'forwardMs' | 'stepMs') => r.kernels.reduce((s: number, e: Record<string, number>) => s + e[f], 0);
+    assert.ok(total('stepMs') > total('forwardMs'));
+    assert.ok(!('unnamed scope' in k)); // custom-gradient scopes are not kernels
+  });
 });

@@ -97,18 +97,19 @@ export const trainCommand = trainOptions(
   process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
 });
 
-const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), seconds: z.coerce.number().positive().default(3), rounds: z.coerce.number().int().positive().default(3) });
+const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), profile: z.boolean().default(false), seconds: z.coerce.number().positive().default(3), rounds: z.coerce.number().int().positive().default(3) });
 
 export const benchTrainCommand = trainOptions(
   new Command('train')
     .description('tfjs forward-only and training img/s of a preset in one run, and their ratio')
     .option('--seconds <n>', 'seconds per measurement', '3')
     .option('--rounds <n>', 'interleaved rounds; the best of each measure is kept', '3')
+    .option('--profile', 'also the kernel time of a forward pass and of a training step, by kernel (tf.profile)')
     .option('--json', 'print JSON'),
 ).action(async (raw) => {
   const o = parseOptions(BenchOptions, raw);
   const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
-  const r = await benchTrain(cfg, { backend: o.backend, threads: o.threads, seconds: o.seconds, rounds: o.rounds });
+  const r = await benchTrain(cfg, { backend: o.backend, threads: o.threads, seconds: o.seconds, rounds: o.rounds, profile: o.profile });
   if (o.json) return void printJson(r);
   process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}${r.threads ? `, ${r.threads} thread(s)` : ''}\n`);
   process.stdout.write(
@@ -118,5 +119,18 @@ export const benchTrainCommand = trainOptions(
       ['train step, s+m+l+xl (sum objective)', r.trainImgPerSec.sum.toFixed(1)],
       ['ratio train(xl) / forward', r.ratio.toFixed(3)],
     ]) + '\n',
+  );
+  if (!r.kernels) return;
+  const top = r.kernels.slice(0, 12);
+  const sum = (ks: typeof top, f: 'forwardMs' | 'stepMs') => ks.reduce((s, k) => s + k[f], 0);
+  const rest = r.kernels.slice(12);
+  const row = (name: string, f: number, s: number) => [name, f.toFixed(1), s.toFixed(1)];
+  process.stdout.write(
+    '\nkernel time per call (ms; tf.profile, mean of 3), xl\n' +
+      markdownTable(['kernel', 'forward', 'training step'], [
+        ...top.map((k) => row(k.kernel, k.forwardMs, k.stepMs)),
+        row(`${rest.length} other kernels`, sum(rest, 'forwardMs'), sum(rest, 'stepMs')),
+        row('all kernels', sum(r.kernels, 'forwardMs'), sum(r.kernels, 'stepMs')),
+      ]) + '\n',
   );
 });

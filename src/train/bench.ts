@@ -17,9 +17,11 @@ export interface TrainBench {
   forwardImgPerSec: number;
   trainImgPerSec: { xl: number; sum: number };
   ratio: number; // train (xl) / forward (xl)
+  /** With `profile`: kernel time (ms per call) by kernel name, in a forward pass and in an xl training step. */
+  kernels?: { kernel: string; forwardMs: number; stepMs: number }[];
 }
 
-export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; threads?: number; seconds?: number; rounds?: number } = {}): Promise<TrainBench> {
+export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; threads?: number; seconds?: number; rounds?: number; profile?: boolean } = {}): Promise<TrainBench> {
   const cfg = TrainConfig.parse(cfgIn);
   const c = cfg.model;
   const backend = await initTfjs(opts.backend ?? 'auto', undefined, opts.threads);
@@ -49,13 +51,32 @@ export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: stri
     await out.logits.data();
     tf.dispose([out.embedding, out.logits]);
   };
+  const stepXl = () => trainStep(c, params, opt, images, targets, [xl], 1e-4);
   // Interleaved rounds, best of each: load from other processes hits the three measures alike.
   let [forwardImgPerSec, trainXl, trainSum] = [0, 0, 0];
   for (let r = 0; r < (opts.rounds ?? 3); r++) {
     forwardImgPerSec = Math.max(forwardImgPerSec, await rate(forward1));
-    trainXl = Math.max(trainXl, await rate(() => trainStep(c, params, opt, images, targets, [xl], 1e-4)));
+    trainXl = Math.max(trainXl, await rate(stepXl));
     trainSum = Math.max(trainSum, await rate(() => trainStep(c, params, opt, images, targets, all, 1e-4)));
   }
+  let kernels: TrainBench['kernels'];
+  if (opts.profile) {
+    const [f, s] = [await kernelTimes(forward1, backend), await kernelTimes(stepXl, backend)];
+    kernels = [...new Set([...Object.keys(f), ...Object.keys(s)])].map((k) => ({ kernel: k, forwardMs: f[k] ?? 0, stepMs: s[k] ?? 0 })).sort((a, b) => b.stepMs - a.stepMs);
+  }
   tf.dispose(Object.values(params));
-  return { backend, threads: await wasmThreads(), model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec };
+  return { backend, threads: await wasmThreads(), model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec, kernels };
+}
+
+/**
+ * Milliseconds per call of `fn` spent in each kernel (by name), the mean of `rounds` calls under
+ * tf.profile. Only registered kernels count: the profile also lists each custom-gradient op as an
+ * entry whose time includes its kernels'.
+ */
+async function kernelTimes(fn: () => Promise<unknown>, backend: string, rounds = 3): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (let r = 0; r < rounds; r++)
+    for (const k of (await tf.profile(fn as () => Promise<tf.TensorContainer>)).kernels)
+      if (tf.getKernel(k.name, backend)) out[k.name] = (out[k.name] ?? 0) + (k.kernelTimeMs as number) / rounds;
+  return out;
 }
