@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
+const require = createRequire(import.meta.url); // tfjs-wasm's Emscripten outputs are CommonJS
 export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 type Candidate = { backend: string; load: () => Promise<unknown> };
 
@@ -93,7 +94,6 @@ function shareIdentityData(): void {
  */
 async function useThreadedWasm(threads: number, log: (msg: string) => void): Promise<void> {
   if (threads <= 1) return;
-  const require = createRequire(import.meta.url); // the Emscripten outputs are CommonJS
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const original = tf.findBackendFactory('wasm');
   if (!original) return;
@@ -101,8 +101,9 @@ async function useThreadedWasm(threads: number, log: (msg: string) => void): Pro
   const load = async () => {
     const factory = require(path.join(dir, 'tfjs-backend-wasm-threaded-simd.js')) as (config: object) => Promise<EmscriptenModule>;
     const binary = path.join(dir, 'tfjs-backend-wasm-threaded-simd.wasm');
+    const worker = workerScript(dir); // once: Emscripten locates it for each of its pool's workers
     const module = await factory({
-      locateFile: (file: string) => (file.endsWith('.worker.js') ? workerScript(dir) : path.join(dir, file)),
+      locateFile: (file: string) => (file.endsWith('.worker.js') ? worker : path.join(dir, file)),
       mainScriptUrlOrBlob: path.join(dir, 'tfjs-backend-wasm-threaded-simd.js'), // what each worker evaluates
       instantiateWasm: (imports: { env: Record<string, unknown> }, receive: (i: WebAssembly.Instance, m: WebAssembly.Module) => void) => {
         imports.env.emscripten_num_logical_cores = () => 2 * threads;
@@ -146,7 +147,6 @@ type EmscriptenModule = {
 
 /** The threaded build's worker script as a file (the package ships it as a string export). */
 function workerScript(dir: string): string {
-  const require = createRequire(import.meta.url);
   const { wasmWorkerContents } = require(path.join(dir, 'tfjs-backend-wasm-threaded-simd.worker.js')) as { wasmWorkerContents: string };
   // The export holds the script with its string literals' "\n" turned into raw newlines (tfjs's
   // loader escapes them again before use).

@@ -90,11 +90,6 @@ const normalize = (eps: number) =>
     };
   });
 
-/** LayerNorm over rows: x [M, D] -> normalize(x) * gamma + beta. */
-function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
-  return tf.add(tf.mul(normalize(eps)(x), gamma), beta) as tf.Tensor2D;
-}
-
 /**
  * The affine part of a LayerNorm folded into the linear layer that reads it:
  * (xh * gamma + beta) @ w + b = xh @ (gamma[:, None] * w) + (beta @ w + b), for w [D, out], b [out].
@@ -224,8 +219,7 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
     throw new Error(`images [${images.shape}]: expected [B, ${c.channels}, ${c.imageSize}, ${c.imageSize}]`);
   const D = c.dim;
   const N = (c.imageSize / c.patchSize) ** 2;
-  const eps = c.layerNormEps;
-  const norm = normalize(eps) as (x: tf.Tensor2D) => tf.Tensor2D;
+  const norm = normalize(c.layerNormEps) as (x: tf.Tensor2D) => tf.Tensor2D;
 
   const patches = embed(patchify(c, images), w['patch_embed.proj.weight'], w['patch_embed.proj.bias']); // [B*N, D]
   // [B, 1, D] by a broadcasting add: its gradient is one sum over the batch, Tile's slices dy per image.
@@ -246,7 +240,8 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
   }
 
   const clsOut = tf.reshape(tf.slice(tf.reshape(x, [B, T, D]), [0, 0, 0], [B, 1, D]), [B, D]) as tf.Tensor2D; // [B, D]
-  const pre = layerNorm(clsOut, w['norm.weight'], w['norm.bias'], eps); // [B, D]
+  // The final norm keeps its affine part: the embedding reads it, not only the head.
+  const pre = tf.add(tf.mul(norm(clsOut), w['norm.weight']), w['norm.bias']) as tf.Tensor2D; // [B, D]
   // Normalizing the CLS token is a per-row op, so normalizing the token alone equals slicing the
   // normalized sequence.
   const embedding = tf.div(pre, tf.maximum(tf.norm(pre, 'euclidean', 1, true), 1e-12)) as tf.Tensor2D;
