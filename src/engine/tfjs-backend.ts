@@ -24,13 +24,13 @@ const CANDIDATES: Candidate[] = [
 let chosen: Promise<string> | undefined;
 
 /**
- * Initializes tfjs once per process and returns the backend in use; logs it to stderr. `threads`
- * (default: every core) sizes the wasm backend's thread pool; the first call decides.
+ * Initializes tfjs once per process and returns the backend in use; `log` (default: stderr) gets
+ * the backend line. `threads` (default: every core) sizes the wasm backend's thread pool; the first
+ * call decides.
  */
 export function initTfjs(
   requested: string = 'auto',
-  log: (msg: string) => void = (m) => process.stderr.write(m + '\n'),
-  threads: number = os.availableParallelism(),
+  { log = (m) => process.stderr.write(m + '\n'), threads = os.availableParallelism() }: { log?: (msg: string) => void; threads?: number } = {},
 ): Promise<string> {
   if (!(BACKENDS as readonly string[]).includes(requested))
     throw new Error(`--backend ${requested}: accepted values are ${BACKENDS.join(', ')}`);
@@ -58,7 +58,7 @@ export function initTfjs(
   return chosen;
 }
 
-/** The size of tfjs-wasm's thread pool when it is the backend in use. */
+/** The size of tfjs-wasm's thread pool when it is the backend in use (other backends: undefined). */
 export async function wasmThreads(): Promise<number | undefined> {
   return tf.getBackend() === 'wasm' ? (await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount() : undefined;
 }

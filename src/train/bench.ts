@@ -24,7 +24,7 @@ export interface TrainBench {
 export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; threads?: number; seconds?: number; rounds?: number; profile?: boolean } = {}): Promise<TrainBench> {
   const cfg = TrainConfig.parse(cfgIn);
   const c = cfg.model;
-  const backend = await initTfjs(opts.backend ?? 'auto', undefined, opts.threads);
+  const backend = await initTfjs(opts.backend ?? 'auto', { threads: opts.threads });
   const B = cfg.batchSize;
   const raw = Float32Array.from({ length: B * c.channels * c.imageSize ** 2 }, (_, i) => Math.sin(i));
   const labels = Int32Array.from({ length: B }, (_, i) => i % Math.max(1, c.numClasses));

@@ -110,7 +110,7 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   const totalSteps = Math.ceil(cfg.epochs * stepsPerEpoch);
 
   // --- model and optimizer ---
-  await initTfjs(opts.backend ?? 'auto', log, opts.threads);
+  await initTfjs(opts.backend ?? 'auto', { log, threads: opts.threads });
   const start = resumeDir ? loadCheckpoint(resumeDir).weights : cfg.init ? initialWeights(cfg.init, c) : initWeights(c, cfg.seed);
   const params = toVariables(c, start);
   const opt = makeOptimizer(cfg, params);
