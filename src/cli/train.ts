@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { PRESETS, preset } from '../model/presets.ts';
 import { benchTrain } from '../train/bench.ts';
+import { backendLabel } from '../engine/tfjs-backend.ts';
 import { TrainConfig } from '../train/config.ts';
 import { train } from '../train/trainer.ts';
 import { UsageError, csv, parseOptions, printJson } from './common.ts';
@@ -111,7 +112,7 @@ export const benchTrainCommand = trainOptions(
   const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
   const r = await benchTrain(cfg, { backend: o.backend, threads: o.threads, seconds: o.seconds, rounds: o.rounds, profile: o.profile });
   if (o.json) return void printJson(r);
-  process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${r.backend}${r.threads ? `, ${r.threads} thread(s)` : ''}\n`);
+  process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${backendLabel(r.backend, r.threads)}\n`);
   process.stdout.write(
     markdownTable(['measure', 'img/s'], [
       ['forward only (xl)', r.forwardImgPerSec.toFixed(1)],

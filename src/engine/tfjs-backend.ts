@@ -44,8 +44,7 @@ export function initTfjs(
         if (await tf.setBackend(cand.backend)) {
           await tf.ready();
           if (cand.backend === 'wasm') shareIdentityData();
-          const pool = await wasmThreads();
-          log(`tfjs ${tf.version_core}: backend ${tf.getBackend()}${pool ? `, ${pool} thread(s)` : ''}`);
+          log(`tfjs ${tf.version_core}: backend ${backendLabel(tf.getBackend(), await wasmThreads())}`);
           return tf.getBackend();
         }
         tried.push(`${cand.backend}: setBackend failed`);
@@ -57,6 +56,9 @@ export function initTfjs(
   })();
   return chosen;
 }
+
+/** "wasm, 2 thread(s)", or the backend's name alone when it has no thread pool. */
+export const backendLabel = (backend: string, threads?: number) => `${backend}${threads ? `, ${threads} thread(s)` : ''}`;
 
 /** The size of tfjs-wasm's thread pool when it is the backend in use (other backends: undefined). */
 export async function wasmThreads(): Promise<number | undefined> {

@@ -5,7 +5,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { type TensorMap, forward, toTensors } from '../model/matvit.ts';
 import type { WeightMap } from '../model/weights.ts';
 import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './encoder.ts';
-import { initTfjs, wasmThreads } from './tfjs-backend.ts';
+import { backendLabel, initTfjs, wasmThreads } from './tfjs-backend.ts';
 
 export class TfjsEncoder implements Encoder {
   readonly engine = 'tfjs' as const;
@@ -17,8 +17,7 @@ export class TfjsEncoder implements Encoder {
 
   static async create(config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<TfjsEncoder> {
     const backend = await initTfjs(opts.backend ?? 'auto', { threads: opts.threads });
-    const pool = await wasmThreads();
-    return new TfjsEncoder(config, `tfjs ${tf.version_core} (${backend}${pool ? `, ${pool} thread(s)` : ''})`, toTensors(config, weights));
+    return new TfjsEncoder(config, `tfjs ${tf.version_core} (${backendLabel(backend, await wasmThreads())})`, toTensors(config, weights));
   }
 
   async encode(images: Float32Array, ffnDims: readonly number[]): Promise<EncodeOutput> {
