@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
-import { calibrate } from '../src/eval/calibrate.ts';
+import { calibrate } from '../src/serve/calibrate.ts';
 import { phaseBar } from '../src/cli/common.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { openCorpus } from '../src/index/corpus.ts';

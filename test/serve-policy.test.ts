@@ -2,7 +2,7 @@
 // the micro-batcher with a counting fake engine, and the calibration search on synthetic runs.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Embedded, type Neighbours, chooseCascade, evaluateCascade } from '../src/eval/calibrate.ts';
+import { type Embedded, type Neighbours, chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
 import type { EncodeOutput, Encoder } from '../src/engine/encoder.ts';
 import { granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
-import { calibrate, embedQueries } from '../src/eval/calibrate.ts';
+import { calibrate, embedQueries } from '../src/serve/calibrate.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { VectorIndex } from '../src/index/index.ts';
 import { Store } from '../src/index/store.ts';

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { parseDatasetSpec } from '../data/dataset.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
 import { openCorpus } from '../index/corpus.ts';
-import { type RowMetrics, calibrate, evaluateStored } from '../eval/calibrate.ts';
+import { type RowMetrics, calibrate, evaluateStored } from '../serve/calibrate.ts';
 import { benchServe } from '../serve/bench.ts';
 import { ServeConfig, type ServeConfigInput } from '../serve/config.ts';
 import { startServer } from '../serve/server.ts';

@@ -1,6 +1,6 @@
 // The query cascade of `encoder=auto`: encode with a small submodel, search, and re-encode with a
 // larger one only when the neighbours look unsure. Both the service (policy.ts) and
-// `matvit calibrate` (eval/calibrate.ts) judge confidence with the functions below, so the
+// `matvit calibrate` (serve/calibrate.ts) judge confidence with the functions below, so the
 // thresholds calibrated offline mean the same thing at serving time.
 //
 // Two confidence signals, both read off the k nearest neighbours of the first encoding:
