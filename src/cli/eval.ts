@@ -3,13 +3,12 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { parseDatasetSpec } from '../data/dataset.ts';
-import { GRANULARITY_NAMES, type ModelConfig, granularityDims, parseSubmodel } from '../model/config.ts';
+import { GRANULARITY_NAMES, type ModelConfig, type Submodel, granularityDims, parseSubmodel } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
 import { type ClassifyRow, classify } from '../eval/classify.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
 import { type QueryModel, type RetrievalRow, evalRetrieval, querySubmodels } from '../eval/retrieval.ts';
-import type { Submodel } from '../train/step.ts';
 import { UsageError, csv, parseOptions, phaseBar, submodelOption } from './common.ts';
 import { compact, markdownTable } from '../util/format.ts';
 

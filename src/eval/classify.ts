@@ -2,10 +2,9 @@
 // each submodel, so all submodels see the same images. Streaming: memory is bounded by the batch.
 import type { Dataset } from '../data/dataset.ts';
 import { batches } from '../data/dataset.ts';
-import { granularityDims } from '../model/config.ts';
+import { type Submodel, granularityDims } from '../model/config.ts';
 import { mflops, paramCount } from '../model/flops.ts';
 import type { Encoder } from '../engine/encoder.ts';
-import type { Submodel } from '../train/step.ts';
 
 
 export interface ClassifyRow {

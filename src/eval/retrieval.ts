@@ -12,9 +12,8 @@ import { exactKnn } from '../engine/knn.ts';
 import { Graph } from '../index/hnsw.ts';
 import { IndexParams, VectorIndex } from '../index/index.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
-import { type ModelConfig, granularityDims } from '../model/config.ts';
+import { type ModelConfig, type Submodel, granularityDims } from '../model/config.ts';
 import { mflops } from '../model/flops.ts';
-import type { Submodel } from '../train/step.ts';
 import { type EmbeddedSet, embedDataset } from './embed.ts';
 
 /** Neighbour lists of Q queries (a KnnResult needs no scores here): [Q, k] corpus rows, best first, -1 pads. */

@@ -46,6 +46,12 @@ export const GRANULARITY_NAMES = Object.keys(GRANULARITIES) as Granularity[];
 /** Number of patch tokens (without CLS). */
 export const numPatches = (c: ModelConfig) => (c.imageSize / c.patchSize) ** 2;
 
+/** A named submodel: one FFN hidden width per layer (a granularity or a Mix'n'Match mix). */
+export interface Submodel {
+  name: string;
+  ffnDims: number[];
+}
+
 /** ffnDims of a named granularity: the same width in every layer. */
 export function granularityDims(c: ModelConfig, g: Granularity): number[] {
   return Array.from({ length: c.depth }, () => c.mlpDim * GRANULARITIES[g]);

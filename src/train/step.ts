@@ -6,17 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 // Node; the @tensorflow/tfjs bundle (same tfjs-core instance) registers them all on import.
 import '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import { GRANULARITY_NAMES, type ModelConfig, granularityDims } from '../model/config.ts';
+import { GRANULARITY_NAMES, type ModelConfig, type Submodel, granularityDims } from '../model/config.ts';
 import { forward } from '../model/matvit.ts';
 import { mixup } from '../data/augment.ts';
 import { type WeightMap, weightSpecs } from '../model/weights.ts';
 import { AdamW } from './adamw.ts';
 import type { TrainConfig } from './config.ts';
-
-export interface Submodel {
-  name: string;
-  ffnDims: number[];
-}
 
 /** The submodels trained at a step: all four (sum), one drawn by weight (sampled), or the baseline width. */
 export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
