@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { type ModelConfig, checkFfnDims } from '../model/config.ts';
 import { type WeightMap, checkWeights } from '../model/weights.ts';
-import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './encoder.ts';
+import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './types.ts';
 import { describeOrt, resolveThreads, sessionOptions } from './onnx.ts';
 import { buildOnnxModel } from './onnx-graph.ts';
 

@@ -1,6 +1,7 @@
 // The ONNX Runtime engine: one sliced ONNX graph per submodel (onnx-graph.ts), run by
-// onnxruntime-node on the CPU. ORT runs the same ViT ~25x faster than tfjs-wasm on 2 cores
-// (REFERENCE section 2), so it is the default for inference; tfjs stays the checked fallback.
+// onnxruntime-node on the CPU. ORT runs the same ViT several times faster than tfjs-wasm (3.9x at
+// vit-s16 XL, batch 32, in README's `bench encode` output), so it is the default for inference;
+// tfjs stays the checked fallback.
 //
 // Sessions are cached per ffnDims and stay warm: switching submodels between calls costs no
 // rebuild. Each session holds its own copy of the weights (the shared attention/embedding weights
@@ -9,7 +10,7 @@ import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { type ModelConfig, checkFfnDims } from '../model/config.ts';
 import { type WeightMap, checkWeights } from '../model/weights.ts';
-import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './encoder.ts';
+import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './types.ts';
 import { buildMatMulModel, buildOnnxModel } from './onnx-graph.ts';
 
 /** Threads for ORT's intra-op pool: the option if given, else every core. */

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from '../model/config.ts';
 import { type TensorMap, forward, toTensors } from '../model/matvit.ts';
 import type { WeightMap } from '../model/weights.ts';
-import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './encoder.ts';
+import { type EncodeOutput, type Encoder, type EngineOptions, batchSize } from './types.ts';
 import { backendLabel, initTfjs, wasmThreads } from './tfjs-backend.ts';
 
 export class TfjsEncoder implements Encoder {

@@ -2,7 +2,7 @@
 // checkpoint loading, the optimizer (which names get weight decay) and the ONNX graph builder.
 //
 // Layout in memory is the compute layout: every linear weight is [in, out] so that y = x @ W needs
-// no transposed matmul (6-20x slower in tfjs-wasm, REFERENCE section 2); the patch embedding is a
+// no transposed matmul (several times slower in tfjs-wasm: docs/tfjs-wasm-training.md); the patch embedding is a
 // [P*P*C, D] matrix over patches flattened in (row, col, channel) order. On disk (safetensors) the
 // layout is timm's/PyTorch's: linear [out, in], patch conv [D, C, P, P]; see checkpoint.ts.
 import seedrandom from 'seedrandom';
