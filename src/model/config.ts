@@ -18,6 +18,30 @@ export const ModelConfig = z
     numClasses: z.number().int().nonnegative(),
     classNames: z.array(z.string()).default([]),
     layerNormEps: z.number().positive().default(1e-6),
+    // Architecture variants, as timm's VisionTransformer (timm/models/vision_transformer.py); the
+    // defaults are the plain ViT this project trains. A variant adds weights only when it is on.
+    /** false: qkv has no bias (blocks.i.attn.qkv.bias absent). */
+    qkvBias: z.boolean().default(true),
+    /** LayerScale (CaiT, DeiT-III, DINOv2): blocks.i.ls1.gamma, ls2.gamma [D] scale each residual branch. */
+    layerScale: z.boolean().default(false),
+    /** A class token cls_token [1, 1, D] first in the sequence. */
+    classToken: z.boolean().default(true),
+    /** Register tokens reg_token [1, R, D] after the class token (DINOv2 with registers). */
+    regTokens: z.number().int().nonnegative().default(0),
+    /** pos_embed covers the patches only: added to them before the prefix tokens are concatenated (DeiT-III, DINOv2). */
+    noEmbedClass: z.boolean().default(false),
+    /** norm_pre after the position embedding (CLIP); the patch embedding then has no bias. */
+    preNorm: z.boolean().default(false),
+    /** token: the class token; avg: the mean of the patch tokens (prefix tokens excluded). */
+    globalPool: z.enum(['token', 'avg']).default('token'),
+    /** The final norm after pooling, named fc_norm (no `norm`); else `norm` on every token before pooling. */
+    fcNorm: z.boolean().default(false),
+    /** FFN activation: exact erf GELU; its tanh approximation (flax's nn.gelu); x * sigmoid(1.702 x) (OpenAI CLIP). */
+    act: z.enum(['gelu', 'gelu_tanh', 'quick_gelu']).default('gelu'),
+    /** false: head.weight only (a CLIP image projection, stored by timm as a bias-free head). */
+    headBias: z.boolean().default(true),
+    /** The retrieval embedding, L2-normalized: the pooled features after the final norm, or the head's output (CLIP projection). */
+    embedding: z.enum(['pre_logits', 'head']).default('pre_logits'),
     // Preprocessing (timm conventions): resize short side to floor(imageSize / cropPct), center crop.
     mean: z.array(z.number()).min(1),
     std: z.array(z.number().positive()).min(1),
@@ -34,6 +58,9 @@ export const ModelConfig = z
     if (c.std.length !== c.channels) issue('std', `std has ${c.std.length} values, channels is ${c.channels}`);
     if (c.classNames.length > 0 && c.classNames.length !== c.numClasses)
       issue('classNames', `${c.classNames.length} class names for numClasses ${c.numClasses}`);
+    if (c.globalPool === 'token' && !c.classToken) issue('globalPool', "globalPool 'token' pools the class token: set classToken true or globalPool 'avg'");
+    if (c.embedding === 'head' && c.numClasses === 0) issue('embedding', "embedding 'head' needs a head: numClasses is 0 (use 'pre_logits')");
+    if (!c.headBias && c.numClasses === 0) issue('headBias', 'headBias false describes a head, but numClasses is 0 (no head)');
   });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 export type ModelConfigInput = z.input<typeof ModelConfig>;
@@ -45,6 +72,12 @@ export const GRANULARITY_NAMES = Object.keys(GRANULARITIES) as Granularity[];
 
 /** Number of patch tokens (without CLS). */
 export const numPatches = (c: ModelConfig) => (c.imageSize / c.patchSize) ** 2;
+/** Tokens before the patches: the class token, then the register tokens. */
+export const numPrefixTokens = (c: ModelConfig) => (c.classToken ? 1 : 0) + c.regTokens;
+/** Rows of pos_embed: the patches, plus the prefix tokens unless noEmbedClass. */
+export const posEmbedLength = (c: ModelConfig) => numPatches(c) + (c.noEmbedClass ? 0 : numPrefixTokens(c));
+/** Width of the retrieval embedding: D, or K when the head's output is the embedding. */
+export const embeddingDim = (c: ModelConfig) => (c.embedding === 'head' ? c.numClasses : c.dim);
 
 /** A named submodel: one FFN hidden width per layer (a granularity or a Mix'n'Match mix). */
 export interface Submodel {
