@@ -1,6 +1,6 @@
-// The two inference engines (tfjs, ONNX Runtime) against an independent float64 reference written
-// here with plain loops, against each other on real presets, and slicing against masking (the
-// reference MatViT code masks FFN neurons; this project slices them away).
+// The two inference engines (tfjs, ONNX Runtime) against an independent float64 plain-loop reference
+// (test/helpers/reference-vit.ts), against each other on real presets, and slicing against masking
+// (the reference MatViT code masks FFN neurons; this project slices them away).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,13 +9,13 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import seedrandom from 'seedrandom';
 import { ModelConfig, GRANULARITY_NAMES, granularityDims } from '../src/model/config.ts';
 import { preset } from '../src/model/presets.ts';
-import { type WeightMap, initWeights } from '../src/model/weights.ts';
-import { type EncodeOutput, type Encoder, ENGINES, createEncoder } from '../src/engine/encoder.ts';
+import type { WeightMap } from '../src/model/weights.ts';
+import { type Encoder, ENGINES, createEncoder } from '../src/engine/encoder.ts';
 import { buildOnnxModel } from '../src/engine/onnx-graph.ts';
 import { OnnxEncoder } from '../src/engine/onnx.ts';
+import { assertClose, maxAbsDiff, randomImages, referenceOutputs, strongWeights } from './helpers/model-fixtures.ts';
 
 const TOL = 1e-4;
 
@@ -27,165 +27,11 @@ const TINY = ModelConfig.parse({
   mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25],
 });
 
-/**
- * initWeights, then scaled so that every part of the model matters: timm's init (std 0.02, zero
- * biases, unit norms) makes the FFN's contribution so small that a wrong width or a wrong bias
- * slice would stay under the tolerance. Matrices get std 1/sqrt(fan_in); biases, norms, the CLS
- * token and position embeddings get non-trivial random values.
- */
-function strongWeights(c: ModelConfig, seed = 0): WeightMap {
-  const w = initWeights(c, seed);
-  const rng = seedrandom(`engines-test:${seed}`);
-  const u = () => 2 * rng() - 1; // uniform in [-1, 1)
-  for (const [name, t] of Object.entries(w)) {
-    const d = t.data;
-    if (/norm\d?\.weight$/.test(name)) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.3 * u();
-    else if (name.endsWith('.bias')) for (let i = 0; i < d.length; i++) d[i] = 0.3 * u();
-    else if (t.shape.length === 2) for (let i = 0; i < d.length; i++) d[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
-    else for (let i = 0; i < d.length; i++) d[i] *= 25; // cls_token, pos_embed: std 0.5
-  }
-  return w;
-}
-
-function randomImages(c: ModelConfig, B: number, seed = 1): Float32Array {
-  const rng = seedrandom(`images:${seed}`);
-  return Float32Array.from({ length: B * c.channels * c.imageSize * c.imageSize }, () => 4 * rng() - 2);
-}
-
 /** s, m, l, xl and one Mix'n'Match submodel (widths non-decreasing with depth, as in the paper). */
 function submodels(c: ModelConfig): [string, number[]][] {
   const named = GRANULARITY_NAMES.map((g): [string, number[]] => [g, granularityDims(c, g)]);
   const mix = Array.from({ length: c.depth }, (_, i) => granularityDims(c, GRANULARITY_NAMES[Math.min(3, Math.floor(((i + 1) * 4) / (c.depth + 1)))])[0]);
   return [...named, [`mix ${mix.join(',')}`, mix]];
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, `lengths ${a.length} vs ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-function assertClose(got: EncodeOutput, want: { embeddings: ArrayLike<number>; logits: ArrayLike<number> }, tol: number, what: string) {
-  const e = maxAbsDiff(got.embeddings, want.embeddings);
-  const l = maxAbsDiff(got.logits, want.logits);
-  assert.ok(e <= tol && l <= tol, `${what}: max |diff| embeddings ${e.toExponential(2)}, logits ${l.toExponential(2)} (tolerance ${tol})`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The float64 reference: plain loops over the weight map, nothing shared with the code under test.
-
-/** erf to ~1e-12: Maclaurin series for |x| < 3, the erfc continued fraction (Lentz) beyond. */
-function erf(x: number): number {
-  const a = Math.abs(x);
-  if (a < 3) {
-    let term = a;
-    let sum = a;
-    for (let n = 1; n < 80; n++) {
-      term *= (-a * a) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  // erfc(a) = exp(-a^2)/sqrt(pi) * 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + 2/(a + ...)))))
-  let f = a;
-  let C = a;
-  let D = 0;
-  for (let n = 1; n < 100; n++) {
-    const an = n / 2;
-    D = 1 / (a + an * D);
-    C = a + an / C;
-    f *= C * D;
-  }
-  return Math.sign(x) * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / f);
-}
-
-/** x [rows, nIn] @ W[:nIn, :nOut] + b[:nOut], with W stored row-major as [*, stride]. */
-function affine(x: Float64Array, rows: number, nIn: number, W: Float32Array, stride: number, b: Float32Array, nOut: number): Float64Array {
-  const y = new Float64Array(rows * nOut);
-  for (let r = 0; r < rows; r++)
-    for (let o = 0; o < nOut; o++) {
-      let s = b[o];
-      for (let k = 0; k < nIn; k++) s += x[r * nIn + k] * W[k * stride + o];
-      y[r * nOut + o] = s;
-    }
-  return y;
-}
-
-function layerNormRows(x: Float64Array, rows: number, D: number, g: Float32Array, b: Float32Array, eps: number): Float64Array {
-  const y = new Float64Array(rows * D);
-  for (let r = 0; r < rows; r++) {
-    let mean = 0;
-    for (let k = 0; k < D; k++) mean += x[r * D + k] / D;
-    let v = 0;
-    for (let k = 0; k < D; k++) v += (x[r * D + k] - mean) ** 2 / D;
-    for (let k = 0; k < D; k++) y[r * D + k] = ((x[r * D + k] - mean) / Math.sqrt(v + eps)) * g[k] + b[k];
-  }
-  return y;
-}
-
-function referenceForward(c: ModelConfig, w: WeightMap, images: Float32Array, ffnDims: number[]) {
-  const { channels: C, imageSize: S, patchSize: P, dim: D, heads: H, numClasses: K, mlpDim, layerNormEps: eps } = c;
-  const G = S / P;
-  const N = G * G;
-  const T = N + 1;
-  const d = D / H;
-  const B = images.length / (C * S * S);
-  const W = (name: string) => w[name].data;
-  const embeddings = new Float64Array(B * D);
-  const logits = new Float64Array(B * K);
-  for (let img = 0; img < B; img++) {
-    // Patches as rows in (py, px, channel) order.
-    const patches = new Float64Array(N * P * P * C);
-    for (let gy = 0; gy < G; gy++)
-      for (let gx = 0; gx < G; gx++)
-        for (let py = 0; py < P; py++)
-          for (let px = 0; px < P; px++)
-            for (let ch = 0; ch < C; ch++)
-              patches[(gy * G + gx) * P * P * C + (py * P + px) * C + ch] = images[((img * C + ch) * S + gy * P + py) * S + gx * P + px];
-    const emb = affine(patches, N, P * P * C, W('patch_embed.proj.weight'), D, W('patch_embed.proj.bias'), D);
-    let x = new Float64Array(T * D); // [T, D]
-    for (let k = 0; k < D; k++) x[k] = W('cls_token')[k];
-    x.set(emb, D);
-    for (let i = 0; i < T * D; i++) x[i] += W('pos_embed')[i];
-
-    for (let l = 0; l < c.depth; l++) {
-      const b = `blocks.${l}`;
-      const qkv = affine(layerNormRows(x, T, D, W(`${b}.norm1.weight`), W(`${b}.norm1.bias`), eps), T, D, W(`${b}.attn.qkv.weight`), 3 * D, W(`${b}.attn.qkv.bias`), 3 * D);
-      const o = new Float64Array(T * D);
-      for (let h = 0; h < H; h++)
-        for (let t = 0; t < T; t++) {
-          const scores = new Float64Array(T);
-          for (let s = 0; s < T; s++) {
-            let dot = 0;
-            for (let j = 0; j < d; j++) dot += qkv[t * 3 * D + h * d + j] * qkv[s * 3 * D + D + h * d + j];
-            scores[s] = dot / Math.sqrt(d);
-          }
-          const mx = Math.max(...scores);
-          let z = 0;
-          for (let s = 0; s < T; s++) z += (scores[s] = Math.exp(scores[s] - mx));
-          for (let j = 0; j < d; j++) {
-            let acc = 0;
-            for (let s = 0; s < T; s++) acc += (scores[s] / z) * qkv[s * 3 * D + 2 * D + h * d + j];
-            o[t * D + h * d + j] = acc;
-          }
-        }
-      const attn = affine(o, T, D, W(`${b}.attn.proj.weight`), D, W(`${b}.attn.proj.bias`), D);
-      x = x.map((v, i) => v + attn[i]);
-
-      const m = ffnDims[l]; // first m columns of fc1 (row stride mlpDim), first m rows of fc2
-      const hidden = affine(layerNormRows(x, T, D, W(`${b}.norm2.weight`), W(`${b}.norm2.bias`), eps), T, D, W(`${b}.mlp.fc1.weight`), mlpDim, W(`${b}.mlp.fc1.bias`), m);
-      const act = hidden.map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2)));
-      const ffn = affine(act, T, m, W(`${b}.mlp.fc2.weight`), D, W(`${b}.mlp.fc2.bias`), D);
-      x = x.map((v, i) => v + ffn[i]);
-    }
-
-    const pre = layerNormRows(x.subarray(0, D), 1, D, W('norm.weight'), W('norm.bias'), eps); // CLS token
-    const norm = Math.max(Math.hypot(...pre), 1e-12);
-    for (let k = 0; k < D; k++) embeddings[img * D + k] = pre[k] / norm;
-    if (K > 0) logits.set(affine(pre, 1, D, W('head.weight'), K, W('head.bias'), K), img * K);
-  }
-  return { embeddings, logits };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,21 +46,21 @@ describe('engines vs an independent float64 reference (tiny config)', () => {
   after(async () => Promise.all(encoders.map((e) => e.dispose())));
 
   test('the test can tell submodels apart', () => {
-    const s = referenceForward(TINY, w, images, granularityDims(TINY, 's'));
-    const xl = referenceForward(TINY, w, images, granularityDims(TINY, 'xl'));
+    const s = referenceOutputs(TINY, w, images, granularityDims(TINY, 's'));
+    const xl = referenceOutputs(TINY, w, images, granularityDims(TINY, 'xl'));
     assert.ok(maxAbsDiff(s.logits, xl.logits) > 100 * TOL, 'S and XL give near-identical logits: weights too weak for the test');
   });
 
   for (const [name, dims] of submodels(TINY))
     test(`${name}: both engines match the reference within ${TOL}`, async () => {
-      const want = referenceForward(TINY, w, images, dims);
+      const want = referenceOutputs(TINY, w, images, dims);
       for (const enc of encoders) assertClose(await enc.encode(images, dims), want, TOL, `${enc.description}, ${name}`);
     });
 
   test('a headless model (numClasses 0) gives logits [B, 0] and the same embeddings', async () => {
     const c = ModelConfig.parse({ ...TINY, name: 'tiny-headless', numClasses: 0 });
     const { 'head.weight': _w, 'head.bias': _b, ...headless } = w;
-    const want = referenceForward(c, headless, images, granularityDims(c, 'm'));
+    const want = referenceOutputs(c, headless, images, granularityDims(c, 'm'));
     for (const e of ENGINES) {
       const enc = await createEncoder(e, c, headless, { threads: 2 });
       const got = await enc.encode(images, granularityDims(c, 'm'));
