@@ -2,6 +2,7 @@
 import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { type ModelConfig, parseSubmodel, granularityDims, submodelName } from '../model/config.ts';
+import { formatZodError } from '../util/zod-error.ts';
 
 export class UsageError extends Error {}
 
@@ -9,13 +10,8 @@ export class UsageError extends Error {}
 export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  const lines = r.error.issues.map((i) => {
-    const key = String(i.path[0] ?? '');
-    const flag = key ? `--${key.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}` : 'options';
-    const got = key in raw ? ` (received ${JSON.stringify(raw[key])})` : '';
-    return `${flag}: ${i.message}${got}`;
-  });
-  throw new UsageError(lines.join('\n'));
+  const flag = (p: PropertyKey[]) => (p.length ? `--${String(p[0]).replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}` : 'options');
+  throw new UsageError(formatZodError(r.error, raw, { name: flag, topLevel: true }));
 }
 
 /** Comma-separated list -> string[] */

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { type Series, xyChart } from './plot.ts';
 import { cheapestWithin, NEAR_XL_TOLERANCE } from './retrieval.ts';
 import { compact, markdownTable } from '../util/format.ts';
+import { fieldPath, formatZodError, preview } from '../util/zod-error.ts';
 
 // ---- the input files: one schema per kind; extra fields pass through (newer writers may add some) ----
 
@@ -65,24 +66,15 @@ const KINDS = {
 
 export type Result = ClassifyFile | RetrievalFile | MixnmatchFile;
 
-const fieldPath = (p: readonly PropertyKey[]) => p.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('') || '(top level)';
-const valueAt = (v: unknown, p: readonly PropertyKey[]): unknown => p.reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<PropertyKey, unknown>)[k] : undefined), v);
 
 /** Validates one parsed JSON file; errors name the file, the field, the value found and what is accepted. */
 export function parseResult(file: string, json: unknown): Result {
   const kinds = Object.entries(KINDS).map(([k, v]) => `"${k}" (${v.writer})`).join(', ');
   const kind = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as { kind?: unknown }).kind : undefined;
-  if (typeof kind !== 'string' || !(kind in KINDS)) throw new Error(`${file}: field kind: received ${JSON.stringify(kind) ?? 'nothing'}; accepted: ${kinds}`);
+  if (typeof kind !== 'string' || !(kind in KINDS)) throw new Error(`${file}: field kind: received ${preview(kind)}; accepted: ${kinds}`);
   const r = KINDS[kind as keyof typeof KINDS].schema.safeParse(json);
   if (r.success) return r.data;
-  throw new Error(
-    r.error.issues
-      .map((i) => {
-        const v = valueAt(json, i.path);
-        return `${file}: field ${fieldPath(i.path)}: ${i.message}${v !== undefined && typeof v !== 'object' ? ` (received ${JSON.stringify(v)})` : ''}`;
-      })
-      .join('\n'),
-  );
+  throw new Error(formatZodError(r.error, json, { name: (p) => `${file}: field ${fieldPath(p)}` }));
 }
 
 // ---- labels --------------------------------------------------------------------------------------

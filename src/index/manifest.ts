@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ModelConfig } from '../model/config.ts';
 import { writeFileAtomic } from '../util/durable.ts';
+import { formatZodError } from '../util/zod-error.ts';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -57,8 +58,7 @@ export type IndexParamsInput = z.input<typeof IndexParams>;
 export function parseIndexParams(input: unknown): IndexParams {
   const r = IndexParams.safeParse(input);
   if (r.success) return r.data;
-  const at = (p: PropertyKey[]) => p.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
-  throw new Error(`index parameters: ${r.error.issues.map((i) => `${i.path.join('.') || '(all)'} = ${JSON.stringify(at(i.path))}: ${i.message}`).join('; ')}`);
+  throw new Error(`index parameters: ${formatZodError(r.error, input, { separator: '; ' })}`);
 }
 
 export const Manifest = z
@@ -97,7 +97,7 @@ export function readManifest(dir: string): Manifest {
     throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
   }
   const parsed = Manifest.safeParse(json);
-  if (!parsed.success) throw new Error(`${file}: ${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) throw new Error(`${file}: ${formatZodError(parsed.error, json, { separator: '; ' })}`);
   return parsed.data;
 }
 

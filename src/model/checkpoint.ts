@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/durable.ts';
+import { formatZodError } from '../util/zod-error.ts';
 import { ModelConfig } from './config.ts';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
 import { type HostTensor, type Layout, type WeightMap, checkWeights, weightSpecs } from './weights.ts';
@@ -105,8 +106,9 @@ export function saveMeta(dir: string, meta: CheckpointMeta): void {
 export function readMeta(dir: string): CheckpointMeta {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new Error(`${dir} is not a MatViT checkpoint: ${file} is missing`);
-  const parsed = CheckpointMeta.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
-  if (!parsed.success) throw new Error(`${file}: ${z.prettifyError(parsed.error)}`);
+  const json: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const parsed = CheckpointMeta.safeParse(json);
+  if (!parsed.success) throw new Error(`${file}: ${formatZodError(parsed.error, json, { separator: '; ' })}`);
   return parsed.data;
 }
 

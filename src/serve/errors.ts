@@ -4,6 +4,7 @@
 // middleware never answers 500 for bad input. Anything it cannot map is a bug: 500, logged.
 import multer from 'multer';
 import { DecodeError } from '../data/preprocess.ts';
+import { bounded, preview } from '../util/zod-error.ts';
 
 export interface ApiErrorDetails {
   /** The request field at fault (query string, form or JSON field). */
@@ -34,10 +35,9 @@ export class ApiError extends Error {
   }
 }
 
-/** A field's value that does not fit: 400 naming the field, the value and what is accepted. */
+/** A field's value that does not fit: 400 naming the field, the value (bounded: it may be hostile) and what is accepted. */
 export function invalidField(field: string, received: unknown, accepted: string, why?: string): ApiError {
-  const got = received === undefined ? 'nothing' : JSON.stringify(received);
-  return new ApiError(400, 'invalid-field', `${field}: ${why ? `${why}; ` : ''}received ${got}; accepted: ${accepted}`, { field, received, accepted });
+  return new ApiError(400, 'invalid-field', `${field}: ${why ? `${why}; ` : ''}received ${preview(received)}; accepted: ${accepted}`, { field, received: bounded(received), accepted });
 }
 
 /** 413: an image (or a body carrying one) over the limit. */

@@ -3,6 +3,7 @@
 // one 400 naming the field, the value received and what the field accepts (ACCEPTED).
 import { z } from 'zod';
 import { checkFfnDims } from '../model/config.ts';
+import { fieldIssues } from '../util/zod-error.ts';
 import { invalidField } from './errors.ts';
 import type { ServiceEntry, ServiceMenu } from './menu.ts';
 import type { SearchOptions } from './service.ts';
@@ -99,11 +100,8 @@ export const ID_ACCEPTED = { id: 'a positive integer item id' };
 export function parseOr400<S extends z.ZodType>(schema: S, raw: Record<string, unknown>, accepted: Record<string, string>): z.output<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === 'unrecognized_keys') {
-    const field = issue.keys[0];
-    throw invalidField(field, raw[field], `the fields ${Object.keys(accepted).join(', ')}`, 'unknown field');
-  }
+  const issue = fieldIssues(r.error, raw, true)[0];
   const field = String(issue.path[0] ?? '');
-  throw invalidField(field, raw[field], accepted[field] ?? 'see GET /v1/index', issue.message);
+  if (issue.unknownKey) throw invalidField(field, issue.received, `the fields ${Object.keys(accepted).join(', ')}`, 'unknown field');
+  throw invalidField(field, issue.received, accepted[field] ?? 'see GET /v1/index', issue.message);
 }
