@@ -70,7 +70,8 @@ function toDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
   }
   return t;
 }
-function fromDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
+/** A tensor in timm's (disk) layout -> memory layout (also used by the importers, src/import). */
+export function fromDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
   if (layout === 'linear' && t.shape.length === 2) return { shape: [t.shape[1], t.shape[0]], data: transpose2d(t.data, t.shape[0], t.shape[1]) };
   if (layout === 'patch' && t.shape.length === 4) {
     const P = c.patchSize, C = c.channels, D = c.dim;
