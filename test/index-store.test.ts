@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import seedrandom from 'seedrandom';
 import { benchIndex } from '../src/index/bench.ts';
-import { type IndexParamsInput, type NewItem, VectorIndex } from '../src/index/index.ts';
+import { mergeIndexes } from '../src/index/merge.ts';
+import { type IndexParamsInput, type NewItem, VectorIndex } from '../src/index/vector-index.ts';
 import { CRASH_DIM, CRASH_SEED, FP_A, FP_B, makeItems, sha256 } from './fixtures/index-items.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-index-test-'));
@@ -209,7 +210,7 @@ describe('VectorIndex', () => {
     assert.throws(() => VectorIndex.openOrCreate(dir, { fingerprint: FP_A, modelName: 'test', ffnDims: [64], dim: 24 }), /dim 16; asked for dim 24/);
     assert.throws(() => create(dir, 16), /already holds an index/);
     assert.throws(() => VectorIndex.open(path.join(root, 'nowhere')), /is not a MatViT index: .*manifest\.json is missing/);
-    assert.throws(() => create(newDir(), 16, { space: 'l2' as 'ip' }), /space = "l2": Invalid option: expected one of "ip"\|"cosine"/);
+    assert.throws(() => create(newDir(), 16, { space: 'l2' as 'ip' }), /space: Invalid option: expected one of "ip"\|"cosine" \(received "l2"\)/);
   });
 
   test('compact reclaims deleted slots and keeps the results', () => {
@@ -264,7 +265,7 @@ describe('VectorIndex', () => {
     const single = create(one, 32);
     addAll(single, items);
 
-    const report = VectorIndex.merge(out, [a, b]);
+    const report = mergeIndexes(out, [a, b]);
     assert.deepEqual(report.shards.map((s) => [s.live, s.added, s.duplicates]), [[601, 601, 0], [600, 599, 1]]);
     assert.equal(report.live, 1200);
     const merged = VectorIndex.open(out, { expectedFingerprint: FP_A });
@@ -277,10 +278,10 @@ describe('VectorIndex', () => {
     merged.close();
     single.close();
     // Running it again (e.g. after an interruption) adds nothing.
-    assert.deepEqual(VectorIndex.merge(out, [a, b]).shards.map((s) => s.added), [0, 0]);
+    assert.deepEqual(mergeIndexes(out, [a, b]).shards.map((s) => s.added), [0, 0]);
     const c = newDir();
     VectorIndex.create(c, { fingerprint: FP_B, modelName: 'other', ffnDims: [64], dim: 32 }).close();
-    assert.throws(() => VectorIndex.merge(newDir(), [a, c]), (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B));
+    assert.throws(() => mergeIndexes(newDir(), [a, c]), (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B));
   });
 
   test('two writers on one index: each applies what the other committed', () => {

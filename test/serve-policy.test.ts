@@ -2,7 +2,7 @@
 // the micro-batcher with a counting fake engine, and the calibration search on synthetic runs.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Embedded, type Neighbours, chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
+import { type Embedded, type SubmodelRun, chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
 import type { EncodeOutput, Encoder } from '../src/engine/encoder.ts';
 import { granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
@@ -235,7 +235,7 @@ describe('calibration search', () => {
   function synthetic(N = 40, wrongEvery = 5): { e: Embedded; menu: ServiceMenu } {
     const menu = menuOf();
     const k = 4;
-    const run = (entry: (typeof menu.entries)[0], wrong: (i: number) => boolean): Neighbours => {
+    const run = (entry: (typeof menu.entries)[0], wrong: (i: number) => boolean): SubmodelRun => {
       const r = { entry, ids: new Int32Array(N * k), scores: new Float32Array(N * k), labels: new Int32Array(N * k) };
       for (let i = 0; i < N; i++)
         for (let j = 0; j < k; j++) {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { VectorIndex } from '../src/index/index.ts';
+import { VectorIndex } from '../src/index/vector-index.ts';
 import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
 const BIN = fileURLToPath(new URL('../bin/matvit.js', import.meta.url));

@@ -1,15 +1,18 @@
-// `matvit index ...`: build, add, remove, compact, info, verify, merge. The work is in
-// src/index/ (build.ts for the embedding pipeline, index.ts for the rest).
+// `matvit index ...`: build, add, remove, compact, info, verify, merge. The work is in src/index/
+// (build.ts and pipeline.ts embed, vector-index.ts holds the index, verify.ts and merge.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { ENGINES } from '../engine/encoder.ts';
-import { type BuildSummary, DEFAULT_SNAPSHOT_EVERY, type Progress, addPaths, buildIndex, corpusOf, parseShard, sourcesToRemove } from '../index/build.ts';
+import { type BuildSummary, addPaths, buildIndex } from '../index/build.ts';
 import { benchIndex } from '../index/bench.ts';
 import { modelPathFor } from '../index/corpus.ts';
-import { VectorIndex } from '../index/index.ts';
+import { corpusOf, sourcesToRemove } from '../index/file-list.ts';
+import { mergeIndexes } from '../index/merge.ts';
+import { DEFAULT_SNAPSHOT_EVERY, type Progress, parseShard } from '../index/pipeline.ts';
+import { VectorIndex } from '../index/vector-index.ts';
 import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { submodelName } from '../model/config.ts';
@@ -291,14 +294,14 @@ const mergeCommand = new Command('merge')
     const manifests = shards.map((d) => readManifest(d));
     const first = manifests[0];
     // The merged index records where the shards' model is, so that `index add` and `serve` find
-    // it; VectorIndex.merge leaves that to its caller. Only when the shards agree on the model:
+    // it; mergeIndexes leaves that to its caller. Only when the shards agree on the model:
     // otherwise merge refuses them with the fingerprints named.
     if (first.modelPath && manifests.every((m) => m.fingerprint === first.fingerprint) && !fs.existsSync(path.join(o.out, MANIFEST_FILE))) {
       const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
       const modelPath = modelPathFor(o.out, path.resolve(shards[0], first.modelPath));
       VectorIndex.create(o.out, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, modelPath, corpus: { mergedFrom: manifests.map((m) => m.corpus) } }).close();
     }
-    const r = VectorIndex.merge(o.out, shards);
+    const r = mergeIndexes(o.out, shards);
     if (o.json) return void printJson(r);
     process.stdout.write(
       markdownTable(['shard', 'live', 'added', 'duplicates'], r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates])) + `\n${r.dir}: ${r.live} live items\n`,

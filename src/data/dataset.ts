@@ -192,9 +192,22 @@ function sliceBounds(size: number, a: string, b: string): [number, number] {
 
 const SPEC_FORMS = 'a folder path, folder:PATH, files:PATH, idx:IMAGES,LABELS, fashion-mnist:train, fashion-mnist:test; each optionally followed by a slice [a:b]';
 
+/** A trailing Python-style slice [a:b]: the base spec, start and end (strings, empty = open). */
+const SLICE = /^(.+)\[(-?\d*):(-?\d*)\]$/;
+
+/** A spec without its trailing slice (IDX refs count from the start of the file, not of a slice). */
+export const unslicedSpec = (spec: string): string => SLICE.exec(spec)?.[1] ?? spec;
+
+/** The folder a spec reads image files from, which relative item paths are under; undefined for IDX specs. */
+export function specRoot(spec: string): string | undefined {
+  const base = unslicedSpec(spec);
+  if (/^(idx|fashion-mnist):/.test(base)) return undefined;
+  return path.resolve(base.replace(/^(files|folder):/, ''));
+}
+
 /** Opens a dataset spec (see the header). */
 export async function parseDatasetSpec(spec: string, opts: DatasetOptions = {}): Promise<Dataset> {
-  const slice = /^(.+)\[(-?\d*):(-?\d*)\]$/.exec(spec);
+  const slice = SLICE.exec(spec);
   if (slice) {
     const base = await parseDatasetSpec(slice[1], opts);
     return new SliceDataset(base, ...sliceBounds(base.size, slice[2], slice[3]));

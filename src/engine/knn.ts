@@ -4,6 +4,7 @@
 // dims is 77 GMACs: minutes in a JS loop, about a second in sgemm).
 import * as ort from 'onnxruntime-node';
 import { buildKnnModel } from './onnx-graph.ts';
+import { TopK } from '../util/topk.ts';
 import { resolveThreads, sessionOptions } from './onnx.ts';
 
 export interface KnnResult {
@@ -34,6 +35,9 @@ export async function exactKnn(queries: Float32Array, corpus: Float32Array, dim:
   const ids = new Int32Array(Q * k).fill(-1);
   const scores = new Float32Array(Q * k).fill(-Infinity);
   if (Q === 0 || N === 0) return { k, ids, scores };
+  // Each block's top k (row indices offset by the block's start) merged per query: the same
+  // order as one sort of all rows, ties by the lower row.
+  const tops = Array.from({ length: Q }, () => new TopK(k));
   const session = await ort.InferenceSession.create(buildKnnModel(), sessionOptions(resolveThreads(opts.threads)));
   try {
     for (let q0 = 0; q0 < Q; q0 += qb) {
@@ -49,30 +53,15 @@ export async function exactKnn(queries: Float32Array, corpus: Float32Array, dim:
         });
         const bs = out.scores.data as Float32Array;
         const bi = out.indices.data as BigInt64Array;
-        for (let r = 0; r < nq; r++) mergeRow(ids, scores, (q0 + r) * k, k, bs, bi, r * kb, kb, c0);
+        for (let r = 0; r < nq; r++) for (let j = 0; j < kb; j++) tops[q0 + r].push(Number(bi[r * kb + j]) + c0, bs[r * kb + j]);
       }
     }
   } finally {
     await session.release();
   }
+  tops.forEach((t, q) => t.result().forEach((s, j) => {
+    ids[q * k + j] = s.id;
+    scores[q * k + j] = s.score;
+  }));
   return { k, ids, scores };
-}
-
-/** Merges a block's sorted top-kb (ids offset by c0) into the row's sorted top-k, in place. */
-function mergeRow(ids: Int32Array, scores: Float32Array, at: number, k: number, bs: Float32Array, bi: BigInt64Array, from: number, kb: number, c0: number): void {
-  const curIds = ids.slice(at, at + k);
-  const curScores = scores.slice(at, at + k);
-  let i = 0;
-  let j = 0;
-  for (let o = 0; o < k; o++) {
-    const bj = j < kb ? Number(bi[from + j]) + c0 : -1;
-    const takeCur = j >= kb || (i < k && curIds[i] >= 0 && (curScores[i] > bs[from + j] || (curScores[i] === bs[from + j] && curIds[i] < bj)));
-    if (takeCur) {
-      ids[at + o] = curIds[i];
-      scores[at + o] = curScores[i++];
-    } else {
-      ids[at + o] = bj;
-      scores[at + o] = bs[from + j++];
-    }
-  }
 }

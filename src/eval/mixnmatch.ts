@@ -16,7 +16,7 @@ import { GRANULARITY_NAMES, type ModelConfig, granularityDims, submodelName } fr
 import { mflops } from '../model/flops.ts';
 import { topK } from './classify.ts';
 import { embedDataset } from './embed.ts';
-import { recallPerQuery } from './retrieval.ts';
+import { recallPerQuery } from '../util/recall.ts';
 
 export interface MixConfig {
   name: string;

@@ -10,21 +10,13 @@ import type { Dataset, Skipped } from '../data/dataset.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from '../index/hnsw.ts';
-import { IndexParams, VectorIndex } from '../index/index.ts';
+import { IndexParams } from '../index/manifest.ts';
+import { VectorIndex } from '../index/vector-index.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import { type ModelConfig, type Submodel, granularityDims } from '../model/config.ts';
 import { mflops } from '../model/flops.ts';
+import { type Neighbours, checkK, recallAt } from '../util/recall.ts';
 import { type EmbeddedSet, embedDataset } from './embed.ts';
-
-/** Neighbour lists of Q queries (a KnnResult needs no scores here): [Q, k] corpus rows, best first, -1 pads. */
-export interface Neighbours {
-  k: number;
-  ids: Int32Array;
-}
-
-function checkK(nn: Neighbours, k: number): void {
-  if (!Number.isInteger(k) || k < 1 || k > nn.k) throw new Error(`k = ${k}: expected an integer in 1..${nn.k} (the lists hold ${nn.k} neighbours)`);
-}
 
 /** Share of queries whose nearest corpus item has the query's label; an unknown label (-1) never matches. */
 export function nnAccuracy(nn: Neighbours, corpusLabels: Int32Array, queryLabels: Int32Array): number {
@@ -35,32 +27,6 @@ export function nnAccuracy(nn: Neighbours, corpusLabels: Int32Array, queryLabels
     if (id >= 0 && queryLabels[q] >= 0 && corpusLabels[id] === queryLabels[q]) correct++;
   }
   return Q ? correct / Q : 0;
-}
-
-/**
- * recall@k against reference lists (the XL queries' exact neighbours): the mean over queries of
- * |top-k(nn) ∩ top-k(reference)| / |top-k(reference)|. The denominator is k unless the corpus
- * holds fewer items; a query with an empty reference list counts 1.
- */
-export function recallAt(nn: Neighbours, reference: Neighbours, k = Math.min(nn.k, reference.k)): number {
-  const per = recallPerQuery(nn, reference, k);
-  return per.length ? per.reduce((a, b) => a + b, 0) / per.length : 0;
-}
-
-/** recallAt's terms, one per query [Q] (paired comparisons of two encoders need them). */
-export function recallPerQuery(nn: Neighbours, reference: Neighbours, k = Math.min(nn.k, reference.k)): Float64Array {
-  checkK(nn, k);
-  checkK(reference, k);
-  const Q = nn.ids.length / nn.k;
-  const out = new Float64Array(Q);
-  for (let q = 0; q < Q; q++) {
-    const want = new Set<number>();
-    for (let j = 0; j < k; j++) if (reference.ids[q * reference.k + j] >= 0) want.add(reference.ids[q * reference.k + j]);
-    let hits = 0;
-    for (let j = 0; j < k; j++) if (want.has(nn.ids[q * nn.k + j])) hits++;
-    out[q] = want.size ? hits / want.size : 1;
-  }
-  return out;
 }
 
 /**

@@ -2,7 +2,7 @@
 // open a corpus for queries or additions, so that metric spaces never mix.
 import path from 'node:path';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.ts';
-import { VectorIndex } from './index.ts';
+import { VectorIndex } from './vector-index.ts';
 import { readManifest } from './manifest.ts';
 
 export interface Corpus {

@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import hnswlib, { type HierarchicalNSW } from 'hnswlib-node';
 import { z } from 'zod';
-import { fsyncFile, hashFile, renameDurable, tempPath, writeFileAtomic } from '../util/durable.ts';
+import { fsyncFile, renameDurable, tempPath, writeFileAtomic } from '../util/durable.ts';
+import { hashFile } from '../util/hash.ts';
 import { Space, softwareVersions } from './manifest.ts';
 
 export const GRAPH_FILE = 'graph.bin';

@@ -1,4 +1,5 @@
-// Vector checks and the exact (brute-force) top-k used as ground truth by search and verify.
+// Vector checks, and the scoring of the exact (brute-force) scan used by search and verify.
+import type { TopK } from '../util/topk.ts';
 
 export type VectorLike = Float32Array | readonly number[];
 
@@ -31,36 +32,6 @@ export function queryVector(v: VectorLike, dim: number, space: 'ip' | 'cosine'):
   if (space === 'cosine') return unitVector(v, dim, 'query');
   checkVector(v, dim, 'query');
   return Float32Array.from(v);
-}
-
-export interface Scored {
-  id: number;
-  score: number;
-}
-
-/** Higher score first; equal scores by id, so exact results are deterministic. */
-const better = (a: Scored, b: Scored) => b.score - a.score || a.id - b.id;
-
-/** The k best of a stream of scored ids: a sorted array, cheap for the small k of retrieval. */
-export class TopK {
-  private readonly items: Scored[] = [];
-  constructor(readonly k: number) {}
-
-  push(id: number, score: number): void {
-    const items = this.items;
-    if (items.length === this.k) {
-      const worst = items[items.length - 1];
-      if (score < worst.score || (score === worst.score && id > worst.id)) return;
-      items.pop();
-    }
-    let i = items.length;
-    while (i > 0 && better(items[i - 1], { id, score }) > 0) i--;
-    items.splice(i, 0, { id, score });
-  }
-
-  result(): Scored[] {
-    return [...this.items];
-  }
 }
 
 /**

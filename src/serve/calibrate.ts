@@ -10,10 +10,11 @@
 // wins; without labels, the constraint is recall@10 against the reference's neighbours >=
 // minRecall. The rules searched: margin < t, agreement < a, and both, over every threshold that
 // changes the outcome on the held-out set (a prefix-sum sweep, so the search is exhaustive).
-import { createHash } from 'node:crypto';
 import { type Dataset, batches } from '../data/dataset.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
+import { sha256Hex } from '../util/hash.ts';
+import { recallPerQuery } from '../util/recall.ts';
 import { CASCADE_META_KEY, Cascade, type EscalationRule, type HeldOut, confidence, shouldEscalate } from './cascade.ts';
 import { type ServiceEntry, ServiceMenu } from './menu.ts';
 
@@ -30,8 +31,8 @@ export interface CalibrateOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** The neighbours of every query by one submodel: [N, k] ids, scores, labels (-2 pads short lists). */
-export interface Neighbours {
+/** The neighbours of every query by one submodel: [N, k] ids (-1 pads short lists), scores, labels (-2 pads). */
+export interface SubmodelRun {
   entry: ServiceEntry;
   ids: Int32Array;
   scores: Float32Array;
@@ -42,7 +43,7 @@ export interface Embedded {
   k: number;
   /** The label of each query (-1 unknown). */
   queryLabels: Int32Array;
-  runs: Neighbours[];
+  runs: SubmodelRun[];
   skipped: number;
   /** Queries whose content (sha256) is itself in the index: searched without their own item. */
   inIndex: number;
@@ -69,14 +70,14 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
   const { k } = opts;
   const cfg = corpus.checkpoint.meta.model;
   const N = ds.size;
-  const runs: Neighbours[] = entries.map((entry) => ({ entry, ids: new Int32Array(N * k).fill(-1), scores: new Float32Array(N * k), labels: new Int32Array(N * k).fill(-2) }));
+  const runs: SubmodelRun[] = entries.map((entry) => ({ entry, ids: new Int32Array(N * k).fill(-1), scores: new Float32Array(N * k), labels: new Int32Array(N * k).fill(-2) }));
   const queryLabels = new Int32Array(N).fill(-1);
   const kept = new Uint8Array(N);
   let skipped = 0, inIndex = 0, done = 0;
   const order = Array.from({ length: N }, (_, i) => i);
   for await (const batch of batches(ds, order, opts.batchSize ?? 64, cfg)) {
     skipped += batch.skipped.length;
-    const shas = await Promise.all(batch.indices.map(async (i) => createHash('sha256').update(await ds.bytes(i)).digest('hex')));
+    const shas = await Promise.all(batch.indices.map(async (i) => sha256Hex(await ds.bytes(i))));
     // A query that is itself an item of the index is searched without that item (leave-one-out),
     // so that calibrating on the index's own images still measures held-out behaviour.
     const own = corpus.index.existing(shas);
@@ -121,30 +122,25 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
 }
 
 /** Per-query figures of one run: 1-NN correct, precision@k by label, recall@k against `ref`. */
-function perQuery(run: Neighbours, ref: Neighbours, queryLabels: Int32Array, k: number) {
+function perQuery(run: SubmodelRun, ref: SubmodelRun, queryLabels: Int32Array, k: number) {
   const N = queryLabels.length;
-  const correct = new Float64Array(N), precision = new Float64Array(N), recall = new Float64Array(N);
+  const correct = new Float64Array(N), precision = new Float64Array(N);
   for (let i = 0; i < N; i++) {
     const q = queryLabels[i];
-    let same = 0, n = 0, hit = 0, nRef = 0;
-    const refIds = new Set<number>();
-    for (let j = 0; j < k; j++) if (ref.ids[i * k + j] >= 0) (refIds.add(ref.ids[i * k + j]), nRef++);
+    let same = 0, n = 0;
     for (let j = 0; j < k; j++) {
-      const id = run.ids[i * k + j];
-      if (id < 0) continue;
+      if (run.ids[i * k + j] < 0) continue;
       n++;
       if (run.labels[i * k + j] === q) same++;
-      if (refIds.has(id)) hit++;
     }
     correct[i] = n > 0 && run.labels[i * k] === q ? 1 : 0;
     precision[i] = n > 0 ? same / n : 0;
-    recall[i] = nRef > 0 ? hit / nRef : 1;
   }
-  return { correct, precision, recall };
+  return { correct, precision, recall: recallPerQuery({ k, ids: run.ids }, { k, ids: ref.ids }, k) };
 }
 
 /** The confidence of each query's first-stage neighbours, by the service's own function. */
-function confidences(run: Neighbours, N: number, k: number) {
+function confidences(run: SubmodelRun, N: number, k: number) {
   return Array.from({ length: N }, (_, i) => {
     const hits = [];
     for (let j = 0; j < k && run.ids[i * k + j] >= 0; j++) hits.push({ score: run.scores[i * k + j], label: run.labels[i * k + j] });
@@ -153,7 +149,7 @@ function confidences(run: Neighbours, N: number, k: number) {
 }
 
 /** Figures of a cascade first -> ref with `rule`, deciding each query exactly as the service does. */
-export function evaluateCascade(e: Embedded, first: Neighbours, ref: Neighbours, rule: EscalationRule | null, labelled: boolean, xlMflops: number): HeldOut {
+export function evaluateCascade(e: Embedded, first: SubmodelRun, ref: SubmodelRun, rule: EscalationRule | null, labelled: boolean, xlMflops: number): HeldOut {
   const N = e.queryLabels.length;
   const f = perQuery(first, ref, e.queryLabels, e.k);
   const r = perQuery(ref, ref, e.queryLabels, e.k);
@@ -185,14 +181,14 @@ function cuts(sorted: number[]): number[] {
 }
 
 interface Candidate {
-  first: Neighbours;
+  first: SubmodelRun;
   rule: EscalationRule | null;
   cost: number;
   accuracy: number;
 }
 
 /** The cheapest rule for first stage `first` meeting the constraint (null rule: first alone). */
-function bestRule(e: Embedded, first: Neighbours, ref: Neighbours, labelled: boolean, need: { accuracy: number; precision: number; recall: number }): Candidate | null {
+function bestRule(e: Embedded, first: SubmodelRun, ref: SubmodelRun, labelled: boolean, need: { accuracy: number; precision: number; recall: number }): Candidate | null {
   const N = e.queryLabels.length;
   const f = perQuery(first, ref, e.queryLabels, e.k);
   const r = perQuery(ref, ref, e.queryLabels, e.k);

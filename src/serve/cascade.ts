@@ -11,7 +11,7 @@
 //   is split between classes, the small submodel's top-1 is the likeliest to differ from XL's.
 // A stage escalates when any signal its rule names falls below the rule's threshold.
 import { z } from 'zod';
-import type { SearchHit } from '../index/index.ts';
+import type { SearchHit } from '../index/vector-index.ts';
 
 /** The index metadata key (VectorIndex.setMeta) the calibration is stored under. */
 export const CASCADE_META_KEY = 'serve.cascade';

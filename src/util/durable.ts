@@ -2,7 +2,6 @@
 // from memory go through writeFileAtomic; the graph snapshot, which hnswlib writes itself (by file
 // name), through fsyncFile + renameDurable. A rename is atomic, but only durable once the directory
 // is fsynced too.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -49,20 +48,6 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
 export function renameDurable(from: string, to: string): void {
   fs.renameSync(from, to);
   fsyncDir(path.dirname(to));
-}
-
-/** sha256 and size of a file, read in 1 MiB pieces so that memory does not grow with the file. */
-export function hashFile(file: string): { sha256: string; bytes: number } {
-  const h = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 20);
-  const fd = fs.openSync(file, 'r');
-  let bytes = 0;
-  try {
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; bytes += n) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return { sha256: h.digest('hex'), bytes };
 }
 
 /**

@@ -13,11 +13,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { removeStaleTemps } from '../util/durable.ts';
-import { seededSample } from '../util/sample.ts';
 import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
+import { LiveSet } from './live-set.ts';
 import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
-import { type Scored, TopK, type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
+import { type Scored, TopK } from '../util/topk.ts';
+import { type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
+import { type VerifyOptions, type VerifyReport, verifyIndex } from './verify.ts';
 
 export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts';
 export type { Duplicate, InsertResult, Item, NewItem, RemoveResult } from './store.ts';
@@ -67,64 +69,6 @@ export interface IndexInfo {
   snapshot: { seq: number; writtenAt: string; bytes: number; behind: number } | null;
   files: Record<string, number>;
   opened: OpenReport;
-}
-
-export interface VerifyReport {
-  ok: boolean;
-  problems: string[];
-  counts: { manifest: Manifest['counts']; store: { live: number; deleted: number }; graphPoints: number; graphLive: number };
-  recall: { k: number; ef: number; queries: number; recallAt10: number; graphQps: number; exactMs: number };
-}
-
-export interface MergeReport {
-  dir: string;
-  shards: { dir: string; live: number; added: number; duplicates: number }[];
-  live: number;
-}
-
-/** Ids are dense from 1, so per-id state lives in typed arrays rather than Maps: 5 bytes per id. */
-class LiveSet {
-  live = new Uint8Array(0);
-  labels = new Int32Array(0);
-  size = 0;
-  readonly perLabel = new Map<number, number>();
-
-  has(id: number): boolean {
-    return this.live[id] === 1;
-  }
-
-  add(id: number, label: number): void {
-    if (id >= this.live.length) {
-      const n = Math.max(id + 1, Math.ceil(this.live.length * 1.5), 1024);
-      const live = new Uint8Array(n), labels = new Int32Array(n);
-      live.set(this.live);
-      labels.set(this.labels);
-      this.live = live;
-      this.labels = labels;
-    }
-    if (this.live[id] === 1) return;
-    this.live[id] = 1;
-    this.labels[id] = label;
-    this.size++;
-    this.perLabel.set(label, (this.perLabel.get(label) ?? 0) + 1);
-  }
-
-  delete(id: number): boolean {
-    if (this.live[id] !== 1) return false;
-    this.live[id] = 0;
-    this.size--;
-    const label = this.labels[id];
-    const n = this.perLabel.get(label)! - 1;
-    if (n === 0) this.perLabel.delete(label);
-    else this.perLabel.set(label, n);
-    return true;
-  }
-
-  ids(): number[] {
-    const out: number[] = [];
-    for (let id = 0; id < this.live.length; id++) if (this.live[id] === 1) out.push(id);
-    return out;
-  }
 }
 
 export class VectorIndex {
@@ -458,113 +402,14 @@ export class VectorIndex {
     };
   }
 
-  /**
-   * Checks that manifest, store and graph agree, and measures the graph's recall@10 against exact
-   * search with `sampleSize` stored vectors as queries (seeded, so reruns use the same queries).
-   */
-  verify(opts: { sampleSize?: number; seed?: string; minRecall?: number } = {}): VerifyReport {
-    const { sampleSize = 200, seed = 'verify', minRecall } = opts;
-    this.catchUp();
-    const problems: string[] = [];
-    const m = this.manifest;
-    const store = this.store.counts(this.appliedSeq);
-    // Manifest: its counts are as of its own seq; compare with the store at that seq.
-    if (m.counts.seq > this.appliedSeq) problems.push(`manifest counts are as of seq ${m.counts.seq}, past the store's ${this.appliedSeq}`);
-    else {
-      const then = this.store.counts(m.counts.seq);
-      if (then.live !== m.counts.live || then.deleted !== m.counts.deleted)
-        problems.push(`manifest counts at seq ${m.counts.seq} are live ${m.counts.live}, deleted ${m.counts.deleted}; the store says live ${then.live}, deleted ${then.deleted}`);
-    }
-    if (this.live.size !== store.live) problems.push(`${this.live.size} live ids in memory, ${store.live} in the store`);
-    // Graph: every live item present and not deleted; anything else in it marked deleted.
-    const liveIds = this.live.ids();
-    let graphLive = 0;
-    const missing: number[] = [], extra: number[] = [];
-    for (const id of this.graph.ids()) {
-      const present = this.graph.point(id) !== undefined;
-      if (present) graphLive++;
-      if (present && !this.live.has(id)) extra.push(id);
-    }
-    for (const id of liveIds) if (this.graph.point(id) === undefined) missing.push(id);
-    const some = (ids: number[]) => ids.slice(0, 5).join(', ') + (ids.length > 5 ? ', ...' : '');
-    if (missing.length) problems.push(`${missing.length} live items missing from the graph (ids ${some(missing)})`);
-    if (extra.length) problems.push(`${extra.length} graph points not live in the store (ids ${some(extra)})`);
-    // Recall@10 on a seeded sample of stored vectors, and the graph's copy of them.
-    const sample = seededSample(liveIds, sampleSize, seed);
-    const n = sample.length;
-    const flat = this.store.vectorsOf(sample);
-    const dim = m.dim;
-    const queries = sample.map((_, i) => flat.slice(i * dim, (i + 1) * dim));
-    const drift = sample.filter((id, i) => {
-      const p = this.graph.point(id);
-      return p !== undefined && p.some((x, j) => Math.abs(x - queries[i][j]) > 1e-5);
-    });
-    if (drift.length) problems.push(`${drift.length} graph points differ from their stored vectors (ids ${some(drift)})`);
-    const k = Math.min(10, this.live.size);
-    let t = performance.now();
-    const approx = queries.map((q) => this.search(q, k).map((h) => h.id));
-    const graphMs = performance.now() - t;
-    t = performance.now();
-    const truth = this.exact(queries, k);
-    const exactMs = performance.now() - t;
-    let hit = 0;
-    truth.forEach((tr, i) => {
-      const got = new Set(approx[i]);
-      hit += tr.filter((s) => got.has(s.id)).length;
-    });
-    const recallAt10 = n === 0 ? 1 : hit / (n * k);
-    if (minRecall !== undefined && recallAt10 < minRecall) problems.push(`recall@10 ${recallAt10.toFixed(4)} is below ${minRecall} at ef ${m.ef}`);
-    return {
-      ok: problems.length === 0,
-      problems,
-      counts: { manifest: m.counts, store, graphPoints: this.graph.count, graphLive },
-      recall: { k, ef: m.ef, queries: n, recallAt10, graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)), exactMs: Math.round(exactMs) },
-    };
+  /** See verify.ts. */
+  verify(opts: VerifyOptions = {}): VerifyReport {
+    return verifyIndex(this, opts);
   }
 
-  /**
-   * Joins shard indexes built with the same model (fingerprint, ffnDims, dim, space) into the
-   * index in `outDir`, created when absent. Items keep their source, label and added time, get
-   * new ids, and a sha256 seen before (in an earlier shard, or already in outDir) is not added
-   * twice; so an interrupted merge is finished by running it again.
-   */
-  static merge(outDir: string, shardDirs: readonly string[], opts: { expectedFingerprint?: string; chunk?: number } = {}): MergeReport {
-    if (shardDirs.length === 0) throw new Error('merge: no shard given');
-    const out = path.resolve(outDir);
-    const shards = shardDirs.map((d) => ({ dir: d, manifest: readManifest(d) }));
-    const first = shards[0].manifest;
-    for (const s of shards) {
-      if (path.resolve(s.dir) === out) throw new Error(`merge: shard ${s.dir} is the output directory`);
-      const fp = opts.expectedFingerprint ?? first.fingerprint;
-      if (s.manifest.fingerprint !== fp)
-        throw new Error(`merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${opts.expectedFingerprint ? 'the given model' : shards[0].dir})`);
-      for (const k of ['ffnDims', 'dim', 'space'] as const)
-        if (JSON.stringify(s.manifest[k]) !== JSON.stringify(first[k]))
-          throw new Error(`merge: shard ${s.dir} has ${k} ${JSON.stringify(s.manifest[k])}, shard ${shards[0].dir} has ${JSON.stringify(first[k])}`);
-    }
-    const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
-    const index = VectorIndex.openOrCreate(outDir, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) } });
-    try {
-      const report: MergeReport = { dir: outDir, shards: [], live: 0 };
-      for (const s of shards) {
-        const src = Store.open(path.join(s.dir, STORE_FILE), { readOnly: true });
-        const entry = { dir: s.dir, live: 0, added: 0, duplicates: 0 };
-        try {
-          for (const items of src.liveItems(opts.chunk)) {
-            const r = index.add(items.map(({ source, label, labelName, sha256, bytes, addedAt, vector }) => ({ source, label, labelName, sha256, bytes, addedAt, vector })));
-            entry.live += items.length;
-            entry.duplicates += r.duplicates.length;
-            entry.added += items.length - r.duplicates.length;
-          }
-        } finally {
-          src.close();
-        }
-        report.shards.push(entry);
-      }
-      report.live = index.size;
-      return report;
-    } finally {
-      index.close(); // snapshots the merged graph
-    }
+  /** The parts verify.ts inspects, caught up with the store; other callers use the methods above. */
+  internals() {
+    this.catchUp();
+    return { store: this.store, graph: this.graph, live: this.live, appliedSeq: this.appliedSeq, manifest: this.manifest, exact: (queries: Float32Array[], k: number) => this.exact(queries, k) };
   }
 }
