@@ -1,14 +1,20 @@
 // The HNSW graph (hnswlib-node 3.0.0) and its snapshot on disk: graph.bin + graph.json.
 //
 // The graph is derived data: labels are store ids, vectors are the store's unit vectors. Facts
-// about hnswlib-node this file is built around (REFERENCE section 2):
-// - only the sync readIndexSync/writeIndexSync are used: the async ones run on the libuv pool
-//   and race with any other call on the same index; sync calls are serialized by the JS thread;
-// - the file stores neither space, dimension nor ef, and a truncated or corrupt file can crash
-//   the process inside readIndex: graph.bin is only read after its sha256 and size match the
-//   sidecar, and the sidecar records what the file does not (space, dim, M, the store watermark);
-// - ef is reset to 10 on load, so it is set again after every load;
-// - searchKnn throws if k > maxElements; a filter callback that throws can abort the process.
+// about hnswlib-node this file is built around, from its source (src/addon.cc of
+// https://github.com/yoshoku/hnswlib-node, v3.0.0) and hnswlib's (hnswlib/hnswalg.h of
+// https://github.com/nmslib/hnswlib):
+// - only the sync readIndexSync/writeIndexSync are used: the async ones are Napi::AsyncWorkers,
+//   run on the libuv pool and race with any other call on the same index; sync calls are
+//   serialized by the JS thread;
+// - the file stores neither space, dimension nor ef, and hnswlib's loadIndex trusts the sizes it
+//   reads, so a truncated or corrupt file can crash the process inside readIndex (e.g.
+//   https://github.com/nmslib/hnswlib/issues/295, https://github.com/nmslib/hnswlib/pull/677):
+//   graph.bin is only read after its sha256 and size match the sidecar, and the sidecar records
+//   what the file does not (space, dim, M, the store watermark);
+// - ef is reset to 10 on load (loadIndex sets ef_ = 10), so it is set again after every load;
+// - searchKnn throws if k > maxElements; the filter callback is called from C++ without a catch
+//   (CustomFilterFunctor), so a callback that throws must not reach it.
 import fs from 'node:fs';
 import path from 'node:path';
 import hnswlib, { type HierarchicalNSW } from 'hnswlib-node';
