@@ -1,6 +1,6 @@
 // The importers' readers against files written by NumPy, Python's msgpack and Pillow
-// (test/fixtures/write_arrays.py), and the position-embedding resampling against Pillow and a
-// plain-loop float64 reference written here.
+// (test/fixtures/write_arrays.py), and the position-embedding resampling against Pillow and the
+// tests' plain-loop float64 reference (test/fixtures/import-reference.ts).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { after, describe, test } from 'node:test';
 import { parseNpy, readNpz } from '../src/import/arrays.ts';
 import { readFlaxMsgpack } from '../src/import/flax-msgpack.ts';
 import { resampleGrid, resamplePosEmbed } from '../src/import/resample.ts';
+import { referenceResample } from './fixtures/import-reference.ts';
 import { readSourceJson, runFixture, tempDir } from './fixtures/python.ts';
 
 const dir = tempDir({ after });
@@ -59,42 +60,6 @@ describe('readFlaxMsgpack', () => {
     assert.throws(() => readFlaxMsgpack(Buffer.from([0x93, 1, 2, 3]), 'n'), /n: the msgpack document is not a map of parameters/);
   });
 });
-
-// ---------------------------------------------------------------------------------------------
-// Resampling: PyTorch's interpolate(mode='bicubic', align_corners=False, antialias=True), written
-// out per output pixel from its definition (Pillow's Resample.c, which PyTorch's kernel follows):
-// the output pixel i of an axis is centered at (i + 0.5) * in/out in input coordinates; the cubic
-// kernel (a = -0.5) is stretched by in/out when shrinking; inputs outside the image are dropped
-// and the remaining weights renormalized to sum 1.
-
-function keys(x: number): number {
-  const t = Math.abs(x);
-  return t < 1 ? 1.5 * t ** 3 - 2.5 * t ** 2 + 1 : t < 2 ? -0.5 * t ** 3 + 2.5 * t ** 2 - 4 * t + 2 : 0;
-}
-
-function axisWeights(n: number, m: number, i: number): Map<number, number> {
-  const scale = n / m;
-  const stretch = Math.max(scale, 1);
-  const center = (i + 0.5) * scale;
-  const w = new Map<number, number>();
-  // The inputs whose (rounded) positions fall within the support, 2 * stretch on each side.
-  for (let j = Math.max(0, Math.trunc(center - 2 * stretch + 0.5)); j < Math.min(n, Math.trunc(center + 2 * stretch + 0.5)); j++)
-    w.set(j, keys((j + 0.5 - center) / stretch));
-  const total = [...w.values()].reduce((a, b) => a + b, 0);
-  for (const [j, v] of w) w.set(j, v / total);
-  return w;
-}
-
-function referenceResample(grid: ArrayLike<number>, n: number, m: number): Float64Array {
-  const out = new Float64Array(m * m);
-  for (let y = 0; y < m; y++)
-    for (let x = 0; x < m; x++) {
-      let s = 0;
-      for (const [r, wy] of axisWeights(n, m, y)) for (const [c, wx] of axisWeights(n, m, x)) s += wy * wx * grid[r * n + c];
-      out[y * m + x] = s;
-    }
-  return out;
-}
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 

@@ -5,6 +5,7 @@ import { benchEncodeCommand, embedCommand, exportOnnxCommand } from './encode.ts
 import { datasetCommand } from './dataset.ts';
 import { evalCommand } from './eval.ts';
 import { benchIndexCommand, indexCommand } from './index-cmd.ts';
+import { importCommand } from './import.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
 import { mixnmatchCommand } from './mixnmatch.ts';
@@ -18,7 +19,7 @@ const program = new Command('matvit')
 
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
 for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand]) bench.addCommand(cmd.exitOverride());
-for (const cmd of [initCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, reportCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
+for (const cmd of [initCommand, importCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, reportCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
 
 (await import('./serve.ts')).addServeCommands(program, bench); // serve, calibrate, bench serve
 
