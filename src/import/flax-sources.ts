@@ -3,6 +3,7 @@
 // preprocessing their training used.
 import fs from 'node:fs';
 import path from 'node:path';
+import { sha256Hex } from '../util/hash.ts';
 import { readNpz } from './arrays.ts';
 import { readFlaxMsgpack } from './flax-msgpack.ts';
 import { flaxVitToTimm } from './flax-vit.ts';
@@ -24,7 +25,7 @@ export function readBigVision(file: string): SourceModel {
     ...c, name: path.basename(file, '.npz'),
     mean: Array(c.channels).fill(0.5), std: Array(c.channels).fill(0.5), cropPct: c.imageSize >= 384 ? 1 : 0.9, interpolation: 'bicubic' as const,
   };
-  return { format: 'big_vision', config, tensors: vit.tensors, files: [{ path: file, bytes }], architecture: `big_vision ${describe(c)}`, notes: vit.notes };
+  return { format: 'big_vision', config, tensors: vit.tensors, files: [{ path: file, sha256: sha256Hex(bytes) }], architecture: `big_vision ${describe(c)}`, notes: vit.notes };
 }
 
 /**
@@ -41,5 +42,5 @@ export function readScenic(file: string): SourceModel {
     ...c, name: path.basename(file).replace(/\.[^.]*$/, ''),
     mean: Array(c.channels).fill(0.5), std: Array(c.channels).fill(0.5), cropPct: 0.875, interpolation: 'bilinear' as const,
   };
-  return { format: 'scenic', config, tensors: vit.tensors, files: [{ path: file, bytes }], architecture: `scenic MatViT ${describe(c)}`, notes: vit.notes };
+  return { format: 'scenic', config, tensors: vit.tensors, files: [{ path: file, sha256: sha256Hex(bytes) }], architecture: `scenic MatViT ${describe(c)}`, notes: vit.notes };
 }

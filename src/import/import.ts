@@ -2,7 +2,6 @@
 // source is read into timm's names and layouts (source.ts), checked tensor by tensor against the
 // layout its config implies, optionally given a resampled position embedding for another image
 // size, and saved with saveCheckpoint like any trained model, its provenance naming the source.
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { type CheckpointMeta, fromDisk, saveCheckpoint } from '../model/checkpoint.ts';
 import { ModelConfig, type ModelConfigInput, numPatches, posEmbedLength } from '../model/config.ts';
@@ -101,12 +100,11 @@ export function importCheckpoint(o: ImportOptions): ImportResult {
   );
   const weights: WeightMap = {};
   for (const s of weightSpecs(config)) weights[s.name] = fromDisk(config, s.layout, tensors[s.name]);
-  const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
   const provenance = {
     import: {
       format: o.from,
       architecture: source.architecture,
-      files: source.files.map((f) => ({ file: path.resolve(f.path), sha256: sha256(f.bytes) })),
+      files: source.files.map((f) => ({ file: path.resolve(f.path), sha256: f.sha256 })),
       command: o.command,
       notes,
     },

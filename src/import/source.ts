@@ -12,8 +12,8 @@ export interface SourceModel {
   config: ModelConfigInput;
   /** timm names, timm layouts: linear [out, in], patch conv [D, C, P, P]. */
   tensors: WeightMap;
-  /** The files read, with their bytes (their sha256 goes into the provenance). */
-  files: { path: string; bytes: Uint8Array }[];
+  /** The files read and their sha256 (for the provenance). */
+  files: { path: string; sha256: string }[];
   /** timm's architecture name, or a description of what the shapes said. */
   architecture: string;
   /** What the import decided beyond a plain copy (printed, and kept in the provenance). */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { ModelConfigInput } from '../model/config.ts';
 import { decodeSafetensors } from '../model/safetensors.ts';
+import { sha256Hex } from '../util/hash.ts';
 import { TIMM_ARCHITECTURES, type TimmArgs, VIT_DEFAULTS } from './timm-archs.ts';
 import type { SourceModel } from './source.ts';
 
@@ -208,5 +209,5 @@ export function readTimm(weights: string, opts: { embedding?: 'pre_logits' | 'he
   if (args.num_classes > 0 && !('head.bias' in tensors)) config.headBias = false;
   const labels = hub.label_names ?? hub.pretrained_cfg?.label_names;
   if (labels && config.embedding === 'pre_logits' && labels.length === args.num_classes) config.classNames = labels;
-  return { format: 'timm', config, tensors, files: [{ path: configFile, bytes: configBytes }, { path: weightsFile, bytes }], architecture: tag ? `${hub.architecture}.${tag}` : hub.architecture, notes };
+  return { format: 'timm', config, tensors, files: [{ path: configFile, sha256: sha256Hex(configBytes) }, { path: weightsFile, sha256: sha256Hex(bytes) }], architecture: tag ? `${hub.architecture}.${tag}` : hub.architecture, notes };
 }
