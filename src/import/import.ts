@@ -6,6 +6,7 @@ import path from 'node:path';
 import { type CheckpointMeta, fromDisk, saveCheckpoint } from '../model/checkpoint.ts';
 import { ModelConfig, type ModelConfigInput, numPatches, posEmbedLength } from '../model/config.ts';
 import { type WeightMap, type WeightSpec, weightSpecs } from '../model/weights.ts';
+import { formatZodError } from '../util/zod-error.ts';
 import { readBigVision, readScenic } from './flax-sources.ts';
 import { resamplePosEmbed } from './resample.ts';
 import type { SourceFormat, SourceModel } from './source.ts';
@@ -68,7 +69,7 @@ export function checkSourceTensors(c: ModelConfig, tensors: WeightMap, what: str
 
 const parseConfig = (input: ModelConfigInput, what: string): ModelConfig => {
   const r = ModelConfig.safeParse(input);
-  if (!r.success) throw new Error(`${what}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`${what}: ${formatZodError(r.error, input, { separator: '; ' })}`);
   return r.data;
 };
 

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { ModelConfigInput } from '../model/config.ts';
 import { decodeSafetensors } from '../model/safetensors.ts';
 import { sha256Hex } from '../util/hash.ts';
+import { formatZodError } from '../util/zod-error.ts';
 import { TIMM_ARCHITECTURES, type TimmArgs, VIT_DEFAULTS } from './timm-archs.ts';
 import type { SourceModel } from './source.ts';
 
@@ -74,15 +75,13 @@ export type HubConfig = z.infer<typeof HubConfig>;
 const TIMM_CFG_DEFAULTS = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], crop_pct: 0.9, interpolation: 'bicubic' };
 const INTERPOLATIONS = ['bicubic', 'bilinear', 'nearest'];
 
-const issues = (e: z.ZodError) => e.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-
 /** The resolved constructor arguments of a hub config, and what the resolution decided beyond timm. */
 export function resolveTimmArgs(hub: HubConfig, what: string): { args: TimmArgs; notes: string[] } {
   const table = TIMM_ARCHITECTURES[hub.architecture];
   if (!table)
     throw new Error(`${what}: architecture "${hub.architecture}" is not in the import table (supported: ${Object.keys(TIMM_ARCHITECTURES).join(', ')})`);
   const parsed = ModelArgs.safeParse(hub.model_args ?? {});
-  if (!parsed.success) throw new Error(`${what}: model_args: ${issues(parsed.error)}`);
+  if (!parsed.success) throw new Error(`${what}: model_args: ${formatZodError(parsed.error, hub.model_args, { separator: '; ' })}`);
   const modelArgs = parsed.data;
   const cfg = hub.pretrained_cfg ?? {};
   const fromCfg: Partial<TimmArgs> = {};
@@ -187,7 +186,7 @@ export function readTimm(weights: string, opts: { embedding?: 'pre_logits' | 'he
     json = { architecture, num_classes, label_names: label_names ?? labels, model_args, pretrained_cfg: rest };
   }
   const parsed = HubConfig.safeParse(json);
-  if (!parsed.success) throw new Error(`${configFile}: ${issues(parsed.error)}`);
+  if (!parsed.success) throw new Error(`${configFile}: ${formatZodError(parsed.error, json, { separator: '; ' })}`);
   const hub = parsed.data;
   const { args, notes } = resolveTimmArgs(hub, configFile);
   const config = timmModelConfig(hub.architecture, args, configFile);
