@@ -23,7 +23,9 @@ async function writeImages(n: number) {
   for (let i = 0; i < n; i++) {
     const [w, h] = [200 + Math.floor(rng() * 200), 200 + Math.floor(rng() * 200)];
     const pixels = Buffer.from(Array.from({ length: w * h * 3 }, () => Math.floor(rng() * 256)));
-    await sharp(pixels, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path.join(images, `photo-${i}.png`));
+    await sharp(pixels, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(path.join(images, `photo-${i}.png`));
   }
 }
 
@@ -39,7 +41,10 @@ describe('an imported 224 model (timm vit_tiny_patch16_224) through index build 
     assert.match(stdout, /224x224 x3, patch 16, dim 192, depth 12, heads 3, mlp 768, 10 outputs; embedding pre_logits \(192-d\)/);
     assert.match(stdout, /preprocessing: mean \[0\.5,0\.5,0\.5\], std \[0\.5,0\.5,0\.5\], crop 0\.9, bicubic/);
     const info = JSON.parse((await matvit('info', '--model', model, '--json')).stdout);
-    assert.deepEqual([info.model.imageSize, info.model.dim, info.model.depth, info.model.mlpDim, info.model.embedding], [224, 192, 12, 768, 'pre_logits']);
+    assert.deepEqual(
+      [info.model.imageSize, info.model.dim, info.model.depth, info.model.mlpDim, info.model.embedding],
+      [224, 192, 12, 768, 'pre_logits'],
+    );
     assert.deepEqual([info.model.mean, info.model.cropPct, info.model.interpolation], [[0.5, 0.5, 0.5], 0.9, 'bicubic']);
     const prov = info.provenance.import;
     assert.equal(prov.format, 'timm');
@@ -54,10 +59,14 @@ describe('an imported 224 model (timm vit_tiny_patch16_224) through index build 
 
   test('index build and serve run on it unchanged; a photo searched at xl finds itself first', async () => {
     const index = path.join(root, 'index');
-    const built = JSON.parse((await matvit('index', 'build', '--model', model, '--data', `files:${images}`, '--out', index, '--no-progress', '--json')).stdout);
+    const built = JSON.parse(
+      (await matvit('index', 'build', '--model', model, '--data', `files:${images}`, '--out', index, '--no-progress', '--json')).stdout,
+    );
     assert.equal(built.added, 6, JSON.stringify(built));
 
-    const child = spawn(process.execPath, [BIN, 'serve', '--index', index, '--port', '0', '--log-level', 'warn', '--threads', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve', '--index', index, '--port', '0', '--log-level', 'warn', '--threads', '2'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
     try {
       let stderr = '';
@@ -75,7 +84,11 @@ describe('an imported 224 model (timm vit_tiny_patch16_224) through index build 
         await new Promise((r) => setTimeout(r, 100));
       }
       const query = fs.readFileSync(path.join(images, 'photo-3.png'));
-      const r = await fetch(`${url}/v1/search?encoder=xl&k=3`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(query) });
+      const r = await fetch(`${url}/v1/search?encoder=xl&k=3`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: new Uint8Array(query),
+      });
       const body = await r.json();
       assert.equal(r.status, 200, JSON.stringify(body));
       assert.equal(body.results.length, 3);
@@ -119,8 +132,29 @@ describe('matvit import: errors name the flag and what is wrong', () => {
 
   test('preprocessing flags override the source and land in config.json', async () => {
     const out = path.join(root, 'flags');
-    await matvit('import', '--from', 'timm', '--weights', dir, '--out', out, '--mean', '0.4,0.4,0.4', '--std', '0.2,0.2,0.2', '--crop-pct', '0.8', '--interpolation', 'bilinear', '--name', 'mine');
+    await matvit(
+      'import',
+      '--from',
+      'timm',
+      '--weights',
+      dir,
+      '--out',
+      out,
+      '--mean',
+      '0.4,0.4,0.4',
+      '--std',
+      '0.2,0.2,0.2',
+      '--crop-pct',
+      '0.8',
+      '--interpolation',
+      'bilinear',
+      '--name',
+      'mine',
+    );
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).model;
-    assert.deepEqual([cfg.name, cfg.mean, cfg.std, cfg.cropPct, cfg.interpolation], ['mine', [0.4, 0.4, 0.4], [0.2, 0.2, 0.2], 0.8, 'bilinear']);
+    assert.deepEqual(
+      [cfg.name, cfg.mean, cfg.std, cfg.cropPct, cfg.interpolation],
+      ['mine', [0.4, 0.4, 0.4], [0.2, 0.2, 0.2], 0.8, 'bilinear'],
+    );
   });
 });

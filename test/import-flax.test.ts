@@ -14,7 +14,11 @@ const TOL = 1e-4;
 const root = tempDir({ after });
 const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }; // value_range(-1, 1)
 const AUGREG: Omit<FlaxNames, 'prefix' | 'pos' | 'head'> = { mha: 'MultiHeadDotProductAttention_1', ln2: 'LayerNorm_2', mlp: 'MlpBlock_3' };
-const CURRENT: Omit<FlaxNames, 'prefix' | 'pos' | 'head'> = { mha: 'MultiHeadDotProductAttention_0', ln2: 'LayerNorm_1', mlp: 'MlpBlock_0' };
+const CURRENT: Omit<FlaxNames, 'prefix' | 'pos' | 'head'> = {
+  mha: 'MultiHeadDotProductAttention_0',
+  ln2: 'LayerNorm_1',
+  mlp: 'MlpBlock_0',
+};
 
 interface Case {
   name: string;
@@ -40,8 +44,23 @@ const CASES: Case[] = [
     names: { prefix: '', pos: 'Transformer/posembed_input/pos_embedding', head: 'head', ...AUGREG },
     imageSize: 24,
     expect: {
-      imageSize: 24, patchSize: 8, dim: 24, depth: 2, heads: 3, mlpDim: 64, numClasses: 5, act: 'gelu_tanh', layerNormEps: 1e-6, classToken: true,
-      noEmbedClass: false, globalPool: 'token', fcNorm: false, headBias: true, ...HALF, cropPct: 0.9, interpolation: 'bicubic',
+      imageSize: 24,
+      patchSize: 8,
+      dim: 24,
+      depth: 2,
+      heads: 3,
+      mlpDim: 64,
+      numClasses: 5,
+      act: 'gelu_tanh',
+      layerNormEps: 1e-6,
+      classToken: true,
+      noEmbedClass: false,
+      globalPool: 'token',
+      fcNorm: false,
+      headBias: true,
+      ...HALF,
+      cropPct: 0.9,
+      interpolation: 'bicubic',
     },
     flipped: { act: 'gelu' },
     resample: { prefix: 1, n: 4, m: 3 },
@@ -52,8 +71,18 @@ const CASES: Case[] = [
     write: (dir) => (runFixture('write_big_vision.py', path.join(dir, 'gap.npz'), 'gap'), path.join(dir, 'gap.npz')),
     names: { prefix: 'params/', pos: 'pos_embedding', head: 'head', ...CURRENT },
     expect: {
-      imageSize: 42, patchSize: 14, dim: 16, depth: 2, heads: 2, mlpDim: 48, numClasses: 4, act: 'gelu_tanh', classToken: false,
-      globalPool: 'avg', fcNorm: false, ...HALF,
+      imageSize: 42,
+      patchSize: 14,
+      dim: 16,
+      depth: 2,
+      heads: 2,
+      mlpDim: 48,
+      numClasses: 4,
+      act: 'gelu_tanh',
+      classToken: false,
+      globalPool: 'avg',
+      fcNorm: false,
+      ...HALF,
     },
     // big_vision normalizes every token, then averages; fc_norm (the same affine after averaging) differs.
     flipped: { fcNorm: true },
@@ -69,8 +98,20 @@ const CASES: Case[] = [
     },
     names: { prefix: '', pos: 'Transformer/posembed_input/pos_embedding', head: 'output_projection', ...CURRENT },
     expect: {
-      imageSize: 24, patchSize: 8, dim: 24, depth: 2, heads: 3, mlpDim: 64, numClasses: 6, act: 'gelu_tanh', classToken: true, noEmbedClass: false,
-      globalPool: 'token', ...HALF, cropPct: 0.875, interpolation: 'bilinear',
+      imageSize: 24,
+      patchSize: 8,
+      dim: 24,
+      depth: 2,
+      heads: 3,
+      mlpDim: 64,
+      numClasses: 6,
+      act: 'gelu_tanh',
+      classToken: true,
+      noEmbedClass: false,
+      globalPool: 'token',
+      ...HALF,
+      cropPct: 0.875,
+      interpolation: 'bilinear',
     },
     flipped: { act: 'gelu' },
   },
@@ -115,5 +156,8 @@ test('the scenic train state was written with chunked arrays, the old optimizer 
 test('an attention-pooling head (MAPHead_0) is refused, naming it', () => {
   const file = path.join(root, 'map.npz');
   runFixture('write_big_vision.py', file, 'map');
-  assert.throws(() => importCheckpoint({ from: 'big_vision', weights: file, out: path.join(root, 'never') }), /map\.npz: attention pooling \(MAPHead_0\) is not supported/);
+  assert.throws(
+    () => importCheckpoint({ from: 'big_vision', weights: file, out: path.join(root, 'never') }),
+    /map\.npz: attention pooling \(MAPHead_0\) is not supported/,
+  );
 });

@@ -41,7 +41,10 @@ describe('readNpz', () => {
       const h = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`.padEnd(63) + '\n';
       return Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), Buffer.from([h.length, 0]), Buffer.from(h, 'latin1')]);
     };
-    assert.throws(() => parseNpy(Buffer.concat([header('<c8', '(2,)'), Buffer.alloc(16)]), 'a'), /a: not a valid \.npy array: dtype '<c8' is not a little-endian float type/);
+    assert.throws(
+      () => parseNpy(Buffer.concat([header('<c8', '(2,)'), Buffer.alloc(16)]), 'a'),
+      /a: not a valid \.npy array: dtype '<c8' is not a little-endian float type/,
+    );
     assert.throws(() => parseNpy(Buffer.concat([header('<f4', '(2, 3)'), Buffer.alloc(8)]), 'b'), /b: 8 bytes of float32 for 6 values/);
     assert.throws(() => parseNpy(npy, 'c'), /c: not a valid \.npy array: header length 64 exceeds the file/);
     assert.equal(parseNpy(Buffer.concat([header('<i8', '()'), Buffer.alloc(8)]), 'd'), undefined);
@@ -64,7 +67,9 @@ describe('readFlaxMsgpack', () => {
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 describe('position-embedding resampling', () => {
-  const cases: { size: number; newSize: number; grid: number[]; resized: number[] }[] = JSON.parse(fs.readFileSync(path.join(dir, 'resample.json'), 'utf8'));
+  const cases: { size: number; newSize: number; grid: number[]; resized: number[] }[] = JSON.parse(
+    fs.readFileSync(path.join(dir, 'resample.json'), 'utf8'),
+  );
 
   for (const c of cases) {
     const kind = c.newSize > c.size ? 'up' : c.newSize < c.size ? 'down' : 'same size';
@@ -91,6 +96,9 @@ describe('position-embedding resampling', () => {
       const got = Array.from({ length: m * m }, (_, k) => out.data[(prefix + k) * D + d]);
       assert.ok(maxDiff(got, want) < 2e-6, `channel ${d}`);
     }
-    assert.throws(() => resamplePosEmbed({ shape: [1, 17, D], data: new Float32Array(17 * D) }, 0, [4, 4], [5, 5]), /pos_embed \[1,17,3\] is not \[1, 0 \+ 4x4, D\]/);
+    assert.throws(
+      () => resamplePosEmbed({ shape: [1, 17, D], data: new Float32Array(17 * D) }, 0, [4, 4], [5, 5]),
+      /pos_embed \[1,17,3\] is not \[1, 0 \+ 4x4, D\]/,
+    );
   });
 });

@@ -28,37 +28,100 @@ interface Case {
 
 const CASES: Case[] = [
   {
-    variant: 'deit3', what: 'DeiT-III: layer scale, no position embedding for the class token, class names',
+    variant: 'deit3',
+    what: 'DeiT-III: layer scale, no position embedding for the class token, class names',
     expect: {
-      name: 'deit3_small_patch16_224', imageSize: 32, patchSize: 16, dim: 32, depth: 2, heads: 2, mlpDim: 128, numClasses: 5,
-      classNames: ['apple', 'bear', 'cat', 'dog', 'eel'], layerScale: true, noEmbedClass: true, classToken: true, regTokens: 0, qkvBias: true,
-      preNorm: false, globalPool: 'token', fcNorm: false, act: 'gelu', headBias: true, embedding: 'pre_logits', layerNormEps: 1e-6,
-      ...IMAGENET, cropPct: 1, interpolation: 'bicubic',
+      name: 'deit3_small_patch16_224',
+      imageSize: 32,
+      patchSize: 16,
+      dim: 32,
+      depth: 2,
+      heads: 2,
+      mlpDim: 128,
+      numClasses: 5,
+      classNames: ['apple', 'bear', 'cat', 'dog', 'eel'],
+      layerScale: true,
+      noEmbedClass: true,
+      classToken: true,
+      regTokens: 0,
+      qkvBias: true,
+      preNorm: false,
+      globalPool: 'token',
+      fcNorm: false,
+      act: 'gelu',
+      headBias: true,
+      embedding: 'pre_logits',
+      layerNormEps: 1e-6,
+      ...IMAGENET,
+      cropPct: 1,
+      interpolation: 'bicubic',
     },
     flipped: { layerScale: false },
   },
   {
-    variant: 'avg', what: 'average pooling with fc_norm, qkv without bias',
+    variant: 'avg',
+    what: 'average pooling with fc_norm, qkv without bias',
     expect: {
-      imageSize: 48, patchSize: 16, dim: 32, depth: 2, heads: 4, mlpDim: 128, numClasses: 3, globalPool: 'avg', fcNorm: true, qkvBias: false,
-      classToken: true, layerScale: false, embedding: 'pre_logits', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], cropPct: 0.95, interpolation: 'bilinear',
+      imageSize: 48,
+      patchSize: 16,
+      dim: 32,
+      depth: 2,
+      heads: 4,
+      mlpDim: 128,
+      numClasses: 3,
+      globalPool: 'avg',
+      fcNorm: true,
+      qkvBias: false,
+      classToken: true,
+      layerScale: false,
+      embedding: 'pre_logits',
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      cropPct: 0.95,
+      interpolation: 'bilinear',
     },
     flipped: { globalPool: 'token' },
   },
   {
-    variant: 'clip', what: 'OpenAI CLIP tower: norm_pre, QuickGELU, LayerNorm eps 1e-5, bias-free projection as the embedding',
+    variant: 'clip',
+    what: 'OpenAI CLIP tower: norm_pre, QuickGELU, LayerNorm eps 1e-5, bias-free projection as the embedding',
     expect: {
-      imageSize: 32, patchSize: 16, dim: 32, depth: 2, heads: 2, mlpDim: 128, numClasses: 24, preNorm: true, act: 'quick_gelu', layerNormEps: 1e-5,
-      headBias: false, embedding: 'head', classNames: [],
+      imageSize: 32,
+      patchSize: 16,
+      dim: 32,
+      depth: 2,
+      heads: 2,
+      mlpDim: 128,
+      numClasses: 24,
+      preNorm: true,
+      act: 'quick_gelu',
+      layerNormEps: 1e-5,
+      headBias: false,
+      embedding: 'head',
+      classNames: [],
     },
     flipped: { act: 'gelu' },
   },
   {
-    variant: 'dinov2', what: 'DINOv2 with registers: patch 14, 4 registers, layer scale, no head; position embedding resampled 2x2 -> 3x3',
+    variant: 'dinov2',
+    what: 'DINOv2 with registers: patch 14, 4 registers, layer scale, no head; position embedding resampled 2x2 -> 3x3',
     imageSize: 42,
     expect: {
-      imageSize: 42, patchSize: 14, dim: 32, depth: 2, heads: 2, mlpDim: 128, numClasses: 0, regTokens: 4, noEmbedClass: true, layerScale: true,
-      classToken: true, globalPool: 'token', embedding: 'pre_logits', ...IMAGENET, cropPct: 1,
+      imageSize: 42,
+      patchSize: 14,
+      dim: 32,
+      depth: 2,
+      heads: 2,
+      mlpDim: 128,
+      numClasses: 0,
+      regTokens: 4,
+      noEmbedClass: true,
+      layerScale: true,
+      classToken: true,
+      globalPool: 'token',
+      embedding: 'pre_logits',
+      ...IMAGENET,
+      cropPct: 1,
     },
     flipped: { regTokens: 0 },
     resample: { prefix: 0, n: 2, m: 3 },
@@ -85,17 +148,30 @@ describe('timm config.json resolution (timm.create_model semantics)', () => {
   const hub = (o: object) => ({ architecture: 'vit_small_patch16_224', ...o });
 
   test('model_args > the pretrained config (num_classes, input_size) > the architecture > defaults', () => {
-    const { args } = resolveTimmArgs(hub({ num_classes: 7, pretrained_cfg: { input_size: [3, 384, 384], num_classes: 1000 }, model_args: { depth: 3 } }), 'c');
-    assert.deepEqual([args.img_size, args.num_classes, args.depth, args.embed_dim, args.num_heads, args.patch_size], [384, 7, 3, 384, 6, 16]);
-    const { args: a2 } = resolveTimmArgs(hub({ pretrained_cfg: { input_size: [3, 384, 384] }, model_args: { img_size: 96, num_classes: 2 } }), 'c');
+    const { args } = resolveTimmArgs(
+      hub({ num_classes: 7, pretrained_cfg: { input_size: [3, 384, 384], num_classes: 1000 }, model_args: { depth: 3 } }),
+      'c',
+    );
+    assert.deepEqual(
+      [args.img_size, args.num_classes, args.depth, args.embed_dim, args.num_heads, args.patch_size],
+      [384, 7, 3, 384, 6, 16],
+    );
+    const { args: a2 } = resolveTimmArgs(
+      hub({ pretrained_cfg: { input_size: [3, 384, 384] }, model_args: { img_size: 96, num_classes: 2 } }),
+      'c',
+    );
     assert.deepEqual([a2.img_size, a2.num_classes], [96, 2]);
   });
 
   test("CLIP towers: QuickGELU for OpenAI's weights (tag or timm's note), GELU for fine-tunes or an explicit act_layer", () => {
-    const clip = (cfg: HubConfig['pretrained_cfg'], model_args = {}) => resolveTimmArgs({ architecture: 'vit_base_patch16_clip_224', pretrained_cfg: cfg, model_args }, 'c');
+    const clip = (cfg: HubConfig['pretrained_cfg'], model_args = {}) =>
+      resolveTimmArgs({ architecture: 'vit_base_patch16_clip_224', pretrained_cfg: cfg, model_args }, 'c');
     assert.equal(clip({ tag: 'openai' }).args.act_layer, 'quick_gelu');
     assert.match(clip({ tag: 'openai' }).notes[0], /natively QuickGELU/);
-    assert.equal(clip({ tag: 'metaclip_400m', notes: ['natively QuickGELU, use quickgelu model variant for original results'] }).args.act_layer, 'quick_gelu');
+    assert.equal(
+      clip({ tag: 'metaclip_400m', notes: ['natively QuickGELU, use quickgelu model variant for original results'] }).args.act_layer,
+      'quick_gelu',
+    );
     assert.equal(clip({ tag: 'openai_ft_in1k' }).args.act_layer, 'gelu');
     assert.equal(clip({ tag: 'laion2b_s34b_b88k' }).args.act_layer, 'gelu');
     assert.equal(clip({ tag: 'openai' }, { act_layer: 'gelu' }).args.act_layer, 'gelu');
@@ -103,9 +179,15 @@ describe('timm config.json resolution (timm.create_model semantics)', () => {
   });
 
   test('what cannot be represented is an error naming it', () => {
-    assert.throws(() => resolveTimmArgs({ architecture: 'vit_giant_patch14_dinov2' }, 'c.json'), /c\.json: architecture "vit_giant_patch14_dinov2" is not in the import table \(supported: vit_tiny_patch16_224, /);
+    assert.throws(
+      () => resolveTimmArgs({ architecture: 'vit_giant_patch14_dinov2' }, 'c.json'),
+      /c\.json: architecture "vit_giant_patch14_dinov2" is not in the import table \(supported: vit_tiny_patch16_224, /,
+    );
     assert.throws(() => resolveTimmArgs(hub({ model_args: { qk_norm: true } }), 'c.json'), /c\.json: model_args: qk_norm: /);
-    assert.throws(() => resolveTimmArgs(hub({ model_args: { block_fn: 'ParallelScalingBlock' } }), 'c.json'), /c\.json: model_args: .*block_fn/);
+    assert.throws(
+      () => resolveTimmArgs(hub({ model_args: { block_fn: 'ParallelScalingBlock' } }), 'c.json'),
+      /c\.json: model_args: .*block_fn/,
+    );
     assert.throws(() => resolveTimmArgs(hub({ model_args: { img_size: [224, 160] } }), 'c.json'), /img_size \[224,160\] is not square/);
   });
 });
@@ -124,18 +206,24 @@ describe('timm: bad sources are refused with the reason', () => {
 
   test('a config that disagrees with the weights: every mismatched tensor named with both shapes', () => {
     const dir = withConfig('wrong-heads', (cfg) => Object.assign(cfg.model_args as object, { embed_dim: 48, no_embed_class: false }));
-    assert.throws(() => importCheckpoint({ from: 'timm', weights: dir, out: path.join(root, 'never') }), (e: Error) => {
-      assert.match(e.message, /does not match deit3_small_patch16_224:/);
-      assert.match(e.message, /patch_embed\.proj\.weight: \[32,3,16,16\] in the source, \[48,3,16,16\] expected/);
-      assert.match(e.message, /pos_embed: \[1,4,32\] in the source, \[1,5,48\] expected/);
-      return true;
-    });
+    assert.throws(
+      () => importCheckpoint({ from: 'timm', weights: dir, out: path.join(root, 'never') }),
+      (e: Error) => {
+        assert.match(e.message, /does not match deit3_small_patch16_224:/);
+        assert.match(e.message, /patch_embed\.proj\.weight: \[32,3,16,16\] in the source, \[48,3,16,16\] expected/);
+        assert.match(e.message, /pos_embed: \[1,4,32\] in the source, \[1,5,48\] expected/);
+        return true;
+      },
+    );
     assert.equal(fs.existsSync(path.join(root, 'never')), false, 'nothing written');
   });
 
   test('an architecture variant this model cannot run', () => {
     const dir = withConfig('map-pool', (cfg) => (cfg.global_pool = 'map'));
-    assert.throws(() => importCheckpoint({ from: 'timm', weights: dir, out: path.join(root, 'never') }), /global_pool "map" is not supported \(accepted: token, avg\)/);
+    assert.throws(
+      () => importCheckpoint({ from: 'timm', weights: dir, out: path.join(root, 'never') }),
+      /global_pool "map" is not supported \(accepted: token, avg\)/,
+    );
   });
 
   test('a folder without model.safetensors or config.json', () => {
@@ -144,6 +232,9 @@ describe('timm: bad sources are refused with the reason', () => {
     assert.throws(() => readSource({ from: 'timm', weights: dir }), /a timm hub folder needs config\.json/);
     fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
     fs.writeFileSync(path.join(dir, 'pytorch_model.bin'), 'pickle');
-    assert.throws(() => readSource({ from: 'timm', weights: dir }), /model\.safetensors is missing \(pytorch_model\.bin is a pickle; only model\.safetensors is read\)/);
+    assert.throws(
+      () => readSource({ from: 'timm', weights: dir }),
+      /model\.safetensors is missing \(pytorch_model\.bin is a pickle; only model\.safetensors is read\)/,
+    );
   });
 });

@@ -10,7 +10,8 @@ import { UsageError, csv, parseOptions } from './common.ts';
 
 const numbers = z.string().transform((s, ctx) => {
   const v = csv(s).map(Number);
-  if (v.length === 0 || v.some((x) => !Number.isFinite(x))) ctx.addIssue({ code: 'custom', message: 'expected comma-separated numbers, one per channel' });
+  if (v.length === 0 || v.some((x) => !Number.isFinite(x)))
+    ctx.addIssue({ code: 'custom', message: 'expected comma-separated numbers, one per channel' });
   return v;
 });
 
@@ -30,9 +31,15 @@ const Options = z.object({
 export const importCommand = new Command('import')
   .description('write a checkpoint of this project from a pretrained ViT (timm hub folder, big_vision/AugReg .npz, scenic MatViT msgpack)')
   .requiredOption('--from <format>', `source format: ${SOURCE_FORMATS.join(', ')}`)
-  .requiredOption('--weights <path>', 'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint')
+  .requiredOption(
+    '--weights <path>',
+    'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint',
+  )
   .requiredOption('--out <dir>', 'checkpoint directory to write (must not hold a checkpoint yet)')
-  .option('--image-size <n>', "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)")
+  .option(
+    '--image-size <n>',
+    "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)",
+  )
   .option('--mean <a,b,c>', "preprocessing mean per channel (default: the source's)")
   .option('--std <a,b,c>', "preprocessing std per channel (default: the source's)")
   .option('--crop-pct <x>', "center crop fraction in (0, 1] (default: the source's)")
@@ -42,7 +49,8 @@ export const importCommand = new Command('import')
   .action((raw) => {
     const o = parseOptions(Options, raw);
     if (!fs.existsSync(o.weights)) throw new UsageError(`--weights: ${o.weights} does not exist`);
-    if (fs.existsSync(path.join(o.out, 'config.json'))) throw new UsageError(`--out: ${o.out} already holds a checkpoint; choose another directory or remove it`);
+    if (fs.existsSync(path.join(o.out, 'config.json')))
+      throw new UsageError(`--out: ${o.out} already holds a checkpoint; choose another directory or remove it`);
     const command = ['matvit', ...process.argv.slice(2)].join(' ');
     const { meta, notes } = importCheckpoint({ ...o, command });
     const c = meta.model;

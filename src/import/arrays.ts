@@ -24,12 +24,14 @@ function halfToFloat(h: number): number {
  */
 export function floatsFromBytes(bytes: Uint8Array, dtype: string, count: number, what: string): Float32Array {
   const itemsize = { float32: 4, float64: 8, float16: 2, bfloat16: 2 }[dtype];
-  if (itemsize === undefined) throw new Error(`${what}: dtype ${dtype} is not a float type (accepted: float32, float64, float16, bfloat16)`);
+  if (itemsize === undefined)
+    throw new Error(`${what}: dtype ${dtype} is not a float type (accepted: float32, float64, float16, bfloat16)`);
   if (bytes.byteLength !== count * itemsize)
     throw new Error(`${what}: ${bytes.byteLength} bytes of ${dtype} for ${count} values (expected ${count * itemsize})`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(count);
-  if (dtype === 'float32') new Uint8Array(out.buffer).set(bytes); // aligned copy
+  if (dtype === 'float32')
+    new Uint8Array(out.buffer).set(bytes); // aligned copy
   else if (dtype === 'float64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
   else if (dtype === 'float16') for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
   else {
@@ -69,13 +71,22 @@ export function parseNpy(buf: Uint8Array, what: string): HostTensor | undefined 
   if (buf.length < 10 || magic.some((b, i) => buf[i] !== b)) fail('missing the \\x93NUMPY magic');
   const major = buf[6];
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const [len, start] = major === 1 ? [view.getUint16(8, true), 10] : major === 2 || major === 3 ? [view.getUint32(8, true), 12] : fail(`format version ${major}`);
+  const [len, start] =
+    major === 1
+      ? [view.getUint16(8, true), 10]
+      : major === 2 || major === 3
+        ? [view.getUint32(8, true), 12]
+        : fail(`format version ${major}`);
   if (start + len > buf.length) fail(`header length ${len} exceeds the file`);
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(buf.subarray(start, start + len));
   const descr = /'descr'\s*:\s*'([^']+)'/.exec(header)?.[1] ?? fail(`no 'descr' in header ${header.trim()}`);
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1] ?? fail(`no 'fortran_order' in header ${header.trim()}`);
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1] ?? fail(`no 'shape' in header ${header.trim()}`);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (shape.some((d) => !Number.isInteger(d) || d < 0)) fail(`shape (${shapeText})`);
   if (/^[<>|=][iub]\d+$/.test(descr)) return undefined;
   const dtype = NPY_DTYPES[descr];

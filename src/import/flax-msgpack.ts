@@ -34,8 +34,12 @@ function unchunk(m: Record<string, unknown>, what: string): RawArray {
   };
   const shapeMap = isMap(m.shape) ? m.shape : fail('no shape map');
   const chunkMap = isMap(m.chunks) ? m.chunks : fail('no chunks map');
-  const shape = Object.keys(shapeMap).map((_, i) => (typeof shapeMap[String(i)] === 'number' ? (shapeMap[String(i)] as number) : fail(`shape entry "${i}"`)));
-  const chunks = Object.keys(chunkMap).map((_, i) => (chunkMap[String(i)] instanceof RawArray ? (chunkMap[String(i)] as RawArray) : fail(`chunk "${i}" is missing or not an array`)));
+  const shape = Object.keys(shapeMap).map((_, i) =>
+    typeof shapeMap[String(i)] === 'number' ? (shapeMap[String(i)] as number) : fail(`shape entry "${i}"`),
+  );
+  const chunks = Object.keys(chunkMap).map((_, i) =>
+    chunkMap[String(i)] instanceof RawArray ? (chunkMap[String(i)] as RawArray) : fail(`chunk "${i}" is missing or not an array`),
+  );
   if (chunks.length === 0) fail('no chunks');
   const dtype = chunks[0].dtype;
   if (chunks.some((c) => c.dtype !== dtype)) fail(`chunks of different dtypes (${[...new Set(chunks.map((c) => c.dtype))].join(', ')})`);

@@ -22,10 +22,21 @@ export function readBigVision(file: string): SourceModel {
   const vit = flaxVitToTimm(readNpz(bytes, file), file, 'head');
   const c = vit.config;
   const config = {
-    ...c, name: path.basename(file, '.npz'),
-    mean: Array(c.channels).fill(0.5), std: Array(c.channels).fill(0.5), cropPct: c.imageSize >= 384 ? 1 : 0.9, interpolation: 'bicubic' as const,
+    ...c,
+    name: path.basename(file, '.npz'),
+    mean: Array(c.channels).fill(0.5),
+    std: Array(c.channels).fill(0.5),
+    cropPct: c.imageSize >= 384 ? 1 : 0.9,
+    interpolation: 'bicubic' as const,
   };
-  return { format: 'big_vision', config, tensors: vit.tensors, files: [{ path: file, sha256: sha256Hex(bytes) }], architecture: `big_vision ${describe(c)}`, notes: vit.notes };
+  return {
+    format: 'big_vision',
+    config,
+    tensors: vit.tensors,
+    files: [{ path: file, sha256: sha256Hex(bytes) }],
+    architecture: `big_vision ${describe(c)}`,
+    notes: vit.notes,
+  };
 }
 
 /**
@@ -39,8 +50,19 @@ export function readScenic(file: string): SourceModel {
   const vit = flaxVitToTimm(readFlaxMsgpack(bytes, file), file, 'output_projection');
   const c = vit.config;
   const config = {
-    ...c, name: path.basename(file).replace(/\.[^.]*$/, ''),
-    mean: Array(c.channels).fill(0.5), std: Array(c.channels).fill(0.5), cropPct: 0.875, interpolation: 'bilinear' as const,
+    ...c,
+    name: path.basename(file).replace(/\.[^.]*$/, ''),
+    mean: Array(c.channels).fill(0.5),
+    std: Array(c.channels).fill(0.5),
+    cropPct: 0.875,
+    interpolation: 'bilinear' as const,
   };
-  return { format: 'scenic', config, tensors: vit.tensors, files: [{ path: file, sha256: sha256Hex(bytes) }], architecture: `scenic MatViT ${describe(c)}`, notes: vit.notes };
+  return {
+    format: 'scenic',
+    config,
+    tensors: vit.tensors,
+    files: [{ path: file, sha256: sha256Hex(bytes) }],
+    architecture: `scenic MatViT ${describe(c)}`,
+    notes: vit.notes,
+  };
 }

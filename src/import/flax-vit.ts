@@ -33,21 +33,27 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
   const prefix = PREFIXES.find((p) => `${p}embedding/kernel` in arrays);
   if (prefix === undefined) {
     const found = Object.keys(arrays).filter((k) => k.endsWith('embedding/kernel'));
-    throw new Error(`${what}: no ViT parameters: embedding/kernel not found under ${PREFIXES.map((p) => `"${p}"`).join(', ')}${found.length ? ` (found ${found.join(', ')})` : ''}`);
+    throw new Error(
+      `${what}: no ViT parameters: embedding/kernel not found under ${PREFIXES.map((p) => `"${p}"`).join(', ')}${found.length ? ` (found ${found.join(', ')})` : ''}`,
+    );
   }
   const used = new Set<string>();
   const has = (name: string) => `${prefix}${name}` in arrays;
   const get = (name: string, rank?: number): HostTensor => {
     const t = arrays[`${prefix}${name}`];
     if (!t) throw new Error(`${what}: missing ${prefix}${name}`);
-    if (rank !== undefined && t.shape.length !== rank) throw new Error(`${what}: ${prefix}${name} has shape [${t.shape}], expected ${rank} dimensions`);
+    if (rank !== undefined && t.shape.length !== rank)
+      throw new Error(`${what}: ${prefix}${name} has shape [${t.shape}], expected ${rank} dimensions`);
     used.add(`${prefix}${name}`);
     return t;
   };
   const notes: string[] = [];
-  if (has('MAPHead_0/probe')) throw new Error(`${what}: attention pooling (MAPHead_0) is not supported; only class-token and average pooling are`);
+  if (has('MAPHead_0/probe'))
+    throw new Error(`${what}: attention pooling (MAPHead_0) is not supported; only class-token and average pooling are`);
   if (has('Transformer/encoderblock/LayerNorm_0/scale'))
-    throw new Error(`${what}: scanned blocks (Transformer/encoderblock with a layer axis) are not supported; save the unrolled encoderblock_i form`);
+    throw new Error(
+      `${what}: scanned blocks (Transformer/encoderblock with a layer axis) are not supported; save the unrolled encoderblock_i form`,
+    );
 
   const kernel = get('embedding/kernel', 4);
   const [P, P2, C, D] = kernel.shape;
@@ -55,8 +61,10 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
   const tensors: WeightMap = {};
   // HWIO [P, P, C, D] -> OIHW [D, C, P, P]
   const conv = new Float32Array(kernel.data.length);
-  for (let y = 0; y < P; y++) for (let x = 0; x < P; x++) for (let c = 0; c < C; c++) for (let d = 0; d < D; d++)
-    conv[((d * C + c) * P + y) * P + x] = kernel.data[((y * P + x) * C + c) * D + d];
+  for (let y = 0; y < P; y++)
+    for (let x = 0; x < P; x++)
+      for (let c = 0; c < C; c++)
+        for (let d = 0; d < D; d++) conv[((d * C + c) * P + y) * P + x] = kernel.data[((y * P + x) * C + c) * D + d];
   tensors['patch_embed.proj.weight'] = { shape: [D, C, P, P], data: conv };
   tensors['patch_embed.proj.bias'] = get('embedding/bias', 1);
 
@@ -71,14 +79,19 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
   // added (AugReg, scenic); big_vision adds them to the patches first (timm's no_embed_class).
   const noEmbedClass = !(classToken && isSquare(T - 1));
   const N = noEmbedClass ? T : T - 1;
-  if (!isSquare(N)) throw new Error(`${what}: ${posName} [${pos.shape}] is not a square grid of patches${classToken ? ' (with or without the class token)' : ''}`);
+  if (!isSquare(N))
+    throw new Error(
+      `${what}: ${posName} [${pos.shape}] is not a square grid of patches${classToken ? ' (with or without the class token)' : ''}`,
+    );
   tensors.pos_embed = pos;
 
   let depth = 0;
   while (has(`Transformer/encoderblock_${depth}/LayerNorm_0/scale`)) depth++;
   if (depth === 0) throw new Error(`${what}: no Transformer/encoderblock_0`);
   const augreg = has('Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel');
-  const [mha, ln2, mlp] = augreg ? ['MultiHeadDotProductAttention_1', 'LayerNorm_2', 'MlpBlock_3'] : ['MultiHeadDotProductAttention_0', 'LayerNorm_1', 'MlpBlock_0'];
+  const [mha, ln2, mlp] = augreg
+    ? ['MultiHeadDotProductAttention_1', 'LayerNorm_2', 'MlpBlock_3']
+    : ['MultiHeadDotProductAttention_0', 'LayerNorm_1', 'MlpBlock_0'];
   const heads = get(`Transformer/encoderblock_0/${mha}/query/kernel`, 3).shape[1];
   let mlpDim = 0;
   for (let i = 0; i < depth; i++) {
@@ -91,7 +104,8 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
     const qkvBias = new Float32Array(3 * D);
     ['query', 'key', 'value'].forEach((n, j) => {
       const k = get(`${f}/${mha}/${n}/kernel`, 3);
-      if (k.shape.join() !== [D, heads, D / heads].join()) throw new Error(`${what}: ${prefix}${f}/${mha}/${n}/kernel has shape [${k.shape}], expected [${D}, ${heads}, ${D / heads}]`);
+      if (k.shape.join() !== [D, heads, D / heads].join())
+        throw new Error(`${what}: ${prefix}${f}/${mha}/${n}/kernel has shape [${k.shape}], expected [${D}, ${heads}, ${D / heads}]`);
       qkv.set(transpose(k, D, D), j * D * D);
       qkvBias.set(get(`${f}/${mha}/${n}/bias`, 2).data, j * D);
     });
@@ -128,12 +142,26 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
   }
   const unused = Object.keys(arrays).filter((k) => k.startsWith(prefix) && !used.has(k));
   if (unused.length)
-    throw new Error(`${what}: parameters this ViT mapping does not know (an unsupported architecture?): ${unused.slice(0, 10).join(', ')}${unused.length > 10 ? `, ... (${unused.length})` : ''}`);
+    throw new Error(
+      `${what}: parameters this ViT mapping does not know (an unsupported architecture?): ${unused.slice(0, 10).join(', ')}${unused.length > 10 ? `, ... (${unused.length})` : ''}`,
+    );
 
   return {
     config: {
-      imageSize: Math.sqrt(N) * P, patchSize: P, channels: C as 1 | 3, dim: D, depth, heads, mlpDim, numClasses,
-      layerNormEps: 1e-6, act: 'gelu_tanh', classToken, noEmbedClass: classToken && noEmbedClass, globalPool: classToken ? 'token' : 'avg', fcNorm: false,
+      imageSize: Math.sqrt(N) * P,
+      patchSize: P,
+      channels: C as 1 | 3,
+      dim: D,
+      depth,
+      heads,
+      mlpDim,
+      numClasses,
+      layerNormEps: 1e-6,
+      act: 'gelu_tanh',
+      classToken,
+      noEmbedClass: classToken && noEmbedClass,
+      globalPool: classToken ? 'token' : 'avg',
+      fcNorm: false,
       embedding: 'pre_logits',
     },
     tensors,

@@ -37,7 +37,12 @@ export interface ImportResult {
 }
 
 export function readSource(o: Pick<ImportOptions, 'from' | 'weights' | 'embedding'>): SourceModel {
-  const source = o.from === 'timm' ? readTimm(o.weights, { embedding: o.embedding }) : o.from === 'big_vision' ? readBigVision(o.weights) : readScenic(o.weights);
+  const source =
+    o.from === 'timm'
+      ? readTimm(o.weights, { embedding: o.embedding })
+      : o.from === 'big_vision'
+        ? readBigVision(o.weights)
+        : readScenic(o.weights);
   if (o.embedding && o.from !== 'timm') {
     if (o.embedding === 'head' && !source.config.numClasses) throw new Error(`--embedding head: ${o.weights} has no head`);
     source.config.embedding = o.embedding;
@@ -63,7 +68,8 @@ export function checkSourceTensors(c: ModelConfig, tensors: WeightMap, what: str
     else if (t.shape.join() !== want.join()) problems.push(`${s.name}: [${t.shape}] in the source, [${want}] expected`);
   }
   const names = new Set(specs.map((s) => s.name));
-  for (const [name, t] of Object.entries(tensors)) if (!names.has(name)) problems.push(`${name} [${t.shape}]: not part of this architecture`);
+  for (const [name, t] of Object.entries(tensors))
+    if (!names.has(name)) problems.push(`${name} [${t.shape}]: not part of this architecture`);
   if (problems.length) throw new Error(`${what} does not match ${c.name}:\n  ${problems.join('\n  ')}`);
 }
 
@@ -88,13 +94,19 @@ export function importCheckpoint(o: ImportOptions): ImportResult {
     const [g0, g1] = [imageSize / P, o.imageSize / P];
     tensors.pos_embed = resamplePosEmbed(tensors.pos_embed, prefix, [g0, g0], [g1, g1]);
     const kept = prefix ? `; the ${prefix} prefix row(s) kept` : '';
-    notes.push(`pos_embed resampled from a ${g0}x${g0} to a ${g1}x${g1} grid (bicubic, antialiased, as timm's resample_abs_pos_embed${kept})`);
+    notes.push(
+      `pos_embed resampled from a ${g0}x${g0} to a ${g1}x${g1} grid (bicubic, antialiased, as timm's resample_abs_pos_embed${kept})`,
+    );
     imageSize = o.imageSize;
   }
   const config = parseConfig(
     {
-      ...sourceConfig, imageSize, name: o.name ?? sourceConfig.name,
-      ...(o.mean && { mean: o.mean }), ...(o.std && { std: o.std }), ...(o.cropPct !== undefined && { cropPct: o.cropPct }),
+      ...sourceConfig,
+      imageSize,
+      name: o.name ?? sourceConfig.name,
+      ...(o.mean && { mean: o.mean }),
+      ...(o.std && { std: o.std }),
+      ...(o.cropPct !== undefined && { cropPct: o.cropPct }),
       ...(o.interpolation && { interpolation: o.interpolation }),
     },
     'import options',

@@ -35,7 +35,12 @@ export function antialiasWeights(inSize: number, outSize: number): { start: numb
 }
 
 /** grid [H, W, D] (row-major) -> [newH, newW, D] */
-export function resampleGrid(grid: Float32Array, [H, W]: readonly [number, number], [newH, newW]: readonly [number, number], D: number): Float32Array {
+export function resampleGrid(
+  grid: Float32Array,
+  [H, W]: readonly [number, number],
+  [newH, newW]: readonly [number, number],
+  D: number,
+): Float32Array {
   if (grid.length !== H * W * D) throw new Error(`grid of ${grid.length} values is not [${H}, ${W}, ${D}]`);
   const across = new Float64Array(H * newW * D); // width first
   antialiasWeights(W, newW).forEach(({ start, weights }, x) => {
@@ -57,7 +62,12 @@ export function resampleGrid(grid: Float32Array, [H, W]: readonly [number, numbe
  * pos_embed [1, prefix + H*W, D] -> [1, prefix + newH*newW, D]: the first `prefix` rows (class and
  * register tokens, when the checkpoint gives them position embeddings) are kept as they are.
  */
-export function resamplePosEmbed(pos: HostTensor, prefix: number, oldGrid: readonly [number, number], newGrid: readonly [number, number]): HostTensor {
+export function resamplePosEmbed(
+  pos: HostTensor,
+  prefix: number,
+  oldGrid: readonly [number, number],
+  newGrid: readonly [number, number],
+): HostTensor {
   const [one, T, D] = pos.shape;
   if (pos.shape.length !== 3 || one !== 1 || T !== prefix + oldGrid[0] * oldGrid[1])
     throw new Error(`pos_embed [${pos.shape}] is not [1, ${prefix} + ${oldGrid[0]}x${oldGrid[1]}, D]`);

@@ -29,15 +29,37 @@ export interface TimmArgs {
 
 /** VisionTransformer's defaults (img_size 224, patch 16, ViT-B widths, class token, no layer scale). */
 export const VIT_DEFAULTS: TimmArgs = {
-  img_size: 224, patch_size: 16, in_chans: 3, num_classes: 1000, global_pool: 'token', embed_dim: 768, depth: 12, num_heads: 12,
-  mlp_ratio: 4, qkv_bias: true, init_values: null, class_token: true, no_embed_class: false, reg_tokens: 0, pre_norm: false,
-  fc_norm: null, act_layer: 'gelu', norm_eps: 1e-6,
+  img_size: 224,
+  patch_size: 16,
+  in_chans: 3,
+  num_classes: 1000,
+  global_pool: 'token',
+  embed_dim: 768,
+  depth: 12,
+  num_heads: 12,
+  mlp_ratio: 4,
+  qkv_bias: true,
+  init_values: null,
+  class_token: true,
+  no_embed_class: false,
+  reg_tokens: 0,
+  pre_norm: false,
+  fc_norm: null,
+  act_layer: 'gelu',
+  norm_eps: 1e-6,
 };
 
 // [embed_dim, depth, num_heads] of the named widths.
 const W = {
-  xsmall: [256, 10, 4], tiny: [192, 12, 3], small: [384, 12, 6], medium: [512, 12, 8], betwixt: [640, 12, 10],
-  base: [768, 12, 12], plus: [896, 12, 14], large: [1024, 24, 16], huge: [1280, 32, 16],
+  xsmall: [256, 10, 4],
+  tiny: [192, 12, 3],
+  small: [384, 12, 6],
+  medium: [512, 12, 8],
+  betwixt: [640, 12, 10],
+  base: [768, 12, 12],
+  plus: [896, 12, 14],
+  large: [1024, 24, 16],
+  huge: [1280, 32, 16],
 } as const;
 type Width = keyof typeof W;
 

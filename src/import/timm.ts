@@ -28,17 +28,39 @@ const square = (what: string) =>
  */
 const ModelArgs = z
   .object({
-    img_size: square('img_size'), patch_size: square('patch_size'), in_chans: z.union([z.literal(1), z.literal(3)]),
-    num_classes: z.number().int().nonnegative(), global_pool: z.string(), embed_dim: z.number().int().positive(),
-    depth: z.number().int().positive(), num_heads: z.number().int().positive(), mlp_ratio: z.number().positive(),
-    qkv_bias: z.boolean(), init_values: z.number().nullable(), class_token: z.boolean(), no_embed_class: z.boolean(),
-    reg_tokens: z.number().int().nonnegative(), pre_norm: z.boolean(), fc_norm: z.boolean().nullable(), act_layer: z.string(),
+    img_size: square('img_size'),
+    patch_size: square('patch_size'),
+    in_chans: z.union([z.literal(1), z.literal(3)]),
+    num_classes: z.number().int().nonnegative(),
+    global_pool: z.string(),
+    embed_dim: z.number().int().positive(),
+    depth: z.number().int().positive(),
+    num_heads: z.number().int().positive(),
+    mlp_ratio: z.number().positive(),
+    qkv_bias: z.boolean(),
+    init_values: z.number().nullable(),
+    class_token: z.boolean(),
+    no_embed_class: z.boolean(),
+    reg_tokens: z.number().int().nonnegative(),
+    pre_norm: z.boolean(),
+    fc_norm: z.boolean().nullable(),
+    act_layer: z.string(),
     // Must keep timm's default to be representable.
-    final_norm: z.literal(true), qk_norm: z.literal(false), proj_bias: z.literal(true), pos_embed: z.literal('learn'),
-    dynamic_img_size: z.literal(false), dynamic_img_pad: z.literal(false),
+    final_norm: z.literal(true),
+    qk_norm: z.literal(false),
+    proj_bias: z.literal(true),
+    pos_embed: z.literal('learn'),
+    dynamic_img_size: z.literal(false),
+    dynamic_img_pad: z.literal(false),
     // Training-only.
-    drop_rate: z.number(), pos_drop_rate: z.number(), patch_drop_rate: z.number(), proj_drop_rate: z.number(),
-    attn_drop_rate: z.number(), drop_path_rate: z.number(), weight_init: z.string(), fix_init: z.boolean(),
+    drop_rate: z.number(),
+    pos_drop_rate: z.number(),
+    patch_drop_rate: z.number(),
+    proj_drop_rate: z.number(),
+    attn_drop_rate: z.number(),
+    drop_path_rate: z.number(),
+    weight_init: z.string(),
+    fix_init: z.boolean(),
   })
   .partial()
   .strict();
@@ -79,7 +101,9 @@ const INTERPOLATIONS = ['bicubic', 'bilinear', 'nearest'];
 export function resolveTimmArgs(hub: HubConfig, what: string): { args: TimmArgs; notes: string[] } {
   const table = TIMM_ARCHITECTURES[hub.architecture];
   if (!table)
-    throw new Error(`${what}: architecture "${hub.architecture}" is not in the import table (supported: ${Object.keys(TIMM_ARCHITECTURES).join(', ')})`);
+    throw new Error(
+      `${what}: architecture "${hub.architecture}" is not in the import table (supported: ${Object.keys(TIMM_ARCHITECTURES).join(', ')})`,
+    );
   const parsed = ModelArgs.safeParse(hub.model_args ?? {});
   if (!parsed.success) throw new Error(`${what}: model_args: ${formatZodError(parsed.error, hub.model_args, { separator: '; ' })}`);
   const modelArgs = parsed.data;
@@ -114,7 +138,9 @@ function timmPreprocess(hub: HubConfig, channels: number, what: string, notes: s
   const fit = (v: number[]) => (v.length === channels ? v : channels === 1 ? [v.reduce((a, b) => a + b, 0) / v.length] : v);
   const interpolation = cfg.interpolation ?? TIMM_CFG_DEFAULTS.interpolation;
   if (!INTERPOLATIONS.includes(interpolation))
-    throw new Error(`${what}: pretrained_cfg.interpolation "${interpolation}" is not supported (accepted: ${INTERPOLATIONS.join(', ')}); pass --interpolation`);
+    throw new Error(
+      `${what}: pretrained_cfg.interpolation "${interpolation}" is not supported (accepted: ${INTERPOLATIONS.join(', ')}); pass --interpolation`,
+    );
   if (cfg.crop_mode && cfg.crop_mode !== 'center')
     notes.push(`pretrained_cfg.crop_mode "${cfg.crop_mode}": this project resizes the short side and center-crops (crop_mode "center")`);
   return {
@@ -154,7 +180,8 @@ export function timmModelConfig(name: string, a: TimmArgs, what: string): ModelC
     globalPool,
     fcNorm: a.fc_norm ?? globalPool === 'avg', // timm: fc_norm None -> enabled for avg pooling
     act,
-    mean: [], std: [], // filled by the caller from the pretrained config
+    mean: [],
+    std: [], // filled by the caller from the pretrained config
   };
 }
 
@@ -165,7 +192,9 @@ function hubFiles(weights: string): { configFile: string; weightsFile: string } 
   const configFile = path.join(dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new Error(`${weights}: a timm hub folder needs config.json (${configFile} is missing)`);
   if (!fs.existsSync(weightsFile)) {
-    const pickle = fs.existsSync(path.join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is a pickle; only model.safetensors is read)' : '';
+    const pickle = fs.existsSync(path.join(dir, 'pytorch_model.bin'))
+      ? ' (pytorch_model.bin is a pickle; only model.safetensors is read)'
+      : '';
     throw new Error(`${weights}: ${weightsFile} is missing${pickle}`);
   }
   return { configFile, weightsFile };
@@ -198,7 +227,8 @@ export function readTimm(weights: string, opts: { embedding?: 'pre_logits' | 'he
   // A CLIP tower's head is the image projection (its embedding), unless fine-tuned into a classifier.
   const projection = hub.architecture.includes('_clip_') && args.num_classes > 0 && !/ft/.test(tag);
   config.embedding = opts.embedding ?? (projection ? 'head' : 'pre_logits');
-  if (config.embedding === 'head' && args.num_classes === 0) throw new Error(`${configFile}: embedding "head" needs a head, and num_classes is 0`);
+  if (config.embedding === 'head' && args.num_classes === 0)
+    throw new Error(`${configFile}: embedding "head" needs a head, and num_classes is 0`);
   // timm converts OpenAI's bias-free projection into a Linear with a zero bias: drop it again.
   const bias = tensors['head.bias'];
   if (projection && bias && bias.data.every((v) => v === 0)) {
@@ -208,5 +238,15 @@ export function readTimm(weights: string, opts: { embedding?: 'pre_logits' | 'he
   if (args.num_classes > 0 && !('head.bias' in tensors)) config.headBias = false;
   const labels = hub.label_names ?? hub.pretrained_cfg?.label_names;
   if (labels && config.embedding === 'pre_logits' && labels.length === args.num_classes) config.classNames = labels;
-  return { format: 'timm', config, tensors, files: [{ path: configFile, sha256: sha256Hex(configBytes) }, { path: weightsFile, sha256: sha256Hex(bytes) }], architecture: tag ? `${hub.architecture}.${tag}` : hub.architecture, notes };
+  return {
+    format: 'timm',
+    config,
+    tensors,
+    files: [
+      { path: configFile, sha256: sha256Hex(configBytes) },
+      { path: weightsFile, sha256: sha256Hex(bytes) },
+    ],
+    architecture: tag ? `${hub.architecture}.${tag}` : hub.architecture,
+    notes,
+  };
 }
