@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { z } from 'zod';
-import { GRANULARITY_NAMES, granularityDims } from '../model/config.ts';
+import { GRANULARITY_NAMES, describeEmbedding, embeddingDim, granularityDims } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { mflops, paramCount } from '../model/flops.ts';
 import { parseOptions, printJson } from './common.ts';
@@ -21,13 +21,14 @@ export const infoCommand = new Command('info')
       ...meta.menu.filter((m) => !(GRANULARITY_NAMES as string[]).includes(m.name)),
     ].map((s) => ({ name: s.name, ffnDims: s.ffnDims, params: paramCount(c, s.ffnDims), mflops: mflops(c, s.ffnDims) }));
     if (o.json) {
-      printJson({ model: c, fingerprint: meta.fingerprint, submodels, menu: meta.menu, provenance: meta.provenance });
+      printJson({ model: c, fingerprint: meta.fingerprint, embedding: { dim: embeddingDim(c), description: describeEmbedding(c) }, submodels, menu: meta.menu, provenance: meta.provenance });
       return;
     }
     const { classNames, ...rest } = c;
     process.stdout.write(`model ${o.model}\nfingerprint ${meta.fingerprint}\n`);
     for (const [k, v] of Object.entries(rest)) process.stdout.write(`  ${k}: ${JSON.stringify(v)}\n`);
-    process.stdout.write(`  classNames: ${classNames.length ? classNames.join(', ') : '(none)'}\n\n`);
+    process.stdout.write(`  classNames: ${classNames.length ? classNames.join(', ') : '(none)'}\n`);
+    process.stdout.write(`retrieval embedding: ${describeEmbedding(c)}\n\n`);
     const xl = submodels.find((s) => s.name === 'xl')!;
     const rows = submodels.map((s) => [s.name, compact(s.ffnDims), (s.params / 1e6).toFixed(3) + 'M', s.mflops.toFixed(1), (s.mflops / xl.mflops).toFixed(3)]);
     process.stdout.write(markdownTable(['submodel', 'ffnDims', 'params', 'MFLOPs', 'of XL'], rows) + '\n');

@@ -10,9 +10,10 @@
 // matrix products (transposes, softmax, norms, GELU) is ~6% of the time of vit-s16 XL.
 //
 // Notation as in matvit.ts: B batch (dynamic), C channels, H=W image size, P patch size, G = H/P,
-// N = G*G patches, T = N + 1 tokens (CLS first), D model width, h heads, d = D/h, K classes.
+// N = G*G patches, T = N + prefix tokens (class token, registers), D model width, h heads, d = D/h,
+// K classes. The architecture variants of the config are timm's, as in matvit.ts.
 import onnxProto from 'onnx-proto';
-import { type ModelConfig, checkFfnDims, submodelName } from '../model/config.ts';
+import { type ModelConfig, checkFfnDims, embeddingDim, numPrefixTokens, submodelName } from '../model/config.ts';
 import { type HostTensor, type WeightMap, checkWeights } from '../model/weights.ts';
 
 const { onnx } = onnxProto;
@@ -120,8 +121,8 @@ function channelsFirstRows(t: HostTensor, P: number, C: number): Float32Array {
 
 /**
  * The ONNX model of the submodel `ffnDims` (one FFN width per layer), serialized.
- * Input `pixels` float32 [B, C, H, W] (normalized); outputs `embedding` [B, D] (L2-normalized
- * pre-logits) and `logits` [B, K].
+ * Input `pixels` float32 [B, C, H, W] (normalized); outputs `embedding` [B, E] (L2-normalized
+ * pre-logits, or the head's output when config.embedding is 'head') and `logits` [B, K].
  *
  * The residual stream is kept as a matrix [B*T, D], so every MatMul + bias Add is 2-D and ORT fuses
  * it into one Gemm; only attention reshapes to [B, h, T, d]. -1 in a Reshape stands for the dynamic
@@ -134,20 +135,34 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
   const { channels: C, patchSize: P, dim: D, heads: h, layerNormEps: epsilon } = c;
   const G = c.imageSize / P;
   const N = G * G;
-  const T = N + 1;
+  const prefixTokens = numPrefixTokens(c);
+  const T = N + prefixTokens;
   const d = D / h;
 
   /** A shared weight, whole. */
   const param = (name: string) => g.weight(name, w[name].shape, w[name].data);
-  /** x [M, in] @ W [in, out] + b [out] -> [M, out] */
-  const dense = (x: string, W: string, b: string) => g.op('Add', [g.op('MatMul', [x, W]), b]);
-  const linear = (x: string, prefix: string) => dense(x, param(`${prefix}.weight`), param(`${prefix}.bias`));
+  /** x [M, in] @ W [in, out] (+ b [out]) -> [M, out] */
+  const dense = (x: string, W: string, b?: string) => (b ? g.op('Add', [g.op('MatMul', [x, W]), b]) : g.op('MatMul', [x, W]));
+  /** A linear layer by name; its bias is absent in the weight map when the config has none. */
+  const linear = (x: string, prefix: string) => dense(x, param(`${prefix}.weight`), w[`${prefix}.bias`] && param(`${prefix}.bias`));
   const layerNorm = (x: string, prefix: string) =>
     g.op('LayerNormalization', [x, param(`${prefix}.weight`), param(`${prefix}.bias`)], { axis: -1, epsilon: { float: epsilon } });
-  /** Exact GELU, x * 0.5 * (1 + erf(x / sqrt 2)): the pattern ORT fuses into one Gelu kernel. */
-  const gelu = (x: string) => {
-    const erf = g.op('Erf', [g.op('Div', [x, g.scalar(Math.SQRT2)])]);
-    return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.scalar(1)])]), g.scalar(0.5)]);
+  /** LayerScale: x * gamma, or x without it. */
+  const layerScale = (x: string, name: string) => (c.layerScale ? g.op('Mul', [x, param(name)]) : x);
+  const ACTIVATIONS: Record<ModelConfig['act'], (x: string) => string> = {
+    // Exact GELU, x * 0.5 * (1 + erf(x / sqrt 2)): the pattern ORT fuses into one Gelu kernel.
+    gelu: (x) => {
+      const erf = g.op('Erf', [g.op('Div', [x, g.scalar(Math.SQRT2)])]);
+      return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.scalar(1)])]), g.scalar(0.5)]);
+    },
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    gelu_tanh: (x) => {
+      const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+      const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.scalar(0.044715)])]), g.scalar(Math.sqrt(2 / Math.PI))]);
+      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.scalar(1)])]);
+    },
+    // x * sigmoid(1.702 x)
+    quick_gelu: (x) => g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalar(1.702)])])]),
   };
   const reshape = (x: string, shape: number[]) => g.op('Reshape', [x, g.ints(shape)]);
   const transpose = (x: string, perm: number[]) => g.op('Transpose', [x], { perm });
@@ -158,11 +173,19 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
   const grid = reshape('pixels', [-1, C, G, P, G, P]); // [B, C, G(gy), P(py), G(gx), P(px)]
   const patches = reshape(transpose(grid, [0, 2, 4, 1, 3, 5]), [-1, C * P * P]); // [B*N, C*P*P]
   const patchW = g.weight('patch_embed.proj.weight', [C * P * P, D], channelsFirstRows(w['patch_embed.proj.weight'], P, C));
-  const tokens = reshape(dense(patches, patchW, param('patch_embed.proj.bias')), [-1, N, D]); // [B, N, D]
+  const patchB = c.preNorm ? undefined : param('patch_embed.proj.bias'); // timm: bias=not pre_norm
+  let tokens = reshape(dense(patches, patchW, patchB), [-1, N, D]); // [B, N, D]
+
+  // timm's _pos_embed: [class token, registers, patches], pos_embed added to the patches alone
+  // (noEmbedClass) or to the whole sequence.
   const batch = g.op('Shape', ['pixels'], { start: 0, end: 1 }); // [1] = (B)
-  const cls = g.op('Expand', [param('cls_token'), g.op('Concat', [batch, g.ints([1, D])], { axis: 0 })]); // [B, 1, D]
-  const embedded = g.op('Add', [g.op('Concat', [cls, tokens], { axis: 1 }), param('pos_embed')]); // [B, T, D]
+  const expand = (name: string, n: number) => g.op('Expand', [param(name), g.op('Concat', [batch, g.ints([n, D])], { axis: 0 })]); // [B, n, D]
+  const prefix = [...(c.classToken ? [expand('cls_token', 1)] : []), ...(c.regTokens > 0 ? [expand('reg_token', c.regTokens)] : [])];
+  if (c.noEmbedClass) tokens = g.op('Add', [tokens, param('pos_embed')]);
+  let embedded = prefix.length ? g.op('Concat', [...prefix, tokens], { axis: 1 }) : tokens; // [B, T, D]
+  if (!c.noEmbedClass) embedded = g.op('Add', [embedded, param('pos_embed')]);
   let x = reshape(embedded, [-1, D]); // [B*T, D]
+  if (c.preNorm) x = layerNorm(x, 'norm_pre');
 
   for (let i = 0; i < c.depth; i++) {
     const b = `blocks.${i}`;
@@ -171,10 +194,10 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
     // instead of a Split of one [B*T, 3D] product saves copying it.
     const xn = layerNorm(x, `${b}.norm1`); // [B*T, D]
     const qkvW = w[`${b}.attn.qkv.weight`]; // [D, 3D]
-    const qkvB = w[`${b}.attn.qkv.bias`]; // [3D]
+    const qkvB = w[`${b}.attn.qkv.bias`]; // [3D], absent without qkvBias
     const [q, k, v] = ['q', 'k', 'v'].map((name, j) => {
       const Wj = g.weight(`${b}.attn.${name}.weight`, [D, D], columns(qkvW, j * D, D)); // [D, D]
-      const bj = g.weight(`${b}.attn.${name}.bias`, [D], qkvB.data.subarray(j * D, (j + 1) * D)); // [D]
+      const bj = qkvB && g.weight(`${b}.attn.${name}.bias`, [D], qkvB.data.subarray(j * D, (j + 1) * D)); // [D]
       return dense(xn, Wj, bj); // [B*T, D]
     });
     const qh = transpose(reshape(q, [-1, T, h, d]), [0, 2, 1, 3]); // [B, h, T, d]
@@ -184,7 +207,7 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
     const scores = g.op('MatMul', [g.op('Mul', [qh, g.scalar(1 / Math.sqrt(d))]), kt]); // [B, h, T, T]
     const o = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), vh]); // [B, h, T, d]
     const merged = reshape(transpose(o, [0, 2, 1, 3]), [-1, D]); // [B*T, D]
-    x = g.op('Add', [x, linear(merged, `${b}.attn.proj`)]); // [B*T, D]
+    x = g.op('Add', [x, layerScale(linear(merged, `${b}.attn.proj`), `${b}.ls1.gamma`)]); // [B*T, D]
 
     // The nested FFN at width m: the first m columns of fc1 (and its bias), the first m rows of fc2.
     const m = dims[i];
@@ -192,21 +215,28 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
     const w1 = g.weight(`${p}.fc1.weight`, [D, m], columns(w[`${p}.fc1.weight`], 0, m)); // [D, m]
     const b1 = g.weight(`${p}.fc1.bias`, [m], w[`${p}.fc1.bias`].data.subarray(0, m)); // [m]
     const w2 = g.weight(`${p}.fc2.weight`, [m, D], w[`${p}.fc2.weight`].data.subarray(0, m * D)); // [m, D]
-    const hidden = gelu(dense(layerNorm(x, `${b}.norm2`), w1, b1)); // [B*T, m]
-    x = g.op('Add', [x, dense(hidden, w2, param(`${p}.fc2.bias`))]); // [B*T, D]
+    const hidden = ACTIVATIONS[c.act](dense(layerNorm(x, `${b}.norm2`), w1, b1)); // [B*T, m]
+    x = g.op('Add', [x, layerScale(dense(hidden, w2, param(`${p}.fc2.bias`)), `${b}.ls2.gamma`)]); // [B*T, D]
   }
 
-  // CLS pooling after the final norm; normalizing the CLS token alone equals slicing the normalized
-  // sequence (LayerNorm is per token).
-  const clsOut = reshape(g.op('Gather', [reshape(x, [-1, T, D]), g.ints([0])], { axis: 1 }), [-1, D]); // [B, D]
-  const pre = layerNorm(clsOut, 'norm'); // [B, D]
-  const norm = g.op('Max', [g.op('ReduceL2', [pre], { axes: [1], keepdims: 1 }), g.scalar(1e-12)]); // [B, 1]
-  const embedding = g.op('Div', [pre, norm]); // [B, D]
+  // timm: norm on every token, pool, then fc_norm (one of the two exists). LayerNorm is per token,
+  // so the class token is pooled first and normalized alone.
+  /** The class token, or the mean of the patch tokens: [B*T, D] -> [B, D] */
+  const pool = (rows: string) => {
+    const seq = reshape(rows, [-1, T, D]);
+    if (c.globalPool === 'token') return reshape(g.op('Gather', [seq, g.ints([0])], { axis: 1 }), [-1, D]);
+    return g.op('ReduceMean', [g.op('Slice', [seq, g.ints([prefixTokens]), g.ints([T]), g.ints([1])])], { axes: [1], keepdims: 0 });
+  };
+  const poolFirst = c.fcNorm || c.globalPool === 'token';
+  const pre = poolFirst ? layerNorm(pool(x), c.fcNorm ? 'fc_norm' : 'norm') : pool(layerNorm(x, 'norm')); // [B, D]
   const K = c.numClasses;
   const logits =
     K > 0
       ? linear(pre, 'head') // [B, K]
       : g.op('Slice', [pre, g.ints([0]), g.ints([0]), g.ints([1])]); // [B, 0]: a headless model
+  const e = c.embedding === 'head' ? logits : pre;
+  const norm = g.op('Max', [g.op('ReduceL2', [e], { axes: [1], keepdims: 1 }), g.scalar(1e-12)]); // [B, 1]
+  const embedding = g.op('Div', [e, norm]); // [B, E]
   // Identity names the graph outputs; ORT removes it.
   g.op('Identity', [embedding], {}, 'embedding');
   g.op('Identity', [logits], {}, 'logits');
@@ -215,7 +245,7 @@ export function buildOnnxModel(c: ModelConfig, w: WeightMap, ffnDims: readonly n
   return g.serialize(
     `matvit-${c.name}-${sub}`,
     [floatValue('pixels', ['batch', C, c.imageSize, c.imageSize])],
-    [floatValue('embedding', ['batch', D]), floatValue('logits', ['batch', K])],
+    [floatValue('embedding', ['batch', embeddingDim(c)]), floatValue('logits', ['batch', K])],
     `MatViT ${c.name}, submodel ${sub} (ffnDims ${dims.join(',')})`,
   );
 }

@@ -79,6 +79,14 @@ export const posEmbedLength = (c: ModelConfig) => numPatches(c) + (c.noEmbedClas
 /** Width of the retrieval embedding: D, or K when the head's output is the embedding. */
 export const embeddingDim = (c: ModelConfig) => (c.embedding === 'head' ? c.numClasses : c.dim);
 
+/** Which vector is the retrieval embedding, in words: "16-d, L2-normalized: the class token after the final norm (pre-logits)". */
+export function describeEmbedding(c: ModelConfig): string {
+  const pooled = c.globalPool === 'token' ? 'the class token' : `the mean of the patch tokens${numPrefixTokens(c) ? ` (${numPrefixTokens(c)} prefix tokens excluded)` : ''}`;
+  const features = `${pooled} after the final norm${c.fcNorm ? ' (fc_norm, after pooling)' : ''}`;
+  const what = c.embedding === 'head' ? `the head's output (${c.headBias ? 'with' : 'no'} bias) on ${features}` : `${features} (pre-logits)`;
+  return `${embeddingDim(c)}-d, L2-normalized: ${what}`;
+}
+
 /** A named submodel: one FFN hidden width per layer (a granularity or a Mix'n'Match mix). */
 export interface Submodel {
   name: string;

@@ -1,8 +1,8 @@
-// The ops of the forward pass (matvit.ts) that carry hand-written gradients. They compute plain
-// math (a linear layer, LayerNorm, batched products, GELU) in the kernels that tfjs-wasm runs fast,
-// forward and backward: what each avoids, and by how much, is measured in docs/tfjs-wasm-training.md.
-// On other backends they are simply correct (test/gradients.test.ts checks them against finite
-// differences on cpu and against cpu on wasm).
+// The ops of the forward pass (matvit.ts) with hand-written gradients or folded into their
+// neighbours: plain math (a linear layer, LayerNorm, LayerScale, batched products, GELU) in the
+// kernels that tfjs-wasm runs fast, forward and backward. What each avoids, and by how much, is
+// measured in docs/tfjs-wasm-training.md. On other backends they are simply correct
+// (test/gradients.test.ts checks them against finite differences on cpu and against cpu on wasm).
 import * as tf from '@tensorflow/tfjs-core';
 
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
@@ -78,9 +78,19 @@ export const normalize = (eps: number) => {
  */
 export function foldNorm(gamma: tf.Tensor, beta: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): [tf.Tensor2D, tf.Tensor1D] {
   const D = gamma.shape[0]!;
+  const gw = tf.mul(tf.reshape(gamma, [D, 1]), w) as tf.Tensor2D; // [D, out]
   // beta @ w as a column sum of beta[:, None] * w: a matMul's autodiff gradient sets transpose flags.
   const bw = tf.sum(tf.mul(tf.reshape(beta, [D, 1]), w), 0); // [out]
-  return [tf.mul(tf.reshape(gamma, [D, 1]), w) as tf.Tensor2D, (b ? tf.add(bw, b) : bw) as tf.Tensor1D];
+  return [gw, (b ? tf.add(bw, b) : bw) as tf.Tensor1D];
+}
+
+/**
+ * LayerScale (timm's ls1, ls2) folded into the linear layer before it, exactly:
+ * (x @ w + b) * gamma = x @ (w * gamma) + b * gamma, for w [in, D], b and gamma [D]. The backward
+ * pass then gets dgamma from ops on [in, D] instead of a column sum over [B*T, D] (as foldNorm).
+ */
+export function foldScale(w: tf.Tensor, b: tf.Tensor, gamma?: tf.Tensor): [tf.Tensor2D, tf.Tensor1D] {
+  return (gamma ? [tf.mul(w, gamma), tf.mul(b, gamma)] : [w, b]) as [tf.Tensor2D, tf.Tensor1D];
 }
 
 /**
@@ -135,3 +145,16 @@ export const gelu = customOp(([x], save) => {
     },
   };
 }) as (x: tf.Tensor2D) => tf.Tensor2D;
+
+/**
+ * The FFN activations of ModelConfig.act. The tanh approximation (flax's nn.gelu) and QuickGELU
+ * (x * sigmoid(1.702 x), OpenAI CLIP) use tfjs's autodiff: they have no erf to reuse.
+ */
+export const ACTIVATIONS: Record<'gelu' | 'gelu_tanh' | 'quick_gelu', (x: tf.Tensor2D) => tf.Tensor2D> = {
+  gelu,
+  gelu_tanh: (x) => {
+    const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.square(x), x), 0.044715)), Math.sqrt(2 / Math.PI)); // sqrt(2/pi) (x + 0.044715 x^3)
+    return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+  },
+  quick_gelu: (x) => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))),
+};
