@@ -218,6 +218,14 @@ describe('timm: bad sources are refused with the reason', () => {
     assert.equal(fs.existsSync(path.join(root, 'never')), false, 'nothing written');
   });
 
+  test('tensors the architecture does not have are named', () => {
+    const dir = withConfig('headless', (cfg) => (cfg.num_classes = 0));
+    assert.throws(
+      () => importCheckpoint({ from: 'timm', weights: dir, out: path.join(root, 'never') }),
+      /head\.weight \[5,32\]: not part of this architecture\n {2}head\.bias \[5\]: not part of this architecture/,
+    );
+  });
+
   test('an architecture variant this model cannot run', () => {
     const dir = withConfig('map-pool', (cfg) => (cfg.global_pool = 'map'));
     assert.throws(
