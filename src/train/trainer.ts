@@ -18,7 +18,6 @@ import { type Dataset, batches, parseDatasetSpec } from '../data/dataset.ts';
 import { GRANULARITY_NAMES, type ModelConfig, granularityDims } from '../model/config.ts';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.ts';
 import { writeFileAtomic } from '../util/durable.ts';
-import { forward } from '../model/matvit.ts';
 import { decodeSafetensors, encodeSafetensors } from '../model/safetensors.ts';
 import { type WeightMap, initWeights, weightSpecs } from '../model/weights.ts';
 import { createEncoder } from '../engine/encoder.ts';
