@@ -54,7 +54,11 @@ describe('an imported 224 model (timm vit_tiny_patch16_224) through index build 
     assert.match(weights.sha256, /^[0-9a-f]{64}$/);
     const text = (await matvit('info', '--model', model)).stdout;
     assert.match(text, /embedding: "pre_logits"/);
-    assert.match(text, /cropPct: 0\.9/);
+    assert.match(
+      text,
+      /preprocessing: short side resized to 248 \(bicubic\), center crop 224, mean \[0\.5,0\.5,0\.5\], std \[0\.5,0\.5,0\.5\]/,
+    );
+    assert.match(text, /imported from: timm vit_tiny_patch16_224\.augreg_in21k_ft_in1k/);
   });
 
   test('index build and serve run on it unchanged; a photo searched at xl finds itself first', async () => {
