@@ -1,6 +1,6 @@
 // The web page in headless Chromium (Debian's chromium driven by playwright-core): upload an image,
 // the results grid appears with scores and the encoder used; choosing an encoder shows the compute
-// saved against XL; clicking a result searches by it.
+// saved against XL; clicking a result searches by it; nothing the page does is refused by the CSP.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
@@ -34,6 +34,8 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // The server's Content-Security-Policy must allow everything the page does (Chromium logs each refusal).
+  page.on('console', (m) => m.type() === 'error' && /Content Security Policy/i.test(m.text()) && errors.push(m.text()));
   await page.goto(s.url);
   await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
   assert.match(await page.textContent('#about') ?? '', /60 images embedded by tiny-serve/);

@@ -13,7 +13,8 @@ import sharp from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { calibrate, embedQueries } from '../src/serve/calibrate.ts';
 import { buildIndex } from '../src/index/build.ts';
-import { VectorIndex } from '../src/index/index.ts';
+import { VectorIndex } from '../src/index/vector-index.ts';
+import { verifyIndex } from '../src/index/verify.ts';
 import { Store } from '../src/index/store.ts';
 import { saveCheckpoint } from '../src/model/checkpoint.ts';
 import { initWeights } from '../src/model/weights.ts';
@@ -246,7 +247,7 @@ describe('errors', () => {
     assert.equal(j.status, 422);
   });
 
-  test('404 for unknown items and routes; 400 for a malformed id', async () => {
+  test('404 for unknown items and routes; 405 with Allow for a known route and another method; 400 for a malformed id', async () => {
     for (const path of ['/v1/items/99999', '/v1/items/99999/image', '/v1/nothing', '/v2/search']) {
       const r = await call(`${s.url}${path}`);
       assert.equal(r.status, 404, path);
@@ -254,7 +255,20 @@ describe('errors', () => {
     }
     assert400(await call(`${s.url}/v1/items/abc`), 'id', /positive integer/);
     assert400(await call(`${s.url}/v1/items/0/image`), 'id');
-    assert.equal((await call(`${s.url}/v1/search`)).status, 404, 'GET on a POST route');
+    for (const [method, path, allow] of [
+      ['GET', '/v1/search', 'POST'],
+      ['PUT', '/v1/items/1', 'GET, DELETE, HEAD'],
+      ['POST', '/v1/index', 'GET, HEAD'],
+      ['DELETE', '/v1/items', 'POST'],
+      ['PATCH', '/v1/items/1/image', 'GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
+    ]) {
+      const r = await call(`${s.url}${path}`, { method });
+      assert.equal(r.status, 405, `${method} ${path}`);
+      assert.equal(r.headers.get('allow'), allow, `${method} ${path}`);
+      assert.equal(r.body.error.code, 'method-not-allowed');
+    }
+    assert.equal((await call(`${s.url}/v1/items/1`, { method: 'HEAD' })).status, 200, 'HEAD on a GET route');
   });
 });
 
@@ -413,7 +427,7 @@ describe('writes', () => {
       }),
     ]);
     assert.equal(s.service.index.size, before);
-    const v = s.service.index.verify({ sampleSize: 50 });
+    const v = verifyIndex(s.service.index, { sampleSize: 50 });
     assert.ok(v.ok, v.problems.join('; '));
   });
 });

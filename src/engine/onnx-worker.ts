@@ -21,6 +21,7 @@ import { buildOnnxModel } from './onnx-graph.ts';
  * absolute path): no TypeScript loader is needed in the worker.
  *   {load: key, model}               -> builds the session of submodel `key`
  *   {run: key, id, images, dims}     -> {id, embeddings, logits} or {id, error}
+ *   {unload: key}                    -> releases that session once the runs posted before it are done
  *   {close: true}                    -> {closed: true} once every session is settled and released
  */
 const WORKER = `
@@ -33,6 +34,13 @@ parentPort.on('message', async (m) => {
     const created = ort.InferenceSession.create(m.model, workerData.options);
     created.catch(() => {}); // reported by the runs that need it
     sessions.set(m.load, created);
+    return;
+  }
+  if (m.unload !== undefined) {
+    const s = sessions.get(m.unload);
+    sessions.delete(m.unload);
+    await Promise.allSettled([...running]); // runs posted before this message hold the session
+    try { await (await s).release(); } catch {}
     return;
   }
   if (m.close) {
@@ -134,6 +142,15 @@ export class OnnxWorkerEncoder implements Encoder {
       this.waiting.set(id, { resolve, reject, done: () => w.busy-- });
       w.worker.postMessage({ run: key, id, images, dims: shape });
     });
+  }
+
+  /**
+   * Releases a submodel's session in every worker that built it (serve/sessions.ts bounds memory
+   * with it); batches already posted for it run first, and the next batch builds it again.
+   */
+  async release(ffnDims: readonly number[]): Promise<void> {
+    const key = ffnDims.join(',');
+    for (const w of this.workers) if (w.loaded.delete(key)) w.worker.postMessage({ unload: key });
   }
 
   /** Lets every worker settle its sessions (see WORKER's close), then stops it. */

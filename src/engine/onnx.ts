@@ -67,6 +67,17 @@ export class OnnxEncoder implements Encoder {
     return created;
   }
 
+  /**
+   * Releases a submodel's session (the next encode builds it again): how a server bounds its
+   * memory (serve/sessions.ts). The caller makes sure none of its encodes is running.
+   */
+  async release(ffnDims: readonly number[]): Promise<void> {
+    const key = ffnDims.join(',');
+    const pending = this.sessions.get(key);
+    this.sessions.delete(key);
+    await (await pending?.catch(() => undefined))?.release();
+  }
+
   async encode(images: Float32Array, ffnDims: readonly number[]): Promise<EncodeOutput> {
     const c = this.config;
     const B = batchSize(c, images);

@@ -13,13 +13,16 @@
 // error is an ApiError (errors.ts) answered by the one error middleware at the end.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import helmet from 'helmet';
 import multer from 'multer';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { ApiError, invalidField, payloadTooLarge, toApiError } from './errors.ts';
 import { ADD_ACCEPTED, ID_ACCEPTED, MAX_K, addSchema, base64Image, idSchema, parseOr400, searchAccepted, searchSchema } from './schemas.ts';
 import type { SearchService } from './service.ts';
+import { preview } from '../util/zod-error.ts';
 
 export interface AppDeps {
   service: SearchService;
@@ -31,6 +34,50 @@ export interface AppDeps {
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 const ACCEPTED_TYPES = 'multipart/form-data (image in field "image"), image/* (the raw image), application/json ({"image": "<base64>"})';
+
+/** Query parameters whose values are credentials: never logged, whatever their value. */
+const SECRET_PARAM = /token|key|secret|passw|auth|session/i;
+
+/** The URL as logged: credential-like query values, and the admin token anywhere, replaced. */
+export function redactUrl(url: string, adminToken?: string): string {
+  const q = url.indexOf('?');
+  const name = (part: string) => {
+    const k = part.split('=')[0].replace(/\+/g, ' ');
+    try {
+      return decodeURIComponent(k);
+    } catch {
+      return k;
+    }
+  };
+  let out = q < 0 ? url : `${url.slice(0, q)}?${url.slice(q + 1).split('&').map((p) => (SECRET_PARAM.test(name(p)) ? `${p.split('=')[0]}=[redacted]` : p)).join('&')}`;
+  if (adminToken) for (const form of new Set([adminToken, encodeURIComponent(adminToken)])) out = out.split(form).join('[redacted]');
+  return out;
+}
+
+/**
+ * Security headers on every response (helmet): a CSP that allows the page in public/ (its own
+ * script and stylesheet, blob: previews of the query image) and nothing else, no framing, nosniff.
+ * No HSTS: the service speaks plain HTTP, and HSTS is for the TLS proxy in front of it to decide.
+ */
+const securityHeaders = helmet({
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'blob:', 'data:'], connectSrc: ["'self'"],
+      objectSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'self'"], frameAncestors: ["'none'"],
+    },
+  },
+  frameguard: { action: 'deny' },
+  strictTransportSecurity: false,
+});
+
+/** 405 for a known path asked with another method, naming the methods it has (Allow). */
+const methodNotAllowed =
+  (...methods: string[]): RequestHandler =>
+  (req) => {
+    const allow = [...methods, ...(methods.includes('GET') ? ['HEAD'] : [])].join(', ');
+    throw new ApiError(405, 'method-not-allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allow}`, { accepted: allow }, { Allow: allow });
+  };
 
 /** Equal tokens, compared in constant time (the digests have equal length whatever the inputs). */
 function tokenEquals(given: string, expected: string): boolean {
@@ -45,6 +92,7 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple'); // no nested objects from a[b]=c: every option is a string or a list
+  app.use(securityHeaders);
 
   app.use(
     pinoHttp({
@@ -52,10 +100,10 @@ export function createApp(deps: AppDeps): express.Express {
       autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url ?? '') },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
       customProps: (_req, res) => ({ encoder: (res as Response).locals?.encoder }),
-      // Lean request records, and never the Authorization header (the admin token).
+      // Lean request records: never the Authorization header, nor a token sent in the query string.
       serializers: {
         req: (r: { id: unknown; method: string; url: string; remoteAddress: string; headers: Record<string, string> }) => ({
-          id: r.id, method: r.method, url: r.url, remoteAddress: r.remoteAddress, contentType: r.headers['content-type'], contentLength: r.headers['content-length'],
+          id: r.id, method: r.method, url: redactUrl(r.url, deps.adminToken), remoteAddress: r.remoteAddress, contentType: r.headers['content-type'], contentLength: r.headers['content-length'],
         }),
         res: (r: { statusCode: number }) => ({ statusCode: r.statusCode }),
       },
@@ -100,7 +148,7 @@ export function createApp(deps: AppDeps): express.Express {
       if (req.file) image = req.file.buffer;
       else if (encoded !== undefined) {
         const r = base64Image.safeParse(encoded);
-        if (!r.success) throw invalidField('image', typeof encoded === 'string' ? `${encoded.slice(0, 32)}${encoded.length > 32 ? '...' : ''}` : encoded, 'a base64 string (optionally a data: URL)', r.error.issues[0].message);
+        if (!r.success) throw invalidField('image', encoded, 'a base64 string (optionally a data: URL)', r.error.issues[0].message);
         image = r.data;
       }
     } else if (req.body !== undefined) throw invalidField('(body)', req.body, 'a JSON object');
@@ -109,15 +157,16 @@ export function createApp(deps: AppDeps): express.Express {
     // Options may come in the query string, the form or the JSON body, but one value per field.
     const merged: Record<string, unknown> = { ...req.query };
     for (const [key, value] of Object.entries(fields)) {
-      if (key in merged && JSON.stringify(merged[key]) !== JSON.stringify(value))
-        throw invalidField(key, value, 'one value, in either the query string or the body', `also given as ${JSON.stringify(merged[key])} in the query string`);
+      if (key in merged && !isDeepStrictEqual(merged[key], value))
+        throw invalidField(key, value, 'one value, in either the query string or the body', `also given as ${preview(merged[key])} in the query string`);
       merged[key] = value;
     }
     return { image, fields: merged };
   }
 
-  const search = searchSchema(service.menu);
-  const searchFields = searchAccepted(service.menu, service.index.params.ef);
+  const { customWidths } = service.config.sessions;
+  const search = searchSchema(service.menu, customWidths);
+  const searchFields = searchAccepted(service.menu, service.index.params.ef, customWidths);
   const searchInput: RequestHandler = (req, _res, next) => {
     const { image, fields } = imageAndFields(req, searchFields);
     req.body = { image, options: parseOr400(search, fields, searchFields) };
@@ -141,51 +190,77 @@ export function createApp(deps: AppDeps): express.Express {
     const challenge = (error?: string) => ({ 'WWW-Authenticate': `Bearer realm="matvit"${error ? `, error="${error}"` : ''}` });
     if (!m) throw new ApiError(401, 'unauthorized', 'writes need the header Authorization: Bearer <admin token>', {}, challenge());
     if (!tokenEquals(m[1], deps.adminToken)) throw new ApiError(401, 'unauthorized', 'the bearer token is not the admin token', {}, challenge('invalid_token'));
+    service.assertWritable(); // before the body is read
     next();
   };
 
-  // ---- routes ----------------------------------------------------------------------------------
-  app.post('/v1/search', body, searchInput, async (req, res) => {
-    const r = await service.search(req.body.image, req.body.options);
-    res.locals.encoder = r.encoders.map((e) => e.name).join('>');
-    res.json(r);
-  });
+  // ---- routes (each path answers its other methods with 405 and Allow) ---------------------------
+  app
+    .route('/v1/search')
+    .post(body, searchInput, async (req, res) => {
+      const r = await service.search(req.body.image, req.body.options);
+      res.locals.encoder = r.encoders.map((e) => e.name).join('>');
+      res.json(r);
+    })
+    .all(methodNotAllowed('POST'));
 
-  app.get('/v1/index', (_req, res) => {
-    res.json({ ...service.info(), writes: deps.adminToken ? 'enabled' : 'disabled', limits: { maxImageBytes: limits.maxImageBytes, maxK: MAX_K } });
-  });
+  app
+    .route('/v1/index')
+    .get((_req, res) => {
+      const writes = service.readOnly ? 'read-only' : deps.adminToken ? 'enabled' : 'disabled';
+      res.json({ ...service.info(), writes, limits: { maxImageBytes: limits.maxImageBytes, maxK: MAX_K } });
+    })
+    .all(methodNotAllowed('GET'));
 
-  app.get('/v1/items/:id', idInput, (req, res) => {
-    const { id, source, label, labelName, sha256, bytes, addedAt } = service.item(itemId(req));
-    res.json({ id, path: source, label, labelName, sha256, bytes, addedAt, imageUrl: `/v1/items/${id}/image` });
-  });
+  app
+    .route('/v1/items')
+    .post(admin, body, addInput, async (req, res) => {
+      const r = await service.add(req.body.image, req.body.meta);
+      res.status(r.created ? 201 : 200).location(`/v1/items/${r.id}`).json({ ...r, url: `/v1/items/${r.id}` });
+    })
+    .all(methodNotAllowed('POST'));
 
-  app.get('/v1/items/:id/image', idInput, async (req, res) => {
-    const img = await service.image(itemId(req));
-    // Ids are never reused and an item's content never changes: the image can be cached for good.
-    res.set({ 'Content-Type': img.contentType, 'Cache-Control': 'public, max-age=31536000, immutable', 'X-Content-Type-Options': 'nosniff' }).send(img.bytes);
-  });
+  app
+    .route('/v1/items/:id')
+    .get(idInput, (req, res) => {
+      const item = service.item(itemId(req));
+      const { id, source, label, sha256, bytes, addedAt } = item;
+      res.json({ id, path: source, label, labelName: service.labelNameOf(item), sha256, bytes, addedAt, imageUrl: `/v1/items/${id}/image` });
+    })
+    .delete(admin, idInput, (req, res) => {
+      res.json(service.remove(itemId(req)));
+    })
+    .all(methodNotAllowed('GET', 'DELETE'));
 
-  app.post('/v1/items', admin, body, addInput, async (req, res) => {
-    const r = await service.add(req.body.image, req.body.meta);
-    res.status(r.created ? 201 : 200).location(`/v1/items/${r.id}`).json({ ...r, url: `/v1/items/${r.id}` });
-  });
+  app
+    .route('/v1/items/:id/image')
+    .get(idInput, async (req, res) => {
+      const img = await service.image(itemId(req));
+      // Ids are never reused and an item's content never changes: the image can be cached for good.
+      res.set({ 'Content-Type': img.contentType, 'Cache-Control': 'public, max-age=31536000, immutable' }).send(img.bytes);
+    })
+    .all(methodNotAllowed('GET'));
 
-  app.delete('/v1/items/:id', admin, idInput, (req, res) => {
-    res.json(service.remove(itemId(req)));
-  });
+  app
+    .route('/healthz')
+    .get((_req, res) => {
+      res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed('GET'));
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
+  app
+    .route('/readyz')
+    .get((_req, res) => {
+      res.status(service.state === 'ready' ? 200 : 503).json({ status: service.state });
+    })
+    .all(methodNotAllowed('GET'));
 
-  app.get('/readyz', (_req, res) => {
-    res.status(service.state === 'ready' ? 200 : 503).json({ status: service.state });
-  });
-
-  app.get('/metrics', async (_req, res) => {
-    res.type(service.metrics.registry.contentType).send(await service.scrape());
-  });
+  app
+    .route('/metrics')
+    .get(async (_req, res) => {
+      res.type(service.metrics.registry.contentType).send(await service.scrape());
+    })
+    .all(methodNotAllowed('GET'));
 
   app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
 

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { BatchOptions } from './batcher.ts';
 import { LoadTargets } from './policy.ts';
+import { SessionLimits } from './sessions.ts';
 
 export const ServeConfig = z
   .object({
@@ -10,6 +11,7 @@ export const ServeConfig = z
     maxImageBytes: z.number().int().positive().default(8 * 1024 * 1024),
     batch: BatchOptions.prefault({}),
     load: LoadTargets.prefault({}),
+    sessions: SessionLimits.prefault({}),
     latency: z
       .object({
         /** Batch-1 runs per named submodel at startup (the median is kept). */

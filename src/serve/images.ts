@@ -6,11 +6,15 @@
 //   chose it; clients can only add 'upload:' items);
 // - anything else: a path relative to the corpus root (manifest corpus.root, or the folder its
 //   spec names). A relative path that resolves outside that root is refused, whatever the store says.
+//
+// Only raster types every browser renders as inert pixels are sent as they are stored; anything
+// else (an SVG in a folder corpus, TIFF, HEIF) is sent as a PNG rendered by sharp, because an SVG
+// served from this origin runs its scripts with the API's privileges. Uploads refuse SVG outright.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { type Dataset, parseDatasetSpec } from '../data/dataset.ts';
-import type { Manifest } from '../index/index.ts';
+import { type Dataset, parseDatasetSpec, specRoot, unslicedSpec } from '../data/dataset.ts';
+import type { Manifest } from '../index/manifest.ts';
 import { ApiError } from './errors.ts';
 
 export const UPLOADS_DIR = 'uploads';
@@ -21,13 +25,29 @@ export interface ImageFile {
   contentType: string;
 }
 
-const CONTENT_TYPES: Record<string, string> = {
-  png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', tiff: 'image/tiff', avif: 'image/avif', heif: 'image/heif', svg: 'image/svg+xml',
-};
+/** sharp's format names of the types served as stored, with their Content-Type. */
+const SAFE_RASTER: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', avif: 'image/avif' };
 
-/** The file extension an uploaded image is kept under, from its decoded format. */
+/** The format sharp reads in `bytes`, or undefined when it reads none. */
+async function formatOf(bytes: Buffer): Promise<string | undefined> {
+  try {
+    return (await sharp(bytes).metadata()).format;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The file extension an upload is kept under, from its decoded format. SVG is refused (415): it is
+ * a document, not pixels (scripts, no intrinsic size), and the store keeps the bytes a client sent
+ * so that its sha256 names them; rasterize it before adding it.
+ */
 export async function uploadExtension(bytes: Buffer): Promise<string> {
-  const { format } = await sharp(bytes).metadata();
+  const format = await formatOf(bytes);
+  if (format === 'svg')
+    throw new ApiError(415, 'unsupported-image-type', 'image: SVG images cannot be added to the index (they are documents that may run scripts); convert it to PNG first', {
+      field: 'image', received: 'image/svg+xml', accepted: 'raster images: PNG, JPEG, GIF, WebP, AVIF, TIFF, HEIF',
+    });
   return format === 'jpeg' ? 'jpg' : (format ?? 'bin');
 }
 
@@ -36,9 +56,6 @@ export const uploadSource = (name: string) => `${UPLOAD_PREFIX}${name}`;
 export const uploadPath = (indexDir: string, name: string) => path.join(indexDir, UPLOADS_DIR, name);
 
 const unavailable = (id: number, why: string) => new ApiError(404, 'image-unavailable', `item ${id}: its image is not available (${why})`);
-
-/** Strips a trailing [a:b] slice: IDX refs count from the start of the file, not of the slice. */
-const unsliced = (spec: string) => spec.replace(/\[-?\d*:-?\d*\]$/, '');
 
 export class CorpusImages {
   private idx: Promise<Dataset> | null = null;
@@ -56,9 +73,7 @@ export class CorpusImages {
   /** The folder relative sources are resolved in: corpus.root, else the folder of a folder/files spec. */
   private root(): string | undefined {
     if (typeof this.corpus.root === 'string') return path.resolve(this.indexDir, this.corpus.root);
-    const spec = this.spec && unsliced(this.spec);
-    if (!spec || /^(fashion-mnist|idx):/.test(spec)) return undefined;
-    return path.resolve(spec.replace(/^(files|folder):/, ''));
+    return this.spec === undefined ? undefined : specRoot(this.spec);
   }
 
   async image(id: number, source: string): Promise<ImageFile> {
@@ -85,20 +100,21 @@ export class CorpusImages {
       if (e instanceof ApiError) throw e;
       throw unavailable(id, `the file is gone from the corpus: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    let format: string | undefined;
+    const format = await formatOf(bytes);
+    if (format && SAFE_RASTER[format]) return { bytes, contentType: SAFE_RASTER[format] };
+    if (!format) throw unavailable(id, 'the stored file is not an image sharp can read');
     try {
-      format = (await sharp(bytes).metadata()).format;
-    } catch {
-      format = undefined;
+      return { bytes: await sharp(bytes).png().toBuffer(), contentType: 'image/png' };
+    } catch (e) {
+      throw unavailable(id, `the stored ${format} image cannot be rendered: ${(e as Error).message}`);
     }
-    return { bytes, contentType: (format && CONTENT_TYPES[format]) ?? 'application/octet-stream' };
   }
 
   private async idxImage(id: number, record: number): Promise<ImageFile> {
     const spec = this.spec;
     if (!spec || !/^(fashion-mnist|idx):/.test(spec)) throw unavailable(id, 'the index manifest records no IDX corpus spec');
     if (!this.idx) {
-      this.idx = parseDatasetSpec(unsliced(spec));
+      this.idx = parseDatasetSpec(unslicedSpec(spec));
       this.idx.catch(() => (this.idx = null)); // retried on the next request
     }
     let ds: Dataset;

@@ -23,6 +23,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     queueDepth: new client.Gauge({ name: 'matvit_queue_depth', help: 'Images waiting for the engine', registers }),
     loadLevel: new client.Gauge({ name: 'matvit_load_level', help: 'Steps `auto` has taken down the encoder ladder because of load (0 = none)', registers }),
     items: new client.Gauge({ name: 'matvit_index_items', help: 'Live items in the index', registers }),
+    customSessions: new client.Gauge({ name: 'matvit_custom_sessions', help: 'Engine sessions held for FFN widths outside the menu (bounded by sessions.customSessions)', registers }),
+    sessionEvictions: new client.Counter({ name: 'matvit_session_evictions_total', help: 'Engine sessions of custom widths released to stay within sessions.customSessions', registers }),
     writes: new client.Counter({ name: 'matvit_index_writes_total', help: 'Items added or removed through the API', labelNames: ['op'], registers }),
   };
 }

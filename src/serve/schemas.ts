@@ -9,6 +9,9 @@ import type { ServiceEntry, ServiceMenu } from './menu.ts';
 import type { SearchOptions } from './service.ts';
 
 export const MAX_K = 1000;
+/** Class labels: -1 (none) to 2^31-1, the range of the index's in-memory labels (an Int32Array), so every read path agrees. */
+export const LABEL_MAX = 2 ** 31 - 1;
+const LABEL_RANGE = `-1..${LABEL_MAX}`;
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** A number, or a string that is exactly one. */
@@ -27,23 +30,29 @@ export const base64Image = z
   .refine((s) => /^[A-Za-z0-9+/_-]*={0,2}$/.test(s) && s.length % 4 !== 1, 'not valid base64')
   .transform((s) => Buffer.from(s, 'base64'));
 
-export function searchAccepted(menu: ServiceMenu, indexEf: number): Record<string, string> {
+export function searchAccepted(menu: ServiceMenu, indexEf: number, customWidths = true): Record<string, string> {
   const c = menu.config;
-  const widthsText = `${c.depth} comma-separated FFN widths, one per layer, each an integer in 1..${c.mlpDim}`;
+  const names = menu.entries.map((e) => e.name).join(', ');
+  const widthsText = customWidths
+    ? `${c.depth} comma-separated FFN widths, one per layer, each an integer in 1..${c.mlpDim}`
+    : `the FFN widths of a menu entry (${menu.entries.map((e) => e.ffnDims.join(',')).join('; ')}): other widths are disabled on this server`;
   return {
     k: `an integer in 1..${MAX_K} (default 10)`,
-    encoder: `auto (default), ${menu.entries.map((e) => e.name).join(', ')}, or ${widthsText}`,
+    encoder: `auto (default), ${names}, or ${widthsText}`,
     ffnDims: widthsText + ' (or a JSON array)',
     maxMflops: `a positive number of MFLOPs per query (the encoders cost ${menu.entries.map((e) => `${e.name} ${e.mflops.toFixed(2)}`).join(', ')})`,
     maxLatencyMs: 'a positive number of milliseconds (batch-1 encode latency measured on this machine at startup)',
     ef: `an integer in 1..10000 (default: the index's ef, ${indexEf})`,
-    label: 'an integer class label (-1: unlabelled items)',
+    label: `an integer class label in ${LABEL_RANGE} (-1: unlabelled items)`,
     image: 'an image: multipart/form-data field "image", a raw image/* body, or JSON {"image": "<base64>"}',
   };
 }
 
-/** Search options; encoder and ffnDims are resolved to a menu entry (or explicit widths). */
-export function searchSchema(menu: ServiceMenu) {
+/**
+ * Search options; encoder and ffnDims are resolved to a menu entry, or to explicit widths unless
+ * `customWidths` is false (sessions.ts: each distinct width costs an engine session).
+ */
+export function searchSchema(menu: ServiceMenu, customWidths = true) {
   return z
     .object({
       k: integer(1, MAX_K).default(10),
@@ -52,7 +61,7 @@ export function searchSchema(menu: ServiceMenu) {
       maxMflops: positive.optional(),
       maxLatencyMs: positive.optional(),
       ef: integer(1, 10000).optional(),
-      label: integer(-1).optional(),
+      label: integer(-1, LABEL_MAX).optional(),
     })
     .strict()
     .transform((o, ctx): SearchOptions => {
@@ -62,10 +71,15 @@ export function searchSchema(menu: ServiceMenu) {
         return z.NEVER;
       };
       const named = o.encoder?.toLowerCase();
+      const widths = (dims: number[]) => {
+        const entry = menu.forFfnDims(checkFfnDims(menu.config, dims));
+        if (entry.origin === 'request' && !customWidths) throw new Error(`widths outside the menu are disabled on this server (matvit serve --no-custom-widths); the menu: ${menu.entries.map((e) => `${e.name} = ${e.ffnDims.join(',')}`).join('; ')}`);
+        return entry;
+      };
       if (o.ffnDims !== undefined) {
         if (named !== undefined && named !== 'auto') return fail('ffnDims', `give encoder or ffnDims, not both (encoder is "${o.encoder}")`);
         try {
-          encoder = menu.forFfnDims(checkFfnDims(menu.config, o.ffnDims));
+          encoder = widths(o.ffnDims);
         } catch (e) {
           return fail('ffnDims', (e as Error).message);
         }
@@ -75,7 +89,7 @@ export function searchSchema(menu: ServiceMenu) {
         else if (named.includes(',')) {
           const dims = named.split(',').map((p) => Number(p.trim()));
           try {
-            encoder = menu.forFfnDims(checkFfnDims(menu.config, dims));
+            encoder = widths(dims);
           } catch (e) {
             return fail('encoder', (e as Error).message);
           }
@@ -86,12 +100,12 @@ export function searchSchema(menu: ServiceMenu) {
 }
 
 export const ADD_ACCEPTED: Record<string, string> = {
-  label: 'an integer class label, -1 for none (default -1)',
+  label: `an integer class label in ${LABEL_RANGE}, -1 for none (default -1)`,
   labelName: 'a string of at most 200 characters',
   image: 'an image: multipart/form-data field "image", a raw image/* body, or JSON {"image": "<base64>"}',
 };
 
-export const addSchema = z.object({ label: integer(-1).optional(), labelName: z.string().max(200).optional() }).strict();
+export const addSchema = z.object({ label: integer(-1, LABEL_MAX).optional(), labelName: z.string().max(200).optional() }).strict();
 
 export const idSchema = z.object({ id: z.string().regex(/^\d{1,15}$/, 'not a positive integer').transform(Number).pipe(z.number().int().positive()) }).strict();
 export const ID_ACCEPTED = { id: 'a positive integer item id' };

@@ -5,13 +5,16 @@
 // requests in flight finish (writes are durable in the store before they answer), idle
 // keep-alive connections are closed, and after the last request the index is snapshotted and
 // closed. Connections still busy after shutdownTimeoutMs are cut.
+import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { type EngineName, type EngineOptions, createEncoder } from '../engine/encoder.ts';
 import { openCorpus } from '../index/corpus.ts';
 import { createApp } from './app.ts';
 import type { ServeConfigInput } from './config.ts';
+import { UPLOADS_DIR } from './images.ts';
 import { SearchService } from './service.ts';
 
 export interface ServerOptions {
@@ -39,15 +42,37 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * Why this process cannot write the index in `dir` (the directory, its store files, uploads/), or
+ * undefined when it can: checked before opening, so that an unwritable index is served read-only
+ * with one clear log line instead of failing on the first temp file.
+ */
+export function writeProblem(dir: string): string | undefined {
+  const files = ['', 'store.sqlite', 'store.sqlite-wal', 'store.sqlite-shm', UPLOADS_DIR].map((f) => path.join(dir, f));
+  for (const file of files) {
+    try {
+      fs.accessSync(file, fs.constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      const who = process.getuid ? `user ${process.getuid()}` : 'this process';
+      return `${path.resolve(file)} is not writable by ${who} (${code}${code === 'EROFS' ? ': a read-only file system' : ': no write permission'})`;
+    }
+  }
+  return undefined;
+}
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: 'silent' });
-  const corpus = openCorpus(opts.index, { model: opts.model });
+  const readOnly = writeProblem(opts.index);
+  if (readOnly) log.warn({ index: path.resolve(opts.index), problem: readOnly }, `serving read-only: ${readOnly}; writes answer 503 until the permission is fixed and the server restarted`);
+  const corpus = openCorpus(opts.index, { model: opts.model, mode: readOnly === undefined ? 'write' : 'read' });
   let service: SearchService;
   try {
     // Off the event loop: onnxruntime-node's run() blocks its thread for the whole batch, during
     // which an in-process server could not accept, decode, search or answer /healthz.
     const encoder = await createEncoder(opts.engine ?? 'onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, { offThread: true, ...opts.engineOptions });
-    service = new SearchService({ corpus, encoder, config: opts.config, log });
+    service = new SearchService({ corpus, encoder, config: opts.config, log, readOnly });
   } catch (e) {
     corpus.index.close({ snapshot: false });
     throw e;

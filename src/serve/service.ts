@@ -6,15 +6,15 @@
 // decoding never blocks the event loop) -> encoder (batched) -> index. Index calls are synchronous
 // (VectorIndex), so a write and a search never interleave inside the index: searches running
 // during writes see the index before or after each write, never half of one.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { preprocessImage } from '../data/preprocess.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
-import type { Item, SearchHit } from '../index/index.ts';
-import { writeFileAtomic } from '../util/durable.ts';
+import type { Item, SearchHit } from '../index/vector-index.ts';
+import { removeStaleTemps, writeFileAtomic } from '../util/durable.ts';
+import { sha256Hex } from '../util/hash.ts';
 import { checkFfnDims } from '../model/config.ts';
 import { MicroBatcher } from './batcher.ts';
 import { CASCADE_META_KEY, Cascade, type Confidence, confidence, shouldEscalate } from './cascade.ts';
@@ -24,12 +24,15 @@ import { CorpusImages, type ImageFile, UPLOADS_DIR, uploadExtension, uploadPath,
 import { ServiceMenu, type ServiceEntry } from './menu.ts';
 import { type Metrics, createMetrics } from './metrics.ts';
 import { EncoderPolicy, type Plan } from './policy.ts';
+import { BoundedSessions } from './sessions.ts';
 
 export interface ServiceDeps {
   corpus: Corpus;
   encoder: Encoder;
   config?: ServeConfigInput;
   log?: Logger;
+  /** Why the index cannot be written (server.ts detects it); set: writes answer 503, the index is open read-only. */
+  readOnly?: string;
 }
 
 /** Search options after validation (app.ts). */
@@ -75,17 +78,16 @@ export interface SearchResponse {
 export type ServiceState = 'warming' | 'ready' | 'draining' | 'closed';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 export class SearchService {
   readonly config: ServeConfig;
   readonly menu: ServiceMenu;
   readonly policy: EncoderPolicy;
   readonly batcher: MicroBatcher;
+  readonly sessions: BoundedSessions;
   readonly metrics: Metrics;
   readonly log: Logger;
   private readonly images: CorpusImages;
-  private readonly labelNames = new Map<number, string | null>();
   private refreshTimer: NodeJS.Timeout | null = null;
   state: ServiceState = 'warming';
 
@@ -97,11 +99,15 @@ export class SearchService {
     this.menu = new ServiceMenu(corpus.checkpoint.meta.model, corpus.checkpoint.meta.menu, manifest.ffnDims);
     this.policy = new EncoderPolicy(this.menu, this.loadCascade(), this.config.load);
     this.metrics = createMetrics({ defaultMetrics: this.config.defaultMetrics });
-    this.batcher = new MicroBatcher(encoder, this.config.batch, (e) => {
+    // Menu entries and the cascade's stages keep their sessions; other widths share a few (sessions.ts).
+    const pinned = [...this.menu.entries, ...this.policy.ladder.flatMap((r) => r.stages.map((st) => st.entry))].map((e) => e.ffnDims);
+    this.sessions = new BoundedSessions(encoder, pinned, this.config.sessions.customSessions, () => this.metrics.sessionEvictions.inc());
+    this.batcher = new MicroBatcher(this.sessions, this.config.batch, (e) => {
       this.metrics.batchSize.observe({ encoder: e.name }, e.size);
       this.metrics.engineLatency.observe({ encoder: e.name }, e.ms);
     });
     this.images = new CorpusImages(corpus.index.dir, manifest.corpus);
+    if (!this.readOnly) this.removeStaleUploads();
     if (this.config.refreshMs > 0) {
       // Picks up what `matvit index add/remove` committed from another process.
       this.refreshTimer = setInterval(() => this.refresh(), this.config.refreshMs);
@@ -111,6 +117,19 @@ export class SearchService {
 
   get index() {
     return this.deps.corpus.index;
+  }
+
+  /** Why writes are disabled by the index directory, if they are. */
+  get readOnly(): string | undefined {
+    return this.deps.readOnly;
+  }
+
+  /** Temp files of uploads whose writer was killed mid-write (the index cleans its own on open). */
+  private removeStaleUploads(): void {
+    const dir = path.join(this.index.dir, UPLOADS_DIR);
+    if (!fs.existsSync(dir)) return;
+    const removed = removeStaleTemps(dir);
+    if (removed.length) this.log.info({ dir, removed }, `removed ${removed.length} temp file(s) of interrupted uploads`);
   }
 
   get model() {
@@ -164,6 +183,11 @@ export class SearchService {
     if (this.state === 'closed') throw new ApiError(503, 'shutting-down', 'the server is shutting down', {}, { 'Retry-After': '5' });
   }
 
+  assertWritable(): void {
+    this.assertOpen();
+    if (this.readOnly) throw new ApiError(503, 'read-only', `writes are disabled: ${this.readOnly}`);
+  }
+
   /** Metrics label of an entry: explicit widths from a request are all "custom". */
   private label(e: ServiceEntry): string {
     return e.origin === 'request' ? 'custom' : e.name;
@@ -205,7 +229,7 @@ export class SearchService {
     this.metrics.searchLatency.observe({ encoder: this.label(final) }, totalMs);
     this.metrics.queryMflops.inc(spent);
     return {
-      results: hits.slice(0, o.k).map((h) => ({ id: h.id, score: h.score, label: h.label, labelName: this.labelName(h), path: h.source, imageUrl: `/v1/items/${h.id}/image` })),
+      results: hits.slice(0, o.k).map((h) => this.result(h)),
       encoder: { name: final.name, ffnDims: final.ffnDims, mflops: final.mflops, xlMflops: this.menu.xlMflops, savedFraction: 1 - spent / this.menu.xlMflops },
       encoders: runs,
       policy: { mode: plan.mode, loadLevel: plan.loadLevel, why: plan.why },
@@ -218,11 +242,16 @@ export class SearchService {
     };
   }
 
-  /** Label names live in the store, per item; a label's name is read once and remembered. */
-  private labelName(h: SearchHit): string | null {
-    if (h.label < 0) return null;
-    if (!this.labelNames.has(h.label)) this.labelNames.set(h.label, this.index.item(h.id)?.labelName ?? null);
-    return this.labelNames.get(h.label)!;
+  /** An item's own label name, else the model's name for its label: never another item's. */
+  labelNameOf(item: Pick<Item, 'label' | 'labelName'>): string | null {
+    return item.labelName ?? (item.label >= 0 ? (this.model.classNames[item.label] ?? null) : null);
+  }
+
+  /** A hit as returned: label and name read from the hit's own item in the store. */
+  private result(h: SearchHit): SearchResult {
+    const item = this.index.item(h.id);
+    const label = item?.label ?? h.label;
+    return { id: h.id, score: h.score, label, labelName: item ? this.labelNameOf(item) : null, path: h.source, imageUrl: `/v1/items/${h.id}/image` };
   }
 
   /**
@@ -231,13 +260,13 @@ export class SearchService {
    * this returns. The same content twice gives the existing item (created: false).
    */
   async add(image: Buffer, meta: { label?: number; labelName?: string }): Promise<{ id: number; created: boolean }> {
-    this.assertOpen();
-    const sha = sha256(image);
+    this.assertWritable();
+    const sha = sha256Hex(image);
     const known = this.index.existing([sha]).get(sha);
     if (known !== undefined) return { id: known, created: false };
+    const name = `${sha}.${await uploadExtension(image)}`; // refuses SVG before any encoding
     const input = await preprocessImage(image, this.model);
     const vector = await this.batcher.encode(input, this.menu.corpus);
-    const name = `${sha}.${await uploadExtension(image)}`;
     this.assertOpen();
     fs.mkdirSync(path.join(this.index.dir, UPLOADS_DIR), { recursive: true });
     writeFileAtomic(uploadPath(this.index.dir, name), image);
@@ -251,7 +280,7 @@ export class SearchService {
 
   /** Deletes a live item; 404 when there is none with this id. */
   remove(id: number): { id: number; removed: true } {
-    this.assertOpen();
+    this.assertWritable();
     const item = this.index.item(id);
     const r = this.index.remove([id]);
     if (r.removed.length === 0) throw notFound(id, item);
@@ -297,6 +326,7 @@ export class SearchService {
   async scrape(): Promise<string> {
     this.metrics.queueDepth.set(this.batcher.depth);
     this.metrics.loadLevel.set(this.policy.load.level);
+    this.metrics.customSessions.set(this.sessions.customCount);
     if (this.state !== 'closed') this.metrics.items.set(this.index.size);
     return this.metrics.registry.metrics();
   }
