@@ -23,14 +23,26 @@ const TOL = 1e-4;
 // Fixtures
 
 const TINY = ModelConfig.parse({
-  name: 'tiny', imageSize: 8, patchSize: 4, channels: 3, dim: 16, depth: 2, heads: 2, mlpDim: 32, numClasses: 5,
-  mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25],
+  name: 'tiny',
+  imageSize: 8,
+  patchSize: 4,
+  channels: 3,
+  dim: 16,
+  depth: 2,
+  heads: 2,
+  mlpDim: 32,
+  numClasses: 5,
+  mean: [0.5, 0.5, 0.5],
+  std: [0.25, 0.25, 0.25],
 });
 
 /** s, m, l, xl and one Mix'n'Match submodel (widths non-decreasing with depth, as in the paper). */
 function submodels(c: ModelConfig): [string, number[]][] {
   const named = GRANULARITY_NAMES.map((g): [string, number[]] => [g, granularityDims(c, g)]);
-  const mix = Array.from({ length: c.depth }, (_, i) => granularityDims(c, GRANULARITY_NAMES[Math.min(3, Math.floor(((i + 1) * 4) / (c.depth + 1)))])[0]);
+  const mix = Array.from(
+    { length: c.depth },
+    (_, i) => granularityDims(c, GRANULARITY_NAMES[Math.min(3, Math.floor(((i + 1) * 4) / (c.depth + 1)))])[0],
+  );
   return [...named, [`mix ${mix.join(',')}`, mix]];
 }
 
@@ -71,7 +83,10 @@ describe('engines vs an independent float64 reference (tiny config)', () => {
   });
 });
 
-for (const [presetName, B] of [['fmnist-tiny', 4], ['vit-s16', 2]] as const)
+for (const [presetName, B] of [
+  ['fmnist-tiny', 4],
+  ['vit-s16', 2],
+] as const)
   describe(`tfjs and onnx agree on ${presetName} (batch ${B})`, () => {
     const c = preset(presetName);
     const w = strongWeights(c, 5);
@@ -148,12 +163,18 @@ describe('onnx engine and graph', () => {
     const s = buildOnnxModel(c, w, granularityDims(c, 's'));
     const xl = buildOnnxModel(c, w, granularityDims(c, 'xl'));
     const slicedFloats = c.depth * (c.mlpDim - c.mlpDim / 8) * (2 * c.dim + 1); // fc1 columns + bias, fc2 rows
-    assert.ok(Math.abs(xl.length - s.length - 4 * slicedFloats) < 200, `XL ${xl.length} B, S ${s.length} B, expected a difference of ~${4 * slicedFloats} B`);
+    assert.ok(
+      Math.abs(xl.length - s.length - 4 * slicedFloats) < 200,
+      `XL ${xl.length} B, S ${s.length} B, expected a difference of ~${4 * slicedFloats} B`,
+    );
 
     const model = onnx.ModelProto.decode(s);
     assert.equal(model.producerName, 'matvit-retrieval');
     assert.equal(Number(model.irVersion), 8);
-    assert.deepEqual(model.opsetImport.map((o) => [o.domain, Number(o.version)]), [['', 17]]);
+    assert.deepEqual(
+      model.opsetImport.map((o) => [o.domain, Number(o.version)]),
+      [['', 17]],
+    );
     assert.match(model.graph?.name ?? '', /fmnist-tiny.*\bs\b/);
     const dimsOf = (name: string) => (model.graph?.initializer?.find((t) => t.name === name)?.dims ?? []).map(Number);
     assert.deepEqual(dimsOf('blocks.0.mlp.fc1.weight'), [c.dim, c.mlpDim / 8]);
@@ -172,7 +193,12 @@ describe('onnx engine and graph', () => {
       const session = await ort.InferenceSession.create(file);
       const out = await session.run({ pixels: new ort.Tensor('float32', images, [3, c.channels, c.imageSize, c.imageSize]) });
       await session.release();
-      assertClose(await enc.encode(images, dims), { embeddings: out.embedding.data as Float32Array, logits: out.logits.data as Float32Array }, 1e-6, 'file vs engine');
+      assertClose(
+        await enc.encode(images, dims),
+        { embeddings: out.embedding.data as Float32Array, logits: out.logits.data as Float32Array },
+        1e-6,
+        'file vs engine',
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
       await enc.dispose();
@@ -223,6 +249,9 @@ describe('onnx engine and graph', () => {
     await assert.rejects(enc.encode(images.subarray(1), granularityDims(c, 's')), /not a whole number/);
     await enc.dispose();
     await assert.rejects(OnnxEncoder.create(c, w, { threads: 0 }), /threads 0: expected a positive integer/);
-    await assert.rejects(createEncoder('onnx', c, w, { threads: 1, offThread: true, workers: 2 }), /workers 2: expected an integer from 1 to threads \(1\)/);
+    await assert.rejects(
+      createEncoder('onnx', c, w, { threads: 1, offThread: true, workers: 2 }),
+      /workers 2: expected an integer from 1 to threads \(1\)/,
+    );
   });
 });

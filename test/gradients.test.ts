@@ -10,7 +10,7 @@ import { forward, toTensors } from '../src/model/matvit.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { tinyConfig } from './helpers/tiny.ts';
 
-it('gradients of a Mix\'n\'Match submodel match finite differences', async () => {
+it("gradients of a Mix'n'Match submodel match finite differences", async () => {
   await tf.setBackend('cpu');
   const c = tinyConfig();
   const w0 = initWeights(c, 3);
@@ -22,10 +22,21 @@ it('gradients of a Mix\'n\'Match submodel match finite differences', async () =>
   const loss = () => tf.sum(tf.mul(forward(c, vars, x, [8, 32]).logits, weights)) as tf.Scalar;
   const { grads } = tf.variableGrads(loss);
   const checks: [string, number][] = [
-    ['patch_embed.proj.weight', 7], ['pos_embed', 20], ['blocks.0.attn.qkv.weight', 40], ['blocks.0.attn.proj.bias', 3],
-    ['blocks.0.mlp.fc1.weight', 5], ['blocks.0.mlp.fc1.weight', 17], ['blocks.1.mlp.fc2.weight', 100], ['blocks.1.norm2.weight', 2],
-    ['norm.bias', 4], ['head.weight', 9], ['blocks.0.norm1.bias', 6], ['blocks.1.norm1.weight', 11], ['blocks.0.norm2.weight', 0],
-    ['cls_token', 5], ['blocks.1.attn.qkv.bias', 40],
+    ['patch_embed.proj.weight', 7],
+    ['pos_embed', 20],
+    ['blocks.0.attn.qkv.weight', 40],
+    ['blocks.0.attn.proj.bias', 3],
+    ['blocks.0.mlp.fc1.weight', 5],
+    ['blocks.0.mlp.fc1.weight', 17],
+    ['blocks.1.mlp.fc2.weight', 100],
+    ['blocks.1.norm2.weight', 2],
+    ['norm.bias', 4],
+    ['head.weight', 9],
+    ['blocks.0.norm1.bias', 6],
+    ['blocks.1.norm1.weight', 11],
+    ['blocks.0.norm2.weight', 0],
+    ['cls_token', 5],
+    ['blocks.1.attn.qkv.bias', 40],
   ];
   for (const [name, i] of checks) {
     const v = vars[name];
@@ -39,13 +50,16 @@ it('gradients of a Mix\'n\'Match submodel match finite differences', async () =>
     const numeric = (at(eps) - at(-2 * eps)) / (2 * eps);
     at(eps);
     const analytic = grads[name].dataSync()[i];
-    assert.ok(Math.abs(numeric - analytic) <= 2e-3 * Math.max(1, Math.abs(numeric)), `${name}[${i}]: numeric ${numeric}, analytic ${analytic}`);
+    assert.ok(
+      Math.abs(numeric - analytic) <= 2e-3 * Math.max(1, Math.abs(numeric)),
+      `${name}[${i}]: numeric ${numeric}, analytic ${analytic}`,
+    );
   }
   // fc1 column 17 of layer 0 lies past its width 8: no gradient (sliced, not masked).
   assert.equal(grads['blocks.0.mlp.fc1.weight'].dataSync()[17], 0);
 });
 
-it('every gradient on tfjs-wasm (the training backend, with its kernel overrides) equals the cpu backend\'s', async () => {
+it("every gradient on tfjs-wasm (the training backend, with its kernel overrides) equals the cpu backend's", async () => {
   const c = tinyConfig();
   const w0 = initWeights(c, 4);
   for (const k of Object.keys(w0)) w0[k].data.forEach((_, i, a) => (a[i] += 0.1 * Math.cos(i + k.length)));

@@ -33,7 +33,11 @@ describe('compute accounting', () => {
   it('xl params equal the size of the weight map', () => {
     for (const name of Object.keys(PRESETS)) {
       const p = preset(name);
-      assert.equal(paramCount(p, granularityDims(p, 'xl')), weightSpecs(p).reduce((a, s) => a + numel(s.shape), 0), name);
+      assert.equal(
+        paramCount(p, granularityDims(p, 'xl')),
+        weightSpecs(p).reduce((a, s) => a + numel(s.shape), 0),
+        name,
+      );
     }
   });
   it('ViT-B/16 matches the paper: ~86M params, 17.6 GMACs at xl', () => {
@@ -46,7 +50,10 @@ describe('compute accounting', () => {
 describe('submodels', () => {
   const c = tinyConfig();
   it('granularities are 1/8, 1/4, 1/2, 1 of mlpDim', () => {
-    assert.deepEqual(['s', 'm', 'l', 'xl'].map((g) => granularityDims(c, g as 's')[0]), [4, 8, 16, 32]);
+    assert.deepEqual(
+      ['s', 'm', 'l', 'xl'].map((g) => granularityDims(c, g as 's')[0]),
+      [4, 8, 16, 32],
+    );
     assert.equal(submodelName(c, [8, 8]), 'm');
     assert.equal(submodelName(c, [4, 32]), '4,32');
     assert.deepEqual(parseSubmodel(c, 'L'), [16, 16]);
@@ -78,7 +85,12 @@ describe('checkpoints', () => {
     const fc1 = tensors['blocks.0.mlp.fc1.weight'];
     assert.deepEqual(fc1.shape, [32, 16]);
     const mem = w['blocks.0.mlp.fc1.weight']; // [16, 32]
-    for (const [i, o] of [[0, 0], [3, 17], [15, 31]]) assert.equal(fc1.data[o * 16 + i], mem.data[i * 32 + o]);
+    for (const [i, o] of [
+      [0, 0],
+      [3, 17],
+      [15, 31],
+    ])
+      assert.equal(fc1.data[o * 16 + i], mem.data[i * 32 + o]);
     const conv = tensors['patch_embed.proj.weight'];
     assert.deepEqual(conv.shape, [16, 3, 4, 4]);
     // memory row (py*P + px)*C + ch, column d  <->  conv [d, ch, py, px]
@@ -94,8 +106,13 @@ describe('checkpoints', () => {
     tensors['blocks.1.attn.proj.weight'] = { shape: [16, 8], data: new Float32Array(128) };
     tensors['extra.weight'] = { shape: [2], data: new Float32Array(2) };
     fs.writeFileSync(file, encodeSafetensors(tensors, metadata));
-    assert.throws(() => loadCheckpoint(dir), (e: Error) =>
-      /missing head\.bias/.test(e.message) && /blocks\.1\.attn\.proj\.weight: shape \[8,16\], expected \[16,16\]/.test(e.message) && /unexpected extra\.weight/.test(e.message));
+    assert.throws(
+      () => loadCheckpoint(dir),
+      (e: Error) =>
+        /missing head\.bias/.test(e.message) &&
+        /blocks\.1\.attn\.proj\.weight: shape \[8,16\], expected \[16,16\]/.test(e.message) &&
+        /unexpected extra\.weight/.test(e.message),
+    );
     saveCheckpoint(dir, c, w);
     const bytes = fs.readFileSync(file);
     bytes[bytes.length - 1] ^= 0xff;

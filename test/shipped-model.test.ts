@@ -18,7 +18,11 @@ describe('the shipped model', () => {
     const { meta } = loadCheckpoint(MODEL);
     assert.ok(fs.statSync(path.join(MODEL, 'model.safetensors')).size <= 10 * 2 ** 20);
     const c = meta.model;
-    for (const g of GRANULARITY_NAMES) assert.ok(meta.menu.some((e) => e.ffnDims.join() === granularityDims(c, g).join()), `menu has ${g}`);
+    for (const g of GRANULARITY_NAMES)
+      assert.ok(
+        meta.menu.some((e) => e.ffnDims.join() === granularityDims(c, g).join()),
+        `menu has ${g}`,
+      );
     for (const e of meta.menu) {
       checkFfnDims(c, e.ffnDims);
       assert.ok(e.top1 !== undefined && e.top1 > 0.85, `${e.name}: validation top-1 ${e.top1}`);
@@ -30,7 +34,10 @@ describe('the shipped model', () => {
     await matvit('eval', 'classify', '--model', MODEL, '--data', 'fashion-mnist:test[:1000]', '--json', out);
     const { rows, count } = JSON.parse(fs.readFileSync(out, 'utf8')) as { rows: { name: string; top1: number }[]; count: number };
     assert.equal(count, 1000);
-    assert.deepEqual(rows.map((r) => r.name), ['s', 'm', 'l', 'xl']);
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['s', 'm', 'l', 'xl'],
+    );
     for (const r of rows) assert.ok(r.top1 >= 0.85, `${r.name}: top-1 ${r.top1}`);
   });
 });

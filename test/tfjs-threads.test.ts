@@ -13,7 +13,15 @@ import { version_core } from '@tensorflow/tfjs-core';
 
 const child = path.join(import.meta.dirname, 'fixtures', 'tfjs-threads-child.ts');
 const run = async (threads: number, env: NodeJS.ProcessEnv = process.env) =>
-  JSON.parse((await promisify(execFile)(process.execPath, ['--import', 'tsx', child, String(threads)], { timeout: 60_000, maxBuffer: 64 << 20, env })).stdout);
+  JSON.parse(
+    (
+      await promisify(execFile)(process.execPath, ['--import', 'tsx', child, String(threads)], {
+        timeout: 60_000,
+        maxBuffer: 64 << 20,
+        env,
+      })
+    ).stdout,
+  );
 
 it('runs the wasm backend on the threads asked for, with the same forward pass and gradient as one thread', async () => {
   const [one, two] = [await run(1), await run(2)];

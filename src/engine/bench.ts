@@ -46,11 +46,15 @@ async function timeRuns(fn: () => Promise<unknown>, seconds: number, minRuns: nu
 async function tfjsSgemm(n = 512, seconds = 1): Promise<number> {
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
-  const times = await timeRuns(async () => {
-    const c = tf.matMul(a, b);
-    await c.data();
-    c.dispose();
-  }, seconds, 3);
+  const times = await timeRuns(
+    async () => {
+      const c = tf.matMul(a, b);
+      await c.data();
+      c.dispose();
+    },
+    seconds,
+    3,
+  );
   tf.dispose([a, b]);
   return (2 * n ** 3) / (quantile(times, 0.5) / 1000) / 1e9;
 }
@@ -62,7 +66,14 @@ async function tfjsSgemm(n = 512, seconds = 1): Promise<number> {
 export async function benchEncode(
   c: ModelConfig,
   weights: WeightMap,
-  opts: { engines: EngineName[]; batch?: number; seconds?: number; rounds?: number; engineOptions?: EngineOptions; log?: (s: string) => void },
+  opts: {
+    engines: EngineName[];
+    batch?: number;
+    seconds?: number;
+    rounds?: number;
+    engineOptions?: EngineOptions;
+    log?: (s: string) => void;
+  },
 ): Promise<EncodeBench> {
   const batch = opts.batch ?? 32;
   const seconds = opts.seconds ?? 2;
@@ -80,7 +91,10 @@ export async function benchEncode(
       const best = subs.map(() => Infinity); // ms per batch
       for (let r = 0; r < rounds; r++) {
         opts.log?.(`${engine} round ${r + 1}/${rounds}`);
-        const g = engine === 'onnx' ? (await measureOrtSgemm({ seconds: seconds / 2, threads: opts.engineOptions?.threads })).gflops : await tfjsSgemm(512, seconds / 2);
+        const g =
+          engine === 'onnx'
+            ? (await measureOrtSgemm({ seconds: seconds / 2, threads: opts.engineOptions?.threads })).gflops
+            : await tfjsSgemm(512, seconds / 2);
         sgemmGflops = Math.max(sgemmGflops, g);
         for (const [j, s] of subs.entries()) {
           lat[j].push(...(await timeRuns(() => enc.encode(one, s.ffnDims), seconds / 4, 3)));
@@ -91,7 +105,15 @@ export async function benchEncode(
       for (const [j, s] of subs.entries()) {
         const imgPerSec = batch / (best[j] / 1000);
         const mf = mflops(c, s.ffnDims);
-        result.rows.push({ engine, submodel: s.name, ffnDims: s.ffnDims, mflops: mf, latencyMs: { median: quantile(lat[j], 0.5), p90: quantile(lat[j], 0.9) }, imgPerSec, gflops: (mf * imgPerSec) / 1000 });
+        result.rows.push({
+          engine,
+          submodel: s.name,
+          ffnDims: s.ffnDims,
+          mflops: mf,
+          latencyMs: { median: quantile(lat[j], 0.5), p90: quantile(lat[j], 0.9) },
+          imgPerSec,
+          gflops: (mf * imgPerSec) / 1000,
+        });
       }
     } finally {
       await enc.dispose();

@@ -7,7 +7,12 @@ import type { EngineName, EngineOptions, Encoder } from './types.ts';
 export { ENGINES } from './types.ts';
 export type { EncodeOutput, Encoder, EngineName, EngineOptions } from './types.ts';
 
-export async function createEncoder(engine: EngineName, config: ModelConfig, weights: WeightMap, opts: EngineOptions = {}): Promise<Encoder> {
+export async function createEncoder(
+  engine: EngineName,
+  config: ModelConfig,
+  weights: WeightMap,
+  opts: EngineOptions = {},
+): Promise<Encoder> {
   if (engine === 'tfjs') return (await import('./tfjs.ts')).TfjsEncoder.create(config, weights, opts);
   if (opts.offThread) return new (await import('./onnx-worker.ts')).OnnxWorkerEncoder(config, weights, opts);
   return (await import('./onnx.ts')).OnnxEncoder.create(config, weights, opts);
@@ -18,7 +23,12 @@ export async function createEncoder(engine: EngineName, config: ModelConfig, wei
  * then `runs` interleaved rounds (a, b, c, a, b, c, ...) so load from other processes hits every
  * config alike; the median of each one's runs, in ms.
  */
-export async function batch1Latency(encoder: Encoder, ffnDims: readonly (readonly number[])[], runs: number, onRound?: (done: number) => void): Promise<number[]> {
+export async function batch1Latency(
+  encoder: Encoder,
+  ffnDims: readonly (readonly number[])[],
+  runs: number,
+  onRound?: (done: number) => void,
+): Promise<number[]> {
   const c = encoder.config;
   const input = new Float32Array(c.channels * c.imageSize * c.imageSize); // [1, C, H, W]
   for (const dims of ffnDims) await encoder.encode(input, dims);

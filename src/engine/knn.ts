@@ -26,8 +26,15 @@ export interface KnnOptions {
  * The k best corpus rows of every query by inner product. queries: [Q, dim], corpus: [N, dim], flat
  * row-major. Equal scores keep the lower row index first (as a stable sort would).
  */
-export async function exactKnn(queries: Float32Array, corpus: Float32Array, dim: number, k: number, opts: KnnOptions = {}): Promise<KnnResult> {
-  if (queries.length % dim !== 0 || corpus.length % dim !== 0) throw new Error(`exactKnn: vector arrays are not whole [*, ${dim}] matrices`);
+export async function exactKnn(
+  queries: Float32Array,
+  corpus: Float32Array,
+  dim: number,
+  k: number,
+  opts: KnnOptions = {},
+): Promise<KnnResult> {
+  if (queries.length % dim !== 0 || corpus.length % dim !== 0)
+    throw new Error(`exactKnn: vector arrays are not whole [*, ${dim}] matrices`);
   const Q = queries.length / dim;
   const N = corpus.length / dim;
   const qb = opts.queryBlock ?? 1024;
@@ -59,9 +66,11 @@ export async function exactKnn(queries: Float32Array, corpus: Float32Array, dim:
   } finally {
     await session.release();
   }
-  tops.forEach((t, q) => t.result().forEach((s, j) => {
-    ids[q * k + j] = s.id;
-    scores[q * k + j] = s.score;
-  }));
+  tops.forEach((t, q) =>
+    t.result().forEach((s, j) => {
+      ids[q * k + j] = s.id;
+      scores[q * k + j] = s.score;
+    }),
+  );
   return { k, ids, scores };
 }

@@ -270,8 +270,23 @@ export function buildMatMulModel(M: number, K: number, N: number): Uint8Array {
 export function buildKnnModel(): Uint8Array {
   const g = new GraphBuilder();
   const s = g.op('Gemm', ['q', 'c'], { transB: 1 });
-  g.nodes.push({ opType: 'TopK', input: [s, 'k'], output: ['scores', 'indices'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
-  const kValue: onnxProto.onnx.IValueInfoProto = { name: 'k', type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimValue: 1 }] } } } };
-  const indices: onnxProto.onnx.IValueInfoProto = { name: 'indices', type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'queries' }, { dimParam: 'k' }] } } } };
-  return g.serialize('knn', [floatValue('q', ['queries', 'dim']), floatValue('c', ['items', 'dim']), kValue], [floatValue('scores', ['queries', 'k']), indices]);
+  g.nodes.push({
+    opType: 'TopK',
+    input: [s, 'k'],
+    output: ['scores', 'indices'],
+    attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+  });
+  const kValue: onnxProto.onnx.IValueInfoProto = {
+    name: 'k',
+    type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimValue: 1 }] } } },
+  };
+  const indices: onnxProto.onnx.IValueInfoProto = {
+    name: 'indices',
+    type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'queries' }, { dimParam: 'k' }] } } },
+  };
+  return g.serialize(
+    'knn',
+    [floatValue('q', ['queries', 'dim']), floatValue('c', ['items', 'dim']), kValue],
+    [floatValue('scores', ['queries', 'k']), indices],
+  );
 }

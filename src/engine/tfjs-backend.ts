@@ -30,7 +30,10 @@ let chosen: Promise<string> | undefined;
  */
 export function initTfjs(
   requested: string = 'auto',
-  { log = (m) => process.stderr.write(m + '\n'), threads = os.availableParallelism() }: { log?: (msg: string) => void; threads?: number } = {},
+  {
+    log = (m) => process.stderr.write(m + '\n'),
+    threads = os.availableParallelism(),
+  }: { log?: (msg: string) => void; threads?: number } = {},
 ): Promise<string> {
   if (!(BACKENDS as readonly string[]).includes(requested))
     throw new Error(`--backend ${requested}: accepted values are ${BACKENDS.join(', ')}`);
@@ -131,14 +134,18 @@ async function useThreadedWasm(threads: number, log: (msg: string) => void): Pro
     return backend;
   };
   tf.removeBackend('wasm');
-  tf.registerBackend('wasm', async () => {
-    try {
-      return await load();
-    } catch (e) {
-      log(`tfjs-wasm: threaded build failed (${(e as Error).message}); single-threaded`);
-      return original();
-    }
-  }, 2);
+  tf.registerBackend(
+    'wasm',
+    async () => {
+      try {
+        return await load();
+      } catch (e) {
+        log(`tfjs-wasm: threaded build failed (${(e as Error).message}); single-threaded`);
+        return original();
+      }
+    },
+    2,
+  );
 }
 
 type EmscriptenModule = {

@@ -38,6 +38,8 @@ export interface EngineOptions {
 export function batchSize(c: ModelConfig, images: Float32Array): number {
   const per = c.channels * c.imageSize * c.imageSize;
   if (images.length === 0 || images.length % per !== 0)
-    throw new Error(`image batch of ${images.length} floats is not a whole number of [${c.channels}, ${c.imageSize}, ${c.imageSize}] images`);
+    throw new Error(
+      `image batch of ${images.length} floats is not a whole number of [${c.channels}, ${c.imageSize}, ${c.imageSize}] images`,
+    );
   return images.length / per;
 }

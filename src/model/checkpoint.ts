@@ -62,23 +62,32 @@ function toDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
   if (layout === 'linear') return { shape: [t.shape[1], t.shape[0]], data: transpose2d(t.data, t.shape[0], t.shape[1]) };
   if (layout === 'patch') {
     // [(py*P + px)*C + ch, D] -> [D, C, P, P]
-    const P = c.patchSize, C = c.channels, D = c.dim;
+    const P = c.patchSize,
+      C = c.channels,
+      D = c.dim;
     const out = new Float32Array(t.data.length);
-    for (let py = 0; py < P; py++) for (let px = 0; px < P; px++) for (let ch = 0; ch < C; ch++)
-      for (let d = 0; d < D; d++) out[((d * C + ch) * P + py) * P + px] = t.data[((py * P + px) * C + ch) * D + d];
+    for (let py = 0; py < P; py++)
+      for (let px = 0; px < P; px++)
+        for (let ch = 0; ch < C; ch++)
+          for (let d = 0; d < D; d++) out[((d * C + ch) * P + py) * P + px] = t.data[((py * P + px) * C + ch) * D + d];
     return { shape: [D, C, P, P], data: out };
   }
   return t;
 }
 /** A tensor in timm's (disk) layout -> memory layout (also used by the importers, src/import). */
 export function fromDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTensor {
-  if (layout === 'linear' && t.shape.length === 2) return { shape: [t.shape[1], t.shape[0]], data: transpose2d(t.data, t.shape[0], t.shape[1]) };
+  if (layout === 'linear' && t.shape.length === 2)
+    return { shape: [t.shape[1], t.shape[0]], data: transpose2d(t.data, t.shape[0], t.shape[1]) };
   if (layout === 'patch' && t.shape.length === 4) {
-    const P = c.patchSize, C = c.channels, D = c.dim;
+    const P = c.patchSize,
+      C = c.channels,
+      D = c.dim;
     if (t.shape.join() !== [D, C, P, P].join()) return t; // left for checkWeights to report
     const out = new Float32Array(t.data.length);
-    for (let py = 0; py < P; py++) for (let px = 0; px < P; px++) for (let ch = 0; ch < C; ch++)
-      for (let d = 0; d < D; d++) out[((py * P + px) * C + ch) * D + d] = t.data[((d * C + ch) * P + py) * P + px];
+    for (let py = 0; py < P; py++)
+      for (let px = 0; px < P; px++)
+        for (let ch = 0; ch < C; ch++)
+          for (let d = 0; d < D; d++) out[((py * P + px) * C + ch) * D + d] = t.data[((d * C + ch) * P + py) * P + px];
     return { shape: [P * P * C, D], data: out };
   }
   return t;
@@ -88,7 +97,12 @@ export function fromDisk(c: ModelConfig, layout: Layout, t: HostTensor): HostTen
  * Writes a checkpoint directory. Each file is replaced atomically (temp, fsync, rename), weights
  * first: a crash in between leaves config.json with the old fingerprint, which loading detects.
  */
-export function saveCheckpoint(dir: string, model: ModelConfig, weights: WeightMap, extra: Partial<Pick<CheckpointMeta, 'menu' | 'provenance'>> = {}): CheckpointMeta {
+export function saveCheckpoint(
+  dir: string,
+  model: ModelConfig,
+  weights: WeightMap,
+  extra: Partial<Pick<CheckpointMeta, 'menu' | 'provenance'>> = {},
+): CheckpointMeta {
   checkWeights(model, weights);
   const meta = CheckpointMeta.parse({ format: 'matvit-checkpoint', version: 1, model, fingerprint: fingerprint(model, weights), ...extra });
   const disk: WeightMap = {};

@@ -58,8 +58,10 @@ export const ModelConfig = z
     if (c.std.length !== c.channels) issue('std', `std has ${c.std.length} values, channels is ${c.channels}`);
     if (c.classNames.length > 0 && c.classNames.length !== c.numClasses)
       issue('classNames', `${c.classNames.length} class names for numClasses ${c.numClasses}`);
-    if (c.globalPool === 'token' && !c.classToken) issue('globalPool', "globalPool 'token' pools the class token: set classToken true or globalPool 'avg'");
-    if (c.embedding === 'head' && c.numClasses === 0) issue('embedding', "embedding 'head' needs a head: numClasses is 0 (use 'pre_logits')");
+    if (c.globalPool === 'token' && !c.classToken)
+      issue('globalPool', "globalPool 'token' pools the class token: set classToken true or globalPool 'avg'");
+    if (c.embedding === 'head' && c.numClasses === 0)
+      issue('embedding', "embedding 'head' needs a head: numClasses is 0 (use 'pre_logits')");
     if (!c.headBias && c.numClasses === 0) issue('headBias', 'headBias false describes a head, but numClasses is 0 (no head)');
   });
 export type ModelConfig = z.infer<typeof ModelConfig>;
@@ -81,9 +83,13 @@ export const embeddingDim = (c: ModelConfig) => (c.embedding === 'head' ? c.numC
 
 /** Which vector is the retrieval embedding, in words: "16-d, L2-normalized: the class token after the final norm (pre-logits)". */
 export function describeEmbedding(c: ModelConfig): string {
-  const pooled = c.globalPool === 'token' ? 'the class token' : `the mean of the patch tokens${numPrefixTokens(c) ? ` (${numPrefixTokens(c)} prefix tokens excluded)` : ''}`;
+  const pooled =
+    c.globalPool === 'token'
+      ? 'the class token'
+      : `the mean of the patch tokens${numPrefixTokens(c) ? ` (${numPrefixTokens(c)} prefix tokens excluded)` : ''}`;
   const features = `${pooled} after the final norm${c.fcNorm ? ' (fc_norm, after pooling)' : ''}`;
-  const what = c.embedding === 'head' ? `the head's output (${c.headBias ? 'with' : 'no'} bias) on ${features}` : `${features} (pre-logits)`;
+  const what =
+    c.embedding === 'head' ? `the head's output (${c.headBias ? 'with' : 'no'} bias) on ${features}` : `${features} (pre-logits)`;
   return `${embeddingDim(c)}-d, L2-normalized: ${what}`;
 }
 

@@ -11,7 +11,9 @@ type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
  * An op with a hand-written gradient: tf.customGrad over tensor inputs, its gradient run in a tidy
  * scope (without one, tfjs keeps every gradient's intermediates until the whole backward pass ends).
  */
-function customOp(f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc }): (...inputs: tf.Tensor[]) => tf.Tensor {
+function customOp(
+  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc },
+): (...inputs: tf.Tensor[]) => tf.Tensor {
   const op = tf.customGrad(((...args: unknown[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     const { value, gradFunc } = f(args as tf.Tensor[], save);

@@ -3,16 +3,34 @@
 import { ModelConfig, type ModelConfigInput } from './config.ts';
 
 const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
-const vit224 = { imageSize: 224, patchSize: 16, channels: 3, numClasses: 1000, interpolation: 'bicubic', cropPct: 0.875, ...IMAGENET } as const;
+const vit224 = {
+  imageSize: 224,
+  patchSize: 16,
+  channels: 3,
+  numClasses: 1000,
+  interpolation: 'bicubic',
+  cropPct: 0.875,
+  ...IMAGENET,
+} as const;
 
 export const PRESETS: Record<string, ModelConfigInput> = {
   // Fashion-MNIST, 28x28 grayscale. Patch 7 gives 16 tokens + CLS: a forward pass is ~40 MFLOPs,
   // small enough to train for tens of epochs on 2 CPU cores (models/matvit-fmnist/README.md: the
   // shipped model's 20 + 4 epochs). Mean/std are Fashion-MNIST's train statistics.
   'fmnist-tiny': {
-    name: 'fmnist-tiny', imageSize: 28, patchSize: 7, channels: 1,
-    dim: 128, depth: 6, heads: 4, mlpDim: 512, numClasses: 10,
-    mean: [0.2860], std: [0.3530], interpolation: 'bilinear', cropPct: 1,
+    name: 'fmnist-tiny',
+    imageSize: 28,
+    patchSize: 7,
+    channels: 1,
+    dim: 128,
+    depth: 6,
+    heads: 4,
+    mlpDim: 512,
+    numClasses: 10,
+    mean: [0.286],
+    std: [0.353],
+    interpolation: 'bilinear',
+    cropPct: 1,
   },
   'vit-s16': { name: 'vit-s16', ...vit224, dim: 384, depth: 12, heads: 6, mlpDim: 1536 },
   'vit-b16': { name: 'vit-b16', ...vit224, dim: 768, depth: 12, heads: 12, mlpDim: 3072 },

@@ -27,7 +27,10 @@ export function encodeSafetensors(tensors: Record<string, HostTensor>, metadata:
   return out;
 }
 
-export function decodeSafetensors(buf: Buffer, source = 'safetensors'): { tensors: Record<string, HostTensor>; metadata: Record<string, string> } {
+export function decodeSafetensors(
+  buf: Buffer,
+  source = 'safetensors',
+): { tensors: Record<string, HostTensor>; metadata: Record<string, string> } {
   const fail = (why: string): never => {
     throw new Error(`${source}: not a valid safetensors file: ${why}`);
   };
@@ -51,7 +54,8 @@ export function decodeSafetensors(buf: Buffer, source = 'safetensors'): { tensor
     if (info.dtype !== 'F32') fail(`${name} has dtype ${info.dtype}; only F32 is supported`);
     const [b, e] = info.data_offsets;
     const count = info.shape.reduce((x, y) => x * y, 1);
-    if (e - b !== count * 4 || dataStart + e > buf.length) fail(`${name}: offsets [${b}, ${e}] do not fit shape [${info.shape}] in the file`);
+    if (e - b !== count * 4 || dataStart + e > buf.length)
+      fail(`${name}: offsets [${b}, ${e}] do not fit shape [${info.shape}] in the file`);
     // Copy into a fresh, aligned buffer: the data section need not be 4-byte aligned in `buf`.
     const data = new Float32Array(count);
     Buffer.from(data.buffer).set(buf.subarray(dataStart + b, dataStart + e));

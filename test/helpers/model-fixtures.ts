@@ -19,7 +19,8 @@ export function strongWeights(c: ModelConfig, seed = 0): WeightMap {
   for (const [name, t] of Object.entries(w)) {
     const d = t.data;
     if (/norm(\d|_pre)?\.weight$/.test(name)) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.3 * u();
-    else if (name.endsWith('.gamma')) for (let i = 0; i < d.length; i++) d[i] = 0.6 + 0.4 * u(); // layer scale in [0.2, 1)
+    else if (name.endsWith('.gamma'))
+      for (let i = 0; i < d.length; i++) d[i] = 0.6 + 0.4 * u(); // layer scale in [0.2, 1)
     else if (name.endsWith('.bias')) for (let i = 0; i < d.length; i++) d[i] = 0.3 * u();
     else if (t.shape.length === 2) for (let i = 0; i < d.length; i++) d[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
     else for (let i = 0; i < d.length; i++) d[i] *= 25; // cls_token, reg_token, pos_embed: std 0.5
@@ -48,7 +49,12 @@ export function assertClose(got: Outputs, want: Outputs, tol: number, what: stri
 }
 
 /** The float64 plain-loop reference (reference-vit.ts), flat as the engines return it. */
-export function referenceOutputs(c: ModelConfig, w: WeightMap, images: Float32Array, ffnDims: readonly number[]): { embeddings: Float64Array; logits: Float64Array } {
+export function referenceOutputs(
+  c: ModelConfig,
+  w: WeightMap,
+  images: Float32Array,
+  ffnDims: readonly number[],
+): { embeddings: Float64Array; logits: Float64Array } {
   const r = referenceForward(c, w, images, images.length / (c.channels * c.imageSize ** 2), ffnDims);
   return { embeddings: concatRows(r.embedding), logits: concatRows(r.logits) };
 }

@@ -126,7 +126,9 @@ export function referenceForward(
       const b = `blocks.${l}`;
       const scale = (rows: Rows, ls: string) => (c.layerScale ? rows.map((r) => r.map((v, k) => v * W(`${b}.${ls}.gamma`)[k])) : rows);
       // x = x + ls1(attn(norm1(x)))
-      const qkv = ln(x, `${b}.norm1`).map((r) => linearRow(r, W(`${b}.attn.qkv.weight`), 3 * D, 3 * D, c.qkvBias ? W(`${b}.attn.qkv.bias`) : undefined));
+      const qkv = ln(x, `${b}.norm1`).map((r) =>
+        linearRow(r, W(`${b}.attn.qkv.weight`), 3 * D, 3 * D, c.qkvBias ? W(`${b}.attn.qkv.bias`) : undefined),
+      );
       const o: Rows = x.map(() => new Float64Array(D));
       for (let h = 0; h < H; h++)
         for (let t = 0; t < T; t++) {
@@ -145,13 +147,19 @@ export function referenceForward(
             o[t][h * d + j] = acc;
           }
         }
-      const attn = scale(o.map((r) => linearRow(r, W(`${b}.attn.proj.weight`), D, D, W(`${b}.attn.proj.bias`))), 'ls1');
+      const attn = scale(
+        o.map((r) => linearRow(r, W(`${b}.attn.proj.weight`), D, D, W(`${b}.attn.proj.bias`))),
+        'ls1',
+      );
       x = x.map((r, t) => r.map((v, k) => v + attn[t][k]));
 
       // x = x + ls2(mlp(norm2(x))), the FFN at width m: fc1's first m columns (row stride mlpDim), fc2's first m rows.
       const m = ffnDims[l];
       const hidden = ln(x, `${b}.norm2`).map((r) => linearRow(r, W(`${b}.mlp.fc1.weight`), mlpDim, m, W(`${b}.mlp.fc1.bias`)).map(act));
-      const ffn = scale(hidden.map((r) => linearRow(r, W(`${b}.mlp.fc2.weight`), D, D, W(`${b}.mlp.fc2.bias`))), 'ls2');
+      const ffn = scale(
+        hidden.map((r) => linearRow(r, W(`${b}.mlp.fc2.weight`), D, D, W(`${b}.mlp.fc2.bias`))),
+        'ls2',
+      );
       x = x.map((r, t) => r.map((v, k) => v + ffn[t][k]));
     }
 
