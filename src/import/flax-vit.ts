@@ -71,7 +71,10 @@ export function flaxVitToTimm(arrays: ArrayMap, what: string, headName: 'head' |
   const classToken = has('cls');
   if (classToken) tensors.cls_token = get('cls', 3);
   // Without a class token the pooling is not in the weights: big_vision's and scenic's default is the mean ('gap').
-  else notes.push("no class token: pooled by the mean of the tokens (pool_type / classifier 'gap', the default; 'gmp', 'gsp' and '0' are not supported)");
+  else
+    notes.push(
+      "no class token: pooled by the mean of the tokens (pool_type / classifier 'gap', the default; 'gmp', 'gsp' and '0' are not supported)",
+    );
   const posName = ['Transformer/posembed_input/pos_embedding', 'pos_embedding', 'Transformer/pos_embedding'].find(has);
   if (!posName) throw new Error(`${what}: no position embedding (Transformer/posembed_input/pos_embedding or pos_embedding)`);
   const pos = get(posName, 3);
