@@ -22,6 +22,11 @@ export type ForwardOutput = {
   logits: tf.Tensor2D; // [B, K] (K = 0 for a headless model)
 };
 
+/** Read-only views of intermediate activations (matformerize's importance statistics), called inside the forward's tidy scopes. */
+export interface Taps {
+  onFfnHidden?: (layer: number, hidden: tf.Tensor2D) => void; // [B*T, m] after the activation
+}
+
 /** Patches as rows: images [B, C, H, W] -> [B*N, P*P*C], each row in (row, col, channel) order. */
 function patchify(c: ModelConfig, images: tf.Tensor4D): tf.Tensor2D {
   const [B] = images.shape;
@@ -74,7 +79,7 @@ function attention(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, B: 
 }
 
 /** The nested FFN at hidden width m, after norm2 (its affine part folded into fc1), with ls2. xh [B*T, D] -> [B*T, D] */
-function ffn(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, m: number): tf.Tensor2D {
+function ffn(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, m: number, taps: Taps): tf.Tensor2D {
   const D = c.dim;
   const p = `blocks.${i}.mlp`;
   const full = m === c.mlpDim;
@@ -82,6 +87,7 @@ function ffn(c: ModelConfig, w: TensorMap, i: number, xh: tf.Tensor2D, m: number
   const b1 = full ? w[`${p}.fc1.bias`] : tf.slice(w[`${p}.fc1.bias`], [0], [m]); // [m]
   const w2 = full ? w[`${p}.fc2.weight`] : tf.slice(w[`${p}.fc2.weight`], [0, 0], [m, D]); // [m, D]
   const hidden = ACTIVATIONS[c.act](dense(xh, ...foldNorm(w[`blocks.${i}.norm2.weight`], w[`blocks.${i}.norm2.bias`], w1, b1))); // [B*T, m]
+  taps.onFfnHidden?.(i, hidden);
   return dense(hidden, ...foldScale(w2, w[`${p}.fc2.bias`], w[`blocks.${i}.ls2.gamma`]));
 }
 
@@ -98,7 +104,7 @@ function pool(c: ModelConfig, x: tf.Tensor2D, B: number): tf.Tensor2D {
  * images [B, C, H, W], normalized -> embedding [B, E] (E = embeddingDim: D, or K for a head embedding) and logits [B, K].
  * Call inside tf.tidy (or dispose the outputs).
  */
-export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDims?: readonly number[]): ForwardOutput {
+export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDims?: readonly number[], taps: Taps = {}): ForwardOutput {
   const dims = ffnDims ? checkFfnDims(c, ffnDims) : granularityDims(c, 'xl');
   const [B, C, H, W] = images.shape;
   if (C !== c.channels || H !== c.imageSize || W !== c.imageSize)
@@ -117,7 +123,7 @@ export function forward(c: ModelConfig, w: TensorMap, images: tf.Tensor4D, ffnDi
     // otherwise exhaust the wasm heap); under a gradient tape tfjs keeps what the backward needs.
     x = tf.tidy(() => {
       const h = tf.add(input, attention(c, w, i, norm(input), B)) as tf.Tensor2D;
-      return tf.add(h, ffn(c, w, i, norm(h), dims[i])) as tf.Tensor2D;
+      return tf.add(h, ffn(c, w, i, norm(h), dims[i], taps)) as tf.Tensor2D;
     });
   }
 
