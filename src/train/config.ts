@@ -4,6 +4,24 @@ import { ModelConfig } from '../model/config.ts';
 
 export const Objective = z.enum(['sum', 'sampled']);
 
+/**
+ * Distillation toward the full-width model (nested fine-tuning of a dense or matformerized model):
+ * every trained submodel narrower than XL also matches XL's outputs on the same batch, so all of
+ * them stay in XL's metric space. The teacher is XL of the weights being trained (`self`, computed
+ * before the update, no gradient) or of the frozen --init model (`init`).
+ */
+export const Distill = z
+  .object({
+    teacher: z.enum(['self', 'init']).default('self'),
+    /** Weight of T^2 * KL(teacher || student) on the logits at temperature T (Hinton et al., arXiv 1503.02531). */
+    kl: z.number().nonnegative().default(1),
+    temperature: z.number().positive().default(1),
+    /** Weight of 1 - cos(student embedding, teacher embedding): the retrieval space itself. */
+    cosine: z.number().nonnegative().default(1),
+  })
+  .strict();
+export type Distill = z.infer<typeof Distill>;
+
 export const TrainConfig = z
   .object({
     model: ModelConfig,
@@ -24,6 +42,8 @@ export const TrainConfig = z
      * a seeded initialization: a second stage with another recipe (timm's --initial-checkpoint).
      */
     init: z.string().min(1).optional(),
+    /** Distill every narrower submodel toward XL (see Distill); off by default. */
+    distill: Distill.optional(),
     epochs: z.number().positive().default(30),
     batchSize: z.number().int().positive().default(128),
     lr: z.number().positive().default(1e-3),
@@ -46,6 +66,7 @@ export const TrainConfig = z
     evalEvery: z.number().positive().default(1),
     concurrency: z.number().int().positive().default(8),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.distill?.teacher !== 'init' || c.init !== undefined, { path: ['distill', 'teacher'], message: "teacher 'init' needs --init DIR (the frozen model)" });
 export type TrainConfig = z.infer<typeof TrainConfig>;
 export type TrainConfigInput = z.input<typeof TrainConfig>;

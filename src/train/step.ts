@@ -7,11 +7,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { GRANULARITY_NAMES, type ModelConfig, type Submodel, granularityDims } from '../model/config.ts';
-import { forward } from '../model/matvit.ts';
+import { type ForwardOutput, forward } from '../model/matvit.ts';
 import { mixup } from '../data/augment.ts';
 import { type WeightMap, weightSpecs } from '../model/weights.ts';
 import { AdamW } from './adamw.ts';
-import type { TrainConfig } from './config.ts';
+import type { Distill, TrainConfig } from './config.ts';
 
 /** The submodels trained at a step: all four (sum), one drawn by weight (sampled), or the baseline width. */
 export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
@@ -27,6 +27,33 @@ export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
 
 /** Mean cross-entropy against soft targets. logits [B, K], targets [B, K] -> scalar */
 const crossEntropy = (logits: tf.Tensor, targets: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), 1)));
+
+/** The full-width teacher's outputs on the step's batch, and how much the students follow them (TrainConfig's Distill). */
+export interface Teacher {
+  logits: tf.Tensor2D; // [B, K]
+  embedding: tf.Tensor2D; // [B, E], unit rows
+  cfg: Distill;
+}
+
+/**
+ * Distillation terms toward the teacher: T^2 * KL(softmax(t/T) || softmax(s/T)), mean over the
+ * batch (the T^2 keeps its gradient's scale independent of T), and 1 - cos(student, teacher) of
+ * the unit embeddings. -> scalar
+ */
+function distillLoss(out: ForwardOutput, t: Teacher): tf.Scalar {
+  const T = t.cfg.temperature;
+  const p = tf.softmax(tf.div(t.logits, T));
+  const kl = tf.mean(tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t.logits, T)), tf.logSoftmax(tf.div(out.logits, T)))), 1));
+  const cos = tf.mean(tf.sum(tf.mul(out.embedding, t.embedding), 1));
+  return tf.add(tf.mul(kl, t.cfg.kl * T * T), tf.mul(tf.sub(1, cos), t.cfg.cosine)) as tf.Scalar;
+}
+
+/** XL's outputs on images [B, C, H, W] with `weights` (the trained ones or a frozen model), outside any gradient. */
+export function teacherOutputs(c: ModelConfig, weights: Record<string, tf.Tensor>, images: Float32Array, cfg: Distill): Teacher {
+  const B = images.length / (c.channels * c.imageSize * c.imageSize);
+  const { logits, embedding } = tf.tidy(() => forward(c, weights, tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize])));
+  return { logits, embedding, cfg };
+}
 
 /**
  * The step's inputs: smoothed one-hot targets, and mixup when enabled (its lambda seeded by step,
@@ -51,6 +78,7 @@ export async function trainStep(
   targets: Float32Array,
   subs: Submodel[],
   lr: number,
+  teacher?: Teacher,
 ): Promise<{ losses: number[]; gradNorm: number }> {
   const B = targets.length / c.numClasses;
   const x = tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize]);
@@ -58,7 +86,13 @@ export async function trainStep(
   const losses: number[] = [];
   let total: Record<string, tf.Tensor> | undefined;
   for (const s of subs) {
-    const { value, grads } = tf.variableGrads(() => crossEntropy(forward(c, params, x, s.ffnDims).logits, y) as tf.Scalar);
+    // The teacher is XL: XL itself is not distilled toward its own outputs (teacher 'self').
+    const distilled = teacher && !(teacher.cfg.teacher === 'self' && s.ffnDims.every((d) => d === c.mlpDim)) ? teacher : undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const out = forward(c, params, x, s.ffnDims);
+      const ce = crossEntropy(out.logits, y) as tf.Scalar;
+      return distilled ? tf.add(ce, distillLoss(out, distilled)) : ce;
+    });
     losses.push((await value.data())[0]);
     value.dispose();
     if (!total) total = grads;

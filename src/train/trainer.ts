@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { type Dataset, batches, parseDatasetSpec } from '../data/dataset.ts';
 import { GRANULARITY_NAMES, type ModelConfig, granularityDims } from '../model/config.ts';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.ts';
+import { toTensors } from '../model/matvit.ts';
 import { writeFileAtomic } from '../util/durable.ts';
 import { decodeSafetensors, encodeSafetensors } from '../model/safetensors.ts';
 import { type WeightMap, initWeights, weightSpecs } from '../model/weights.ts';
@@ -26,7 +27,7 @@ import { classify } from '../eval/classify.ts';
 import type { AdamW } from './adamw.ts';
 import { TrainConfig } from './config.ts';
 import { learningRate } from './schedule.ts';
-import { makeOptimizer, mixBatch, stepSubmodels, toVariables, trainStep } from './step.ts';
+import { makeOptimizer, mixBatch, stepSubmodels, teacherOutputs, toVariables, trainStep } from './step.ts';
 
 // bestScore is null until the first validation (JSON has no -Infinity).
 const TrainState = z
@@ -113,6 +114,8 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   const start = resumeDir ? loadCheckpoint(resumeDir).weights : cfg.init ? initialWeights(cfg.init, c) : initWeights(c, cfg.seed);
   const params = toVariables(c, start);
   const opt = makeOptimizer(cfg, params);
+  // Distillation's teacher weights: the trained ones (XL before each update) or the frozen --init model.
+  const teacherWeights = cfg.distill?.teacher === 'init' ? toTensors(c, initialWeights(cfg.init!, c)) : params;
   let step = 0;
   let bestScore = -Infinity;
   if (resumeDir && saved) {
@@ -169,7 +172,10 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
       const lr = learningRate(step, { lr: cfg.lr, minLr: cfg.minLr, warmupSteps: cfg.warmupSteps, totalSteps });
       const { images, targets } = mixBatch(cfg, batch.images, batch.labels, step);
       const subs = stepSubmodels(cfg, step);
-      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr);
+      const distill = cfg.distill;
+      const needsTeacher = distill && subs.some((s) => distill.teacher === 'init' || s.ffnDims.some((d) => d !== c.mlpDim));
+      const teacher = needsTeacher ? teacherOutputs(c, teacherWeights, images, distill) : undefined;
+      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr, teacher).finally(() => teacher && tf.dispose([teacher.logits, teacher.embedding]));
       step += 1;
       seen += B;
       if (step % cfg.logEvery === 0 || step === stopAt) {
@@ -193,6 +199,7 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   }
   if (step === stopAt) await saveTrainCheckpoint(outDir, cfg, params, opt, state());
   tf.dispose(Object.values(params));
+  if (teacherWeights !== params) tf.dispose(Object.values(teacherWeights));
   return { step, bestScore };
 }
 
