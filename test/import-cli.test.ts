@@ -1,6 +1,7 @@
 // `matvit import` as a user runs it: a 224 model in timm's layout (timm's vit_tiny_patch16_224 with
 // random weights, written by test/fixtures/write_timm.py) imported, shown by `matvit info`, indexed
-// by the unchanged `matvit index build` and served by `matvit serve`; and the CLI's errors.
+// by the unchanged `matvit index build`, served by `matvit serve` and made nested by `matvit
+// matformerize`; and the CLI's errors.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -103,6 +104,14 @@ describe('an imported 224 model (timm vit_tiny_patch16_224) through index build 
       child.kill('SIGTERM');
       await exit;
     }
+  });
+
+  test('matvit matformerize runs on it and keeps its source and preprocessing', async () => {
+    const nested = path.join(root, 'matformerized');
+    await matvit('matformerize', '--model', model, '--out', nested, '--data', `files:${images}`, '--samples', '6', '--batch', '6');
+    const info = JSON.parse((await matvit('info', '--model', nested, '--json')).stdout);
+    assert.deepEqual([info.model.imageSize, info.model.mlpDim, info.model.mean, info.model.cropPct], [224, 768, [0.5, 0.5, 0.5], 0.9]);
+    assert.equal(info.provenance.import.architecture, 'vit_tiny_patch16_224.augreg_in21k_ft_in1k');
   });
 });
 
