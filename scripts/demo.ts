@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { calibrate } from '../src/serve/calibrate.ts';
-import { phaseBar } from '../src/cli/common.ts';
+import { phaseBar } from '../src/cli/progress.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { openCorpus } from '../src/index/corpus.ts';
 import { CASCADE_META_KEY } from '../src/serve/cascade.ts';

@@ -1,18 +1,50 @@
-// Shared plumbing of the CLI commands: zod validation of options with errors that name the flag.
-import cliProgress from 'cli-progress';
+// Shared plumbing of the CLI commands: options declared from their zod schema (the help shows the
+// schema's default; commander gets none, so the schema's is the only one) and validated by it, with
+// errors that name the flag.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Option } from 'commander';
 import { z } from 'zod';
 import { type ModelConfig, parseSubmodel, granularityDims, submodelName } from '../model/config.ts';
 import { formatZodError } from '../util/zod-error.ts';
 
 export class UsageError extends Error {}
 
+const flagName = (key: PropertyKey) => `--${String(key).replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}`;
+const shown = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
+
+/**
+ * A commander option for a field of `schema` (the field is the flag's attribute name, or `key`): its
+ * help ends with the schema's default, or "(required)" when the field has none. Required options are
+ * left to the schema, so that commander reports a misspelt flag (`--modle`) as unknown first.
+ */
+export function flag(schema: z.ZodObject, flags: string, description: string, key?: string): Option {
+  const option = new Option(flags, description);
+  const field = schema.shape[key ?? option.attributeName()] as z.ZodType | undefined;
+  if (!field) throw new Error(`${flags}: the options schema has no field ${key ?? option.attributeName()}`);
+  if (option.negate || !(option.required || option.optional)) return option; // a switch: its default needs no words
+  const r = field.safeParse(undefined);
+  if (!r.success) option.description += ' (required)';
+  else if (r.data !== undefined && !(Array.isArray(r.data) && r.data.length === 0)) option.description += ` (default ${shown(r.data)})`;
+  return option;
+}
+
 /** Parses commander's options with a zod schema; an error names the flag, the value and what is accepted. */
 export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
+  if (schema instanceof z.ZodObject) {
+    const missing = Object.entries(schema.shape as Record<string, z.ZodType>).filter(([k, f]) => raw[k] === undefined && !f.safeParse(undefined).success);
+    if (missing.length) throw new UsageError(`required option${missing.length > 1 ? 's' : ''} ${missing.map(([k]) => flagName(k)).join(', ')} not given (see --help)`);
+  }
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  const flag = (p: PropertyKey[]) => (p.length ? `--${String(p[0]).replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}` : 'options');
-  throw new UsageError(formatZodError(r.error, raw, { name: flag, topLevel: true }));
+  throw new UsageError(formatZodError(r.error, raw, { name: (p) => (p.length ? flagName(p[0]) : 'options'), topLevel: true }));
 }
+
+/** A --model directory: it must hold a checkpoint; the error says which path and what belongs there. */
+export const modelDir = z.string().min(1).superRefine((dir, ctx) => {
+  const why = !fs.existsSync(dir) ? 'no such directory' : !fs.existsSync(path.join(dir, 'config.json')) ? 'not a checkpoint (it holds no config.json)' : undefined;
+  if (why) ctx.addIssue({ code: 'custom', message: `${path.resolve(dir)}: ${why}; give a checkpoint directory written by matvit init, train or import (e.g. models/matvit-fmnist)` });
+});
 
 /** Comma-separated list -> string[] */
 export const csv = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -30,22 +62,3 @@ export function submodelOption(c: ModelConfig, o: { granularity?: string; ffnDim
 }
 
 export const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, null, 2) + '\n');
-
-/** A progress bar on stderr per phase ("classify", "corpus", ...): a new phase replaces the bar. */
-export function phaseBar(): { update: (phase: string, done: number, total: number, unit?: string) => void; stop: () => void } {
-  const bar = new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total} {percentage}% | {speed} {unit}/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic);
-  let current: string | undefined;
-  let t0 = 0;
-  return {
-    update: (phase, done, total, unit = 'img') => {
-      if (phase !== current) {
-        if (current !== undefined) bar.stop();
-        current = phase;
-        t0 = performance.now();
-        bar.start(total, 0, { phase, speed: '0', unit });
-      }
-      bar.update(done, { speed: ((done * 1000) / Math.max(performance.now() - t0, 1)).toFixed(0), unit });
-    },
-    stop: () => void (current !== undefined && bar.stop()),
-  };
-}

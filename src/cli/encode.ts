@@ -2,39 +2,38 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { preprocessImage } from '../data/preprocess.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { mflops } from '../model/flops.ts';
 import { PRESETS, preset } from '../model/presets.ts';
 import { initWeights } from '../model/weights.ts';
-import { benchEncode } from '../engine/bench.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
-import { buildOnnxModel } from '../engine/onnx-graph.ts';
-import { topK } from '../eval/classify.ts';
-import { UsageError, csv, parseOptions, printJson, submodelOption } from './common.ts';
+import { UsageError, csv, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
 const Submodel = { granularity: z.string().optional(), ffnDims: z.string().optional() };
-const withSubmodel = (cmd: Command) =>
-  cmd.option('--granularity <g>', 'submodel: s, m, l or xl (default xl)').option('--ffn-dims <w,w,...>', 'Mix\'n\'Match submodel: one FFN width per layer');
+const withSubmodel = (cmd: Command, O: z.ZodObject) =>
+  cmd
+    .addOption(flag(O, '--granularity <g>', 'submodel: s, m, l or xl (default xl)'))
+    .addOption(flag(O, '--ffn-dims <w,w,...>', "Mix'n'Match submodel: one FFN width per layer"));
 
 const EmbedOptions = z.object({
-  model: z.string().min(1),
+  model: modelDir,
   ...Submodel,
   engine: z.enum(ENGINES).default('onnx'),
   backend: z.string().default('auto'),
   json: z.boolean().default(false),
 });
 
-export const embedCommand = withSubmodel(new Command('embed'))
+export const embedCommand = withSubmodel(new Command('embed'), EmbedOptions)
   .description("print each image's embedding (and top-5 classes when the model has class names)")
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .option('--engine <name>', `engine: ${ENGINES.join(', ')}`, 'onnx')
-  .option('--backend <name>', 'tfjs backend (with --engine tfjs)', 'auto')
-  .option('--json', 'print JSON')
+  .addOption(flag(EmbedOptions, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(EmbedOptions, '--engine <name>', `engine: ${ENGINES.join(', ')}`))
+  .addOption(flag(EmbedOptions, '--backend <name>', 'tfjs backend (with --engine tfjs)'))
+  .addOption(flag(EmbedOptions, '--json', 'print JSON'))
   .argument('<images...>', 'image files')
   .action(async (files: string[], raw) => {
     const o = parseOptions(EmbedOptions, raw);
+    const [{ preprocessImage }, { topK }] = await Promise.all([import('../data/preprocess.ts'), import('../eval/classify.ts')]);
     const { meta, weights } = loadCheckpoint(o.model);
     const c = meta.model;
     const sub = submodelOption(c, o);
@@ -74,14 +73,15 @@ export const embedCommand = withSubmodel(new Command('embed'))
     }
   });
 
-const ExportOptions = z.object({ model: z.string().min(1), ...Submodel, out: z.string().min(1) });
+const ExportOptions = z.object({ model: modelDir, ...Submodel, out: z.string().min(1) });
 
-export const exportOnnxCommand = withSubmodel(new Command('export-onnx'))
+export const exportOnnxCommand = withSubmodel(new Command('export-onnx'), ExportOptions)
   .description('write a standalone ONNX file of one submodel (input pixels [B,C,H,W] normalized; outputs embedding, logits)')
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .requiredOption('--out <file.onnx>', 'output file')
-  .action((raw) => {
+  .addOption(flag(ExportOptions, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(ExportOptions, '--out <file.onnx>', 'output file'))
+  .action(async (raw) => {
     const o = parseOptions(ExportOptions, raw);
+    const { buildOnnxModel } = await import('../engine/onnx-graph.ts');
     const { meta, weights } = loadCheckpoint(o.model);
     const sub = submodelOption(meta.model, o);
     const bytes = buildOnnxModel(meta.model, weights, sub.ffnDims);
@@ -90,7 +90,7 @@ export const exportOnnxCommand = withSubmodel(new Command('export-onnx'))
   });
 
 const BenchOptions = z.object({
-  model: z.string().optional(),
+  model: modelDir.optional(),
   preset: z.enum(Object.keys(PRESETS) as [string, ...string[]]).optional(),
   engines: z.string().default(ENGINES.join(',')),
   batch: z.coerce.number().int().positive().default(32),
@@ -102,16 +102,17 @@ const BenchOptions = z.object({
 
 export const benchEncodeCommand = new Command('encode')
   .description('per engine and granularity: batch-1 latency, batch throughput, GFLOP/s against the runtime\'s matmul ceiling')
-  .option('--model <dir>', 'checkpoint directory')
-  .option('--preset <name>', `or a preset with random weights: ${Object.keys(PRESETS).join(', ')}`)
-  .option('--engines <list>', 'engines to measure', ENGINES.join(','))
-  .option('--batch <n>', 'batch size of the throughput runs', '32')
-  .option('--seconds <n>', 'seconds per measurement', '2')
-  .option('--rounds <n>', 'interleaved rounds over the submodels; the best round of each is kept', '3')
-  .option('--backend <name>', 'tfjs backend', 'auto')
-  .option('--json', 'print JSON')
+  .addOption(flag(BenchOptions, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(BenchOptions, '--preset <name>', `or a preset with random weights: ${Object.keys(PRESETS).join(', ')}`))
+  .addOption(flag(BenchOptions, '--engines <list>', 'engines to measure'))
+  .addOption(flag(BenchOptions, '--batch <n>', 'batch size of the throughput runs'))
+  .addOption(flag(BenchOptions, '--seconds <n>', 'seconds per measurement'))
+  .addOption(flag(BenchOptions, '--rounds <n>', 'interleaved rounds over the submodels; the best round of each is kept'))
+  .addOption(flag(BenchOptions, '--backend <name>', 'tfjs backend'))
+  .addOption(flag(BenchOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(BenchOptions, raw);
+    const { benchEncode } = await import('../engine/bench.ts');
     if (!o.model === !o.preset) throw new UsageError('give one of --model DIR or --preset NAME');
     const engines = csv(o.engines).map((e) => parseOptions(z.object({ engines: z.enum(ENGINES) }), { engines: e }).engines);
     const ckpt = o.model ? loadCheckpoint(o.model) : undefined;

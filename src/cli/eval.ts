@@ -2,18 +2,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { parseDatasetSpec } from '../data/dataset.ts';
 import { GRANULARITY_NAMES, type ModelConfig, type Submodel, granularityDims, parseSubmodel } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
-import { type ClassifyRow, classify } from '../eval/classify.ts';
+import type { ClassifyRow } from '../eval/classify.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
-import { type QueryModel, type RetrievalRow, evalRetrieval, querySubmodels } from '../eval/retrieval.ts';
-import { UsageError, csv, parseOptions, phaseBar, submodelOption } from './common.ts';
+import type { QueryModel, RetrievalRow } from '../eval/retrieval.ts';
+import { UsageError, csv, flag, modelDir, parseOptions, submodelOption } from './common.ts';
+import { phaseBar } from './progress.ts';
 import { compact, markdownTable } from '../util/format.ts';
 
+/** A repeatable option's values, in order. */
+const repeatable = (v: string, prev: string[] = []) => [...prev, v];
+
 const ClassifyOptions = z.object({
-  model: z.string().min(1),
+  model: modelDir,
   data: z.string().min(1),
   granularities: z.string().default(GRANULARITY_NAMES.join(',')),
   ffnDims: z.array(z.string()).default([]),
@@ -48,18 +51,19 @@ function submodelList(c: ModelConfig, granularities: string, ffnDims: string[]):
 
 const classifyCommand = new Command('classify')
   .description('top-1/top-5 of each submodel on a labelled dataset (ImageNet-style folder, IDX, fashion-mnist:test)')
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .requiredOption('--data <spec>', 'dataset spec')
-  .option('--granularities <list>', 'named submodels to evaluate', GRANULARITY_NAMES.join(','))
-  .option('--ffn-dims <w,w,...>', "a Mix'n'Match submodel (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
-  .option('--engine <name>', `engine: ${ENGINES.join(', ')}`, 'onnx')
-  .option('--backend <name>', 'tfjs backend (with --engine tfjs)', 'auto')
-  .option('--batch <n>', 'batch size', '64')
-  .option('--limit <n>', 'evaluate the first N images only')
-  .option('--json <file>', 'write results as JSON (and an SVG plot of top-1 vs MFLOPs next to it)')
-  .option('--csv <file>', "write timm's results CSV")
+  .addOption(flag(ClassifyOptions, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(ClassifyOptions, '--data <spec>', 'dataset spec'))
+  .addOption(flag(ClassifyOptions, '--granularities <list>', 'named submodels to evaluate'))
+  .addOption(flag(ClassifyOptions, '--ffn-dims <w,w,...>', "a Mix'n'Match submodel (repeatable)").argParser(repeatable))
+  .addOption(flag(ClassifyOptions, '--engine <name>', `engine: ${ENGINES.join(', ')}`))
+  .addOption(flag(ClassifyOptions, '--backend <name>', 'tfjs backend (with --engine tfjs)'))
+  .addOption(flag(ClassifyOptions, '--batch <n>', 'batch size'))
+  .addOption(flag(ClassifyOptions, '--limit <n>', 'evaluate the first N images only'))
+  .addOption(flag(ClassifyOptions, '--json <file>', 'write results as JSON (and an SVG plot of top-1 vs MFLOPs next to it)'))
+  .addOption(flag(ClassifyOptions, '--csv <file>', "write timm's results CSV"))
   .action(async (raw) => {
     const o = parseOptions(ClassifyOptions, raw);
+    const [{ parseDatasetSpec }, { classify }] = await Promise.all([import('../data/dataset.ts'), import('../eval/classify.ts')]);
     const { meta, weights } = loadCheckpoint(o.model);
     const c = meta.model;
     const submodels = submodelList(c, o.granularities, o.ffnDims);
@@ -92,7 +96,7 @@ const classifyCommand = new Command('classify')
   });
 
 const RetrievalArgs = z.object({
-  model: z.string().min(1),
+  model: modelDir,
   corpus: z.string().min(1),
   queries: z.string().min(1),
   index: z.string().min(1).optional(),
@@ -129,21 +133,22 @@ const pct = (x: number) => (100 * x).toFixed(2);
 
 const retrievalCommand = new Command('retrieval')
   .description("elastic retrieval: the corpus embedded by XL, queries by each submodel; 1-NN accuracy, recall@k vs XL's queries, mAP@k, exact and HNSW")
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .requiredOption('--corpus <spec>', 'corpus dataset spec (embedded by XL, and by each submodel for the same-encoder figure)')
-  .requiredOption('--queries <spec>', 'query dataset spec')
-  .option('--index <dir>', "search this index's vectors and graph (built with --model) instead of an in-memory HNSW over the corpus")
-  .option('--granularities <list>', 'named query submodels', GRANULARITY_NAMES.join(','))
-  .option('--ffn-dims <w,w,...>', "a Mix'n'Match query submodel (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
-  .option('--menu', "also every entry of the checkpoint's menu")
-  .option('--query-model <name=dir[:sub]>', 'a query encoder from another checkpoint (a baseline), default submodel xl (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-  .option('--k <n>', 'neighbours for recall@k and mAP@k', '10')
-  .option('--batch <n>', 'batch size', '64')
-  .option('--limit-corpus <n>', 'the first N corpus images only (with --index: of the same-encoder corpus; the index is searched whole)')
-  .option('--limit-queries <n>', 'the first N query images only')
-  .option('--json <file>', 'write results as JSON (and an SVG plot of 1-NN accuracy and recall@k vs MFLOPs next to it)')
+  .addOption(flag(RetrievalArgs, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(RetrievalArgs, '--corpus <spec>', 'corpus dataset spec (embedded by XL, and by each submodel for the same-encoder figure)'))
+  .addOption(flag(RetrievalArgs, '--queries <spec>', 'query dataset spec'))
+  .addOption(flag(RetrievalArgs, '--index <dir>', "search this index's vectors and graph (built with --model) instead of an in-memory HNSW over the corpus"))
+  .addOption(flag(RetrievalArgs, '--granularities <list>', 'named query submodels'))
+  .addOption(flag(RetrievalArgs, '--ffn-dims <w,w,...>', "a Mix'n'Match query submodel (repeatable)").argParser(repeatable))
+  .addOption(flag(RetrievalArgs, '--menu', "also every entry of the checkpoint's menu"))
+  .addOption(flag(RetrievalArgs, '--query-model <name=dir[:sub]>', 'a query encoder from another checkpoint (a baseline), default submodel xl (repeatable)').argParser(repeatable))
+  .addOption(flag(RetrievalArgs, '--k <n>', 'neighbours for recall@k and mAP@k'))
+  .addOption(flag(RetrievalArgs, '--batch <n>', 'batch size'))
+  .addOption(flag(RetrievalArgs, '--limit-corpus <n>', 'the first N corpus images only (with --index: of the same-encoder corpus; the index is searched whole)'))
+  .addOption(flag(RetrievalArgs, '--limit-queries <n>', 'the first N query images only'))
+  .addOption(flag(RetrievalArgs, '--json <file>', 'write results as JSON (and an SVG plot of 1-NN accuracy and recall@k vs MFLOPs next to it)'))
   .action(async (raw) => {
     const o = parseOptions(RetrievalArgs, raw);
+    const [{ parseDatasetSpec }, { evalRetrieval, querySubmodels }] = await Promise.all([import('../data/dataset.ts'), import('../eval/retrieval.ts')]);
     const checkpoint = loadCheckpoint(o.model);
     const { meta } = checkpoint;
     const c = meta.model;
@@ -197,4 +202,4 @@ const retrievalCommand = new Command('retrieval')
     }
   });
 
-export const evalCommand = new Command('eval').description('evaluation').addCommand(classifyCommand.exitOverride()).addCommand(retrievalCommand.exitOverride());
+export const evalCommand = new Command('eval').description('evaluation').addCommand(classifyCommand).addCommand(retrievalCommand);

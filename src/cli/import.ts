@@ -3,10 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { importCheckpoint } from '../import/import.ts';
 import { SOURCE_FORMATS } from '../import/source.ts';
 import { Interpolation, embeddingDim } from '../model/config.ts';
-import { UsageError, csv, parseOptions } from './common.ts';
+import { UsageError, csv, flag, parseOptions } from './common.ts';
 
 const numbers = z.string().transform((s, ctx) => {
   const v = csv(s).map(Number);
@@ -30,24 +29,19 @@ const Options = z.object({
 
 export const importCommand = new Command('import')
   .description('write a checkpoint of this project from a pretrained ViT (timm hub folder, big_vision/AugReg .npz, scenic MatViT msgpack)')
-  .requiredOption('--from <format>', `source format: ${SOURCE_FORMATS.join(', ')}`)
-  .requiredOption(
-    '--weights <path>',
-    'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint',
-  )
-  .requiredOption('--out <dir>', 'checkpoint directory to write (must not hold a checkpoint yet)')
-  .option(
-    '--image-size <n>',
-    "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)",
-  )
-  .option('--mean <a,b,c>', "preprocessing mean per channel (default: the source's)")
-  .option('--std <a,b,c>', "preprocessing std per channel (default: the source's)")
-  .option('--crop-pct <x>', "center crop fraction in (0, 1] (default: the source's)")
-  .option('--interpolation <name>', `resize filter: ${Interpolation.options.join(', ')} (default: the source's)`)
-  .option('--name <name>', 'model name (default: the architecture or file name)')
-  .option('--embedding <which>', 'retrieval embedding: pre_logits or head (default: head for a CLIP projection, else pre_logits)')
-  .action((raw) => {
+  .addOption(flag(Options, '--from <format>', `source format: ${SOURCE_FORMATS.join(', ')}`))
+  .addOption(flag(Options, '--weights <path>', 'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint'))
+  .addOption(flag(Options, '--out <dir>', 'checkpoint directory to write (must not hold a checkpoint yet)'))
+  .addOption(flag(Options, '--image-size <n>', "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)"))
+  .addOption(flag(Options, '--mean <a,b,c>', "preprocessing mean per channel (default: the source's)"))
+  .addOption(flag(Options, '--std <a,b,c>', "preprocessing std per channel (default: the source's)"))
+  .addOption(flag(Options, '--crop-pct <x>', "center crop fraction in (0, 1] (default: the source's)"))
+  .addOption(flag(Options, '--interpolation <name>', `resize filter: ${Interpolation.options.join(', ')} (default: the source's)`))
+  .addOption(flag(Options, '--name <name>', 'model name (default: the architecture or file name)'))
+  .addOption(flag(Options, '--embedding <which>', 'retrieval embedding: pre_logits or head (default: head for a CLIP projection, else pre_logits)'))
+  .action(async (raw) => {
     const o = parseOptions(Options, raw);
+    const { importCheckpoint } = await import('../import/import.ts');
     if (!fs.existsSync(o.weights)) throw new UsageError(`--weights: ${o.weights} does not exist`);
     if (fs.existsSync(path.join(o.out, 'config.json')))
       throw new UsageError(`--out: ${o.out} already holds a checkpoint; choose another directory or remove it`);

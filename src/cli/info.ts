@@ -3,15 +3,15 @@ import { z } from 'zod';
 import { GRANULARITY_NAMES, describeEmbedding, embeddingDim, granularityDims } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { mflops, paramCount } from '../model/flops.ts';
-import { parseOptions, printJson } from './common.ts';
+import { flag, modelDir, parseOptions, printJson } from './common.ts';
 import { compact, markdownTable } from '../util/format.ts';
 
-const Options = z.object({ model: z.string().min(1), json: z.boolean().default(false) });
+const Options = z.object({ model: modelDir, json: z.boolean().default(false) });
 
 export const infoCommand = new Command('info')
   .description("show a checkpoint's config, fingerprint, and each submodel's ffnDims, params and MFLOPs")
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .option('--json', 'print JSON')
+  .addOption(flag(Options, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(Options, '--json', 'print JSON'))
   .action((raw) => {
     const o = parseOptions(Options, raw);
     const { meta } = loadCheckpoint(o.model); // loads the weights too: checks names, shapes and fingerprint

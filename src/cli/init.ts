@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { saveCheckpoint } from '../model/checkpoint.ts';
 import { PRESETS, preset } from '../model/presets.ts';
 import { initWeights } from '../model/weights.ts';
-import { csv, parseOptions } from './common.ts';
+import { csv, flag, parseOptions } from './common.ts';
 
 const Options = z.object({
   preset: z.enum(Object.keys(PRESETS) as [string, ...string[]]),
@@ -14,10 +14,10 @@ const Options = z.object({
 
 export const initCommand = new Command('init')
   .description('write a randomly initialized MatViT checkpoint')
-  .requiredOption('--preset <name>', `size preset: ${Object.keys(PRESETS).join(', ')}`)
-  .requiredOption('--out <dir>', 'checkpoint directory to write')
-  .option('--seed <n>', 'initialization seed', '0')
-  .option('--classes <a,b,...>', 'class names (sets the number of classes)')
+  .addOption(flag(Options, '--preset <name>', `size preset: ${Object.keys(PRESETS).join(', ')}`))
+  .addOption(flag(Options, '--out <dir>', 'checkpoint directory to write'))
+  .addOption(flag(Options, '--seed <n>', 'initialization seed'))
+  .addOption(flag(Options, '--classes <a,b,...>', 'class names (sets the number of classes)'))
   .action((raw) => {
     const o = parseOptions(Options, raw);
     const names = o.classes ? csv(o.classes) : undefined;

@@ -1,4 +1,6 @@
-// The `matvit` command line: one thin file per command; all the work is in src/.
+// The `matvit` command line: one thin file per command; all the work is in src/. The command files
+// import only commander, zod and the option schemas; each action imports the modules that do its
+// work when it runs, so `matvit --help` loads no engine, image codec or chart library.
 import { Command, CommanderError } from 'commander';
 import { UsageError } from './common.ts';
 import { benchEncodeCommand, embedCommand, exportOnnxCommand } from './encode.ts';
@@ -7,21 +9,32 @@ import { evalCommand } from './eval.ts';
 import { benchIndexCommand, indexCommand } from './index-cmd.ts';
 import { importCommand } from './import.ts';
 import { infoCommand } from './info.ts';
+import { matformerizeCommand } from './matformerize.ts';
 import { initCommand } from './init.ts';
 import { mixnmatchCommand } from './mixnmatch.ts';
 import { reportCommand } from './report.ts';
+import { benchServeCommand, calibrateCommand, serveCommand } from './serve.ts';
 import { benchTrainCommand, trainCommand } from './train.ts';
 
-const program = new Command('matvit')
-  .description('Elastic image retrieval with MatViT: one nested ViT, many query encoders, one metric space.')
-  .showHelpAfterError()
-  .exitOverride();
-
+const program = new Command('matvit').description('Elastic image retrieval with MatViT: one nested ViT, many query encoders, one metric space.');
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
-for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand]) bench.addCommand(cmd.exitOverride());
-for (const cmd of [initCommand, importCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, reportCommand, datasetCommand, indexCommand, bench]) program.addCommand(cmd.exitOverride());
+for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand, benchServeCommand]) bench.addCommand(cmd);
+const commands = [initCommand, importCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, matformerizeCommand, reportCommand, datasetCommand, indexCommand, serveCommand, calibrateCommand, bench];
+for (const cmd of commands) program.addCommand(cmd);
 
-(await import('./serve.ts')).addServeCommands(program, bench); // serve, calibrate, bench serve
+/** Every command throws instead of exiting (handled below) and answers a typo with a suggestion and a pointer to --help. */
+function configure(cmd: Command): void {
+  cmd.exitOverride().showSuggestionAfterError(true).showHelpAfterError(`(run \`${[...ancestry(cmd), '--help'].join(' ')}\` for usage)`);
+  cmd.commands.forEach(configure);
+}
+const ancestry = (cmd: Command): string[] => (cmd.parent ? [...ancestry(cmd.parent), cmd.name()] : [cmd.name()]);
+configure(program);
+
+// `matvit ... | head` closes stdout early: stop quietly, as Unix tools do.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+  process.exit(0);
+});
 
 try {
   await program.parseAsync(process.argv);

@@ -5,17 +5,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { parseDatasetSpec } from '../data/dataset.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { loadCheckpoint, readMeta, saveMeta } from '../model/checkpoint.ts';
-import { type FrontPoint, type MixRow, type PairedDiff, checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry } from '../eval/mixnmatch.ts';
+import type { FrontPoint, MixRow, PairedDiff } from '../eval/mixnmatch.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
-import { UsageError, parseOptions, phaseBar } from './common.ts';
+import { UsageError, flag, modelDir, parseOptions } from './common.ts';
+import { phaseBar } from './progress.ts';
 import { compact, markdownTable } from '../util/format.ts';
 
 const Options = z
   .object({
-    model: z.string().min(1),
+    model: modelDir,
     data: z.string().min(1),
     corpus: z.string().min(1).optional(),
     maxConfigs: z.coerce.number().int().min(4).optional(),
@@ -32,18 +32,22 @@ const pct = (x: number) => (100 * x).toFixed(2);
 
 export const mixnmatchCommand = new Command('mixnmatch')
   .description("measure the Mix'n'Match submodels (granularity non-decreasing with depth, least slope) on a validation split and keep the Pareto front over MFLOPs, top-1 and recall@k against XL")
-  .requiredOption('--model <dir>', 'checkpoint directory')
-  .requiredOption('--data <spec>', 'labelled validation split (dataset spec): the queries')
-  .option('--corpus <spec>', 'corpus embedded by XL (default: --data itself, each query excluding its own image)')
-  .option('--max-configs <n>', 'evaluate N configs spread over MFLOPs (the 4 uniform ones always); default all')
-  .option('--k <n>', 'neighbours for recall@k', '10')
-  .option('--batch <n>', 'batch size', '64')
-  .option('--limit <n>', 'the first N images of --data only')
-  .option('--latency-runs <n>', 'batch-1 runs per config after a warm-up (the median is kept)', '20')
-  .requiredOption('--out <file>', 'write the results as JSON, and an SVG plot next to it')
-  .option('--write-menu', "store the front (and s/m/l/xl) as the checkpoint's menu, read by `matvit serve`")
+  .addOption(flag(Options, '--model <dir>', 'checkpoint directory'))
+  .addOption(flag(Options, '--data <spec>', 'labelled validation split (dataset spec): the queries'))
+  .addOption(flag(Options, '--corpus <spec>', 'corpus embedded by XL (default: --data itself, each query excluding its own image)'))
+  .addOption(flag(Options, '--max-configs <n>', 'evaluate N configs spread over MFLOPs (the 4 uniform ones always); default all'))
+  .addOption(flag(Options, '--k <n>', 'neighbours for recall@k'))
+  .addOption(flag(Options, '--batch <n>', 'batch size'))
+  .addOption(flag(Options, '--limit <n>', 'the first N images of --data only'))
+  .addOption(flag(Options, '--latency-runs <n>', 'batch-1 runs per config after a warm-up (the median is kept)'))
+  .addOption(flag(Options, '--out <file>', 'write the results as JSON, and an SVG plot next to it'))
+  .addOption(flag(Options, '--write-menu', "store the front (and s/m/l/xl) as the checkpoint's menu, read by `matvit serve`"))
   .action(async (raw) => {
     const o = parseOptions(Options, raw);
+    const [{ parseDatasetSpec }, { checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry }] = await Promise.all([
+      import('../data/dataset.ts'),
+      import('../eval/mixnmatch.ts'),
+    ]);
     if (o.writeMenu && o.k !== 10) throw new UsageError(`--k: the menu stores recall@10; use --k 10 with --write-menu (received ${o.k})`);
     const { meta, weights } = loadCheckpoint(o.model);
     const c = meta.model;

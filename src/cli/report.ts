@@ -4,9 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { buildReport, parseResult } from '../eval/report.ts';
 import { renderSvg } from '../eval/plot.ts';
-import { UsageError, parseOptions } from './common.ts';
+import { UsageError, flag, parseOptions } from './common.ts';
 
 const Options = z
   .object({
@@ -35,11 +34,12 @@ function readJson(file: string): unknown {
 
 export const reportCommand = new Command('report')
   .description('one Markdown page (DIR/README.md) with SVG charts from the JSON results of `eval classify --json`, `eval retrieval --json` and `mixnmatch --out`')
-  .requiredOption('--in <files...>', 'result JSON files (kind classify, retrieval or mixnmatch)')
-  .requiredOption('--out <dir>', 'directory for README.md and the charts')
-  .option('--title <text>', 'page title (default "MatViT results")')
+  .addOption(flag(Options, '--in <files...>', 'result JSON files (kind classify, retrieval or mixnmatch)'))
+  .addOption(flag(Options, '--out <dir>', 'directory for README.md and the charts'))
+  .addOption(flag(Options, '--title <text>', 'page title'))
   .action(async (raw) => {
     const o = parseOptions(Options, raw);
+    const { buildReport, parseResult } = await import('../eval/report.ts');
     const twice = o.in.find((f, i) => o.in.findIndex((g) => path.resolve(g) === path.resolve(f)) !== i);
     if (twice !== undefined) throw new UsageError(`--in: ${twice} is given twice`);
     // Links are relative to the page, so the directory can move with its inputs and the bytes do

@@ -9,7 +9,8 @@ import { type RowMetrics, calibrate, evaluateStored } from '../serve/calibrate.t
 import { benchServe } from '../serve/bench.ts';
 import { ServeConfig, type ServeConfigInput } from '../serve/config.ts';
 import { startServer } from '../serve/server.ts';
-import { csv, parseOptions, phaseBar, printJson } from './common.ts';
+import { csv, parseOptions, printJson } from './common.ts';
+import { phaseBar } from './progress.ts';
 import { markdownTable } from '../util/format.ts';
 
 const int = z.coerce.number().int();

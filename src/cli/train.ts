@@ -2,11 +2,8 @@ import fs from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { PRESETS, preset } from '../model/presets.ts';
-import { benchTrain } from '../train/bench.ts';
-import { backendLabel } from '../engine/tfjs-backend.ts';
 import { TrainConfig } from '../train/config.ts';
-import { train } from '../train/trainer.ts';
-import { UsageError, csv, parseOptions, printJson } from './common.ts';
+import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
 const num = z.coerce.number();
@@ -57,40 +54,46 @@ function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
   return parseOptions(TrainConfig, { ...base, ...overrides });
 }
 
-const trainOptions = (cmd: Command) =>
+/** The options of train and bench train; the training hyper-parameters' defaults are TrainConfig's. */
+const trainOptions = (cmd: Command, O: z.ZodObject) =>
   cmd
-    .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`)
-    .option('--config <file>', 'training config JSON (a TrainConfig; "model" may be a preset name)')
-    .option('--data <spec>', 'training data: a folder, idx:IMAGES,LABELS, fashion-mnist:train (slices: spec[a:b])')
-    .option('--val <spec>', 'validation data, evaluated per epoch for every granularity')
-    .option('--epochs <n>', 'epochs')
-    .option('--batch-size <n>', 'batch size')
-    .option('--lr <x>', 'peak learning rate')
-    .option('--min-lr <x>', 'final learning rate of the cosine')
-    .option('--warmup-steps <n>', 'linear warm-up steps')
-    .option('--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)')
-    .option('--objective <sum|sampled>', 'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step')
-    .option('--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)')
-    .option('--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)')
-    .option('--init <dir>', 'start from the weights of this model directory or checkpoint (same architecture)')
-    .option('--label-smoothing <x>', 'label smoothing')
-    .option('--crop-scale <a,b>', 'random-resized-crop scale range')
-    .option('--no-flip', 'no horizontal flips')
-    .option('--mixup <alpha>', 'mixup alpha (0: off)')
-    .option('--seed <n>', 'seed of initialization, data order, augmentation and sampling')
-    .option('--checkpoint-every <n>', 'steps between checkpoints')
-    .option('--eval-every <epochs>', 'epochs between validations')
-    .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu', 'auto')
-    .option('--threads <n>', 'tfjs-wasm threads (default: every core)');
+    .addOption(flag(O, '--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`))
+    .addOption(flag(O, '--config <file>', 'training config JSON (a TrainConfig; "model" may be a preset name)'))
+    .addOption(flag(O, '--data <spec>', 'training data: a folder, idx:IMAGES,LABELS, fashion-mnist:train (slices: spec[a:b])'))
+    .addOption(flag(O, '--val <spec>', 'validation data, evaluated per epoch for every granularity'))
+    .addOption(flag(TrainConfig, '--epochs <n>', 'epochs'))
+    .addOption(flag(TrainConfig, '--batch-size <n>', 'batch size'))
+    .addOption(flag(TrainConfig, '--lr <x>', 'peak learning rate'))
+    .addOption(flag(TrainConfig, '--min-lr <x>', 'final learning rate of the cosine'))
+    .addOption(flag(TrainConfig, '--warmup-steps <n>', 'linear warm-up steps'))
+    .addOption(flag(TrainConfig, '--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)'))
+    .addOption(flag(TrainConfig, '--objective <sum|sampled>', 'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step'))
+    .addOption(flag(TrainConfig, '--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)', 'granularityWeights'))
+    .addOption(flag(TrainConfig, '--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)'))
+    .addOption(flag(TrainConfig, '--init <dir>', 'start from the weights of this model directory or checkpoint (same architecture)'))
+    .addOption(flag(TrainConfig, '--label-smoothing <x>', 'label smoothing'))
+    .addOption(flag(TrainConfig, '--crop-scale <a,b>', 'random-resized-crop scale range'))
+    .addOption(flag(TrainConfig, '--no-flip', 'no horizontal flips'))
+    .addOption(flag(TrainConfig, '--mixup <alpha>', 'mixup alpha (0: off)'))
+    .addOption(flag(TrainConfig, '--seed <n>', 'seed of initialization, data order, augmentation and sampling'))
+    .addOption(flag(TrainConfig, '--checkpoint-every <n>', 'steps between checkpoints'))
+    .addOption(flag(TrainConfig, '--eval-every <epochs>', 'epochs between validations'))
+    .addOption(flag(O, '--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu'))
+    .addOption(flag(O, '--threads <n>', 'tfjs-wasm threads (default: every core)'));
+
+/** commander sets a `--no-x` switch's value to true when it is not given; the config's value (file or schema) must win then. */
+const given = (raw: Record<string, unknown>, cmd: Command) => ({ ...raw, flip: cmd.getOptionValueSource('flip') === 'cli' ? raw.flip : undefined });
 
 export const trainCommand = trainOptions(
   new Command('train')
     .description('train a MatViT (tfjs) with checkpoints every N steps; --resume continues exactly')
-    .requiredOption('--out <dir>', 'run directory (checkpoints, metrics.jsonl, best/)')
-    .option('--resume', 'continue from the newest checkpoint in --out')
-    .option('--max-steps <n>', 'stop after this many steps in this process'),
-).action(async (raw) => {
-  const o = parseOptions(Options, raw);
+    .addOption(flag(Options, '--out <dir>', 'run directory (checkpoints, metrics.jsonl, best/)'))
+    .addOption(flag(Options, '--resume', 'continue from the newest checkpoint in --out'))
+    .addOption(flag(Options, '--max-steps <n>', 'stop after this many steps in this process')),
+  Options,
+).action(async (raw, cmd: Command) => {
+  const o = parseOptions(Options, given(raw, cmd));
+  const { train } = await import('../train/trainer.ts');
   // On --resume the config saved in the checkpoint wins; the flags still need to parse.
   const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
   // --epochs with --resume re-plans the schedule's length; other overrides of a resumed run are ignored.
@@ -103,12 +106,14 @@ const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolea
 export const benchTrainCommand = trainOptions(
   new Command('train')
     .description('tfjs forward-only and training img/s of a preset in one run, and their ratio')
-    .option('--seconds <n>', 'seconds per measurement', '3')
-    .option('--rounds <n>', 'interleaved rounds; the best of each measure is kept', '3')
-    .option('--profile', 'also the kernel time of a forward pass and of a training step, by kernel (tf.profile)')
-    .option('--json', 'print JSON'),
-).action(async (raw) => {
-  const o = parseOptions(BenchOptions, raw);
+    .addOption(flag(BenchOptions, '--seconds <n>', 'seconds per measurement'))
+    .addOption(flag(BenchOptions, '--rounds <n>', 'interleaved rounds; the best of each measure is kept'))
+    .addOption(flag(BenchOptions, '--profile', 'also the kernel time of a forward pass and of a training step, by kernel (tf.profile)'))
+    .addOption(flag(BenchOptions, '--json', 'print JSON')),
+  BenchOptions,
+).action(async (raw, cmd: Command) => {
+  const o = parseOptions(BenchOptions, given(raw, cmd));
+  const [{ benchTrain }, { backendLabel }] = await Promise.all([import('../train/bench.ts'), import('../engine/tfjs-backend.ts')]);
   const cfg = resolveConfig({ ...o, out: '', resume: false, data: o.data ?? 'unused' });
   const r = await benchTrain(cfg, { backend: o.backend, threads: o.threads, seconds: o.seconds, rounds: o.rounds, profile: o.profile });
   if (o.json) return void printJson(r);

@@ -1,8 +1,9 @@
-// SVG charts rendered in Node with vega-lite (compiled to vega, rendered headless to SVG).
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+// SVG charts rendered in Node with vega-lite (compiled to vega, rendered headless to SVG). vega and
+// vega-lite load on the first render: building a chart's spec needs neither.
+import type { TopLevelSpec } from 'vega-lite';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
