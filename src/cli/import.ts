@@ -30,15 +30,29 @@ const Options = z.object({
 export const importCommand = new Command('import')
   .description('write a checkpoint of this project from a pretrained ViT (timm hub folder, big_vision/AugReg .npz, scenic MatViT msgpack)')
   .addOption(flag(Options, '--from <format>', `source format: ${SOURCE_FORMATS.join(', ')}`))
-  .addOption(flag(Options, '--weights <path>', 'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint'))
+  .addOption(
+    flag(
+      Options,
+      '--weights <path>',
+      'timm: the hub folder (config.json + model.safetensors); big_vision: the .npz; scenic: the msgpack checkpoint',
+    ),
+  )
   .addOption(flag(Options, '--out <dir>', 'checkpoint directory to write (must not hold a checkpoint yet)'))
-  .addOption(flag(Options, '--image-size <n>', "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)"))
+  .addOption(
+    flag(
+      Options,
+      '--image-size <n>',
+      "another input size: the position embedding is resampled (bicubic, antialiased, as timm's resample_abs_pos_embed)",
+    ),
+  )
   .addOption(flag(Options, '--mean <a,b,c>', "preprocessing mean per channel (default: the source's)"))
   .addOption(flag(Options, '--std <a,b,c>', "preprocessing std per channel (default: the source's)"))
   .addOption(flag(Options, '--crop-pct <x>', "center crop fraction in (0, 1] (default: the source's)"))
   .addOption(flag(Options, '--interpolation <name>', `resize filter: ${Interpolation.options.join(', ')} (default: the source's)`))
   .addOption(flag(Options, '--name <name>', 'model name (default: the architecture or file name)'))
-  .addOption(flag(Options, '--embedding <which>', 'retrieval embedding: pre_logits or head (default: head for a CLIP projection, else pre_logits)'))
+  .addOption(
+    flag(Options, '--embedding <which>', 'retrieval embedding: pre_logits or head (default: head for a CLIP projection, else pre_logits)'),
+  )
   .action(async (raw) => {
     const o = parseOptions(Options, raw);
     const { importCheckpoint } = await import('../import/import.ts');
