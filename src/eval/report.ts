@@ -1,7 +1,7 @@
 // `matvit report`: the JSON results of `matvit eval classify`, `matvit eval retrieval` and
 // `matvit mixnmatch` -> one Markdown page and the specs of its charts. Pure (no files, no clock), so
 // the same inputs give the same bytes and a report can be regenerated and diffed. Every number on the
-// page is computed from the inputs, except the paper's claim, quoted from REFERENCE.md section 1.
+// page is computed from the inputs, except the paper's claims (MatFormer, arXiv 2310.07707).
 import path from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { z } from 'zod';
@@ -326,7 +326,7 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
   return { markdown: md, charts };
 }
 
-/** The paper's claims, as REFERENCE.md section 1 states them (arXiv 2310.07707, Figure 5 and section 4). */
+/** The paper's claims: MatFormer, arXiv 2310.07707 (elastic retrieval: Figure 5; Mix'n'Match: sections 3 and 4). */
 const PAPER = {
   headline: "MatViT-L/16 queries with a 175M Mix'n'Match submodel instead of the 300M XL cost 40% less compute for under 0.5% accuracy drop",
   baselines: 'independently trained smaller ViTs used as query encoders give nearly 0 accuracy: their metric space is a different one',
@@ -354,7 +354,7 @@ function compareWithPaper(retrievals: Item<RetrievalFile>[], mixes: Item<Mixnmat
   return {
     markdown: [
       '## Compare with the paper',
-      `The paper (MatFormer, arXiv 2310.07707, as REFERENCE.md section 1 states it): ${PAPER.headline}; ${PAPER.baselines}. Also: ${PAPER.menu}. It measures ImageNet-1K with ViT-B/16 and L/16; the results here are on ${data.map(cell).join(', ')}, so the trade-offs compare, the absolute accuracies do not. Here:`,
+      `The paper (MatFormer, [arXiv 2310.07707](https://arxiv.org/abs/2310.07707); retrieval: Figure 5): ${PAPER.headline}; ${PAPER.baselines}. Also (sections 3 and 4): ${PAPER.menu}. It measures ImageNet-1K with ViT-B/16 and L/16; the results here are on ${data.map(cell).join(', ')}, so the trade-offs compare, the absolute accuracies do not. Here:`,
       lines.join('\n'),
     ],
     charts: [],

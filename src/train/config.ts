@@ -30,8 +30,8 @@ export const TrainConfig = z
     /**
      * sum: the losses of s, m, l and xl on the same batch every step (the released MatViT recipe).
      * sampled: one granularity per step, drawn with `granularityWeights` (the later paper text).
-     * The default is sampled: at equal compute it reached higher accuracy in REFERENCE section 2
-     * (86.8% vs 84.2% XL top-1 in less time) and it costs one forward/backward per step, not four.
+     * The default is sampled: at equal compute it was 6.5 points more accurate here
+     * (results/objective-comparison.md), and it costs one forward/backward per step, not four.
      */
     objective: Objective.default('sampled'),
     granularityWeights: z.array(z.number().nonnegative()).length(4).default([1, 1, 1, 1]),

@@ -1,4 +1,4 @@
-// Tiny configs for shape and correctness tests (REFERENCE section 4: dim 16, depth 1-2).
+// Tiny configs for shape and correctness tests (dim 16, depth 1-2: small enough for the plain-loop references).
 import { ModelConfig, type ModelConfigInput } from '../../src/model/config.ts';
 
 export const tinyConfig = (o: Partial<ModelConfigInput> = {}): ModelConfig =>
