@@ -1,5 +1,6 @@
 // The service's decision logic without HTTP: the encoder policy (fixed, budget, load, cascade),
-// the micro-batcher with a counting fake engine, and the calibration search on synthetic runs.
+// the micro-batcher with a counting fake engine, the calibration search on synthetic runs, the
+// latency fit and bench serve's summary on synthetic figures, and the session bound on a real engine.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type Embedded, type SubmodelRun, chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
@@ -9,7 +10,13 @@ import { mflops } from '../src/model/flops.ts';
 import { MicroBatcher } from '../src/serve/batcher.ts';
 import { type Cascade, confidence, shouldEscalate } from '../src/serve/cascade.ts';
 import { ServiceMenu } from '../src/serve/menu.ts';
-import { EncoderPolicy, LoadTargets } from '../src/serve/policy.ts';
+import { LoadTargets } from '../src/serve/config.ts';
+import { EncoderPolicy } from '../src/serve/policy.ts';
+import { speedupLine } from '../src/serve/bench.ts';
+import { monotoneLatencies } from '../src/serve/latency.ts';
+import { BoundedSessions } from '../src/serve/sessions.ts';
+import { OnnxEncoder } from '../src/engine/onnx.ts';
+import { initWeights } from '../src/model/weights.ts';
 import { tinyConfig } from './helpers/tiny.ts';
 
 const c = tinyConfig({ depth: 2, mlpDim: 32 });
@@ -281,5 +288,87 @@ describe('calibration search', () => {
     assert.ok(held.recallAt10 >= 0.99);
     assert.equal(held.escalationRate, 0.2);
     assert.deepEqual(Object.keys(best!.rule!), ['margin'], 'only the margin signal without labels');
+  });
+});
+
+describe('batch-1 latencies monotone in MFLOPs within noise (latency.ts)', () => {
+  /** The plain median, independent of latency.ts's quantile. */
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const close = (a: number[], b: number[]) => a.forEach((x, i) => assert.ok(Math.abs(x - b[i]) < 1e-12, `${a} vs ${b}`));
+
+  test('backwards medians within noise are pooled (the s 0.95 / l 0.82 ms case); the result never falls as MFLOPs rise', () => {
+    const s = [0.8, 0.9, 0.95, 1.0, 1.1], m = [0.78, 0.85, 0.9, 0.98, 1.05], l = [0.75, 0.8, 0.82, 0.95, 1.0], xl = [1.4, 1.45, 1.5, 1.55, 1.6];
+    const fit = monotoneLatencies([
+      { name: 's', mflops: 10, samples: s },
+      { name: 'm', mflops: 12, samples: m },
+      { name: 'l', mflops: 16, samples: l },
+      { name: 'xl', mflops: 24, samples: xl },
+    ]);
+    close(fit.ms, [median([...s, ...m, ...l]), median([...s, ...m, ...l]), median([...s, ...m, ...l]), median(xl)]);
+    assert.equal(fit.notes.length, 1);
+    assert.match(fit.notes[0], /^s, m, l: medians s 0\.950, m 0\.900, l 0\.820 ms fall as MFLOPs rise within noise/);
+  });
+
+  test('an inversion beyond noise is kept and reported; increasing medians are left alone; input order is kept', () => {
+    const fast = [0.5, 0.51, 0.52, 0.53, 0.54], slow = [1.0, 1.01, 1.02, 1.03, 1.04];
+    const inverted = monotoneLatencies([
+      { name: 'm', mflops: 12, samples: fast },
+      { name: 's', mflops: 10, samples: slow },
+    ]);
+    close(inverted.ms, [median(fast), median(slow)]);
+    assert.equal(inverted.notes.length, 1);
+    assert.match(inverted.notes[0], /^m measured faster than the cheaper s beyond noise .*kept as measured$/);
+    const rising = monotoneLatencies([
+      { name: 's', mflops: 10, samples: fast },
+      { name: 'xl', mflops: 24, samples: slow },
+    ]);
+    close(rising.ms, [median(fast), median(slow)]);
+    assert.deepEqual(rising.notes, []);
+  });
+});
+
+describe("bench serve's summary line", () => {
+  test('it says how much of the compute-bound speed-up the table shows, or that there is none', () => {
+    // The README's fmnist table: s 714.5 QPS at 17.80 MFLOPs, xl 624.5 at 41.20.
+    const qps = 714.5 / 624.5, mf = 41.2 / 17.8;
+    const line = speedupLine({ qps, mflops: mf, realized: (qps - 1) / (mf - 1) });
+    assert.equal(line, `s vs xl: 1.14x the QPS at 1/2.31 of the MFLOPs per query: ${Math.round((100 * (qps - 1)) / (mf - 1))}% of the 2.31x a compute-bound server would reach`);
+    assert.match(speedupLine({ qps: 0.95, mflops: 2.31, realized: -0.05 / 1.31 }), /s is not faster here/);
+  });
+});
+
+describe('bounded engine sessions (sessions.ts)', () => {
+  test('custom widths beyond the limit are released least recently used first, never while encoding; pinned ones stay; answers do not change', async () => {
+    const w = initWeights(c, 3);
+    const engine = await OnnxEncoder.create(c, w, { threads: 1 });
+    const reference = await OnnxEncoder.create(c, w, { threads: 1 });
+    const released: string[] = [];
+    const bounded = new BoundedSessions(engine, [XL], 2, (d) => released.push(d.join(',')));
+    const input = new Float32Array(c.channels * c.imageSize * c.imageSize).map((_, i) => Math.sin(i));
+    const widths = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12]];
+    try {
+      for (const d of widths) {
+        await bounded.encode(input, XL);
+        const out = await bounded.encode(input, d);
+        assert.deepEqual(out.embeddings, (await reference.encode(input, d)).embeddings);
+      }
+      assert.deepEqual(released, ['1,2', '3,4', '5,6', '7,8']);
+      assert.equal(bounded.customCount, 2);
+      // Touching 9,10 makes 11,12 the least recently used.
+      await bounded.encode(input, [9, 10]);
+      await bounded.encode(input, [13, 14]);
+      assert.equal(released.at(-1), '11,12');
+      // Six widths at once: all six are in flight, so none is released before its encode ends.
+      const outs = await Promise.all(widths.map((d) => bounded.encode(input, d)));
+      for (const [i, d] of widths.entries()) assert.deepEqual(outs[i].embeddings, (await reference.encode(input, d)).embeddings);
+      assert.equal(bounded.customCount, 2);
+      assert.ok(!released.includes(XL.join(',')), 'a pinned width is never released');
+    } finally {
+      await bounded.dispose();
+      await reference.dispose();
+    }
   });
 });

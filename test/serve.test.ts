@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
-import { calibrate, embedQueries } from '../src/serve/calibrate.ts';
+import { calibrate, embedQueries, ownItemsSample } from '../src/serve/calibrate.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { VectorIndex } from '../src/index/vector-index.ts';
 import { verifyIndex } from '../src/index/verify.ts';
@@ -22,6 +22,7 @@ import { createApp } from '../src/serve/app.ts';
 import { CASCADE_META_KEY, type Cascade } from '../src/serve/cascade.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { SearchService } from '../src/serve/service.ts';
+import { matvit } from './helpers/cli.ts';
 import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
 const TOKEN = 'test-admin-token';
@@ -284,6 +285,8 @@ describe('read endpoints', () => {
     assert.ok(r.body.menu.every((e: { latencyMs: number }) => e.latencyMs > 0));
     assert.equal(r.body.writes, 'enabled');
     assert.equal(r.body.cascade, null);
+    assert.equal(r.body.policy.cascade, false);
+    assert.match(r.body.policy.why, /answers with xl.*not calibrated.*matvit calibrate --index /);
   });
 
   test('GET /v1/items/:id and its image', async () => {
@@ -508,6 +511,26 @@ describe('cascade (auto with a stored calibration)', () => {
         assert.ok(ids.every((id) => id >= 0), `query ${i}: ${ids}`);
         if (own.has(sha)) assert.ok(!ids.includes(own.get(sha)!), `query ${i} found itself (${run.entry.name})`);
       });
+  });
+
+  test('calibrate with no queries: a seeded sample of the index\'s own items, each searched without itself', async () => {
+    const { corpus } = s.service.deps;
+    const a = await ownItemsSample(corpus, 40), b = await ownItemsSample(corpus, 40);
+    assert.equal(a.size, 40);
+    assert.deepEqual(Array.from({ length: 40 }, (_, i) => a.item(i).ref), Array.from({ length: 40 }, (_, i) => b.item(i).ref), 'seeded');
+    assert.equal(new Set(Array.from({ length: 40 }, (_, i) => a.item(i).ref)).size, 40);
+    // `matvit calibrate --index DIR` and nothing else, as a user runs it on a new index.
+    try {
+      const { stdout } = await matvit('calibrate', '--index', f.indexDir);
+      assert.match(stdout, /^note: 120 queries are items of the index: each was searched without its own item \(leave-one-out\)$/m);
+      assert.match(stdout, /calibrated on fashion-mnist:test\[0:120\], 120 items sampled \(seed calibrate\) \(120 queries\), basis: labels/);
+      assert.match(stdout, /\| xl \|/);
+      const stored = s.service.index.getMeta(CASCADE_META_KEY) as Cascade | null;
+      if (stored) assert.match(stdout, new RegExp(`cascade: ${stored.stages.map((x) => x.name).join(' -> ')}`));
+      else assert.match(stdout, /no cascade is cheaper/);
+    } finally {
+      s.service.index.setMeta(CASCADE_META_KEY, null);
+    }
   });
 
   test('calibrate stores a cascade that meets its constraint on the held-out queries', async () => {

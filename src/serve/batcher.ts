@@ -9,21 +9,9 @@
 // (or until maxBatch of them are there) before its call starts: that bounded wait is the whole
 // latency price of batching. The queue is bounded: past maxQueue waiting images a request is
 // refused with 503 at once rather than left to wait longer than any client would.
-import { z } from 'zod';
 import type { Encoder } from '../engine/encoder.ts';
+import type { BatchOptions } from './config.ts';
 import { ApiError } from './errors.ts';
-
-export const BatchOptions = z
-  .object({
-    /** How long an idle engine waits for more requests of the same submodel (ms). */
-    maxWaitMs: z.number().nonnegative().default(2),
-    /** Images per engine call at most. */
-    maxBatch: z.number().int().positive().default(32),
-    /** Images waiting (not yet in an engine call) at most; past it requests get 503. */
-    maxQueue: z.number().int().positive().default(256),
-  })
-  .strict();
-export type BatchOptions = z.infer<typeof BatchOptions>;
 
 /** A submodel as the batcher sees it: `name` labels metrics, `ffnDims` is what runs. */
 export interface BatchKey {

@@ -46,8 +46,24 @@ export interface BenchServe {
   connections: number;
   seconds: number;
   rows: BenchServeRow[];
-  /** QPS(s)/QPS(xl) against MFLOPs(xl)/MFLOPs(s): how much of the compute saving becomes throughput. */
-  speedup?: { qps: number; mflops: number; ratio: number };
+  /** s against xl: the QPS ratio, the MFLOPs ratio, and the share of the compute-bound speed-up realized. */
+  speedup?: Speedup;
+}
+
+export interface Speedup {
+  /** QPS(s) / QPS(xl). */
+  qps: number;
+  /** MFLOPs(xl) / MFLOPs(s): the QPS ratio of a server whose time all goes to the encoder. */
+  mflops: number;
+  /** (qps - 1) / (mflops - 1): 1 when the whole compute saving becomes throughput, <= 0 when none does. */
+  realized: number;
+}
+
+/** The summary under bench serve's table, in the table's own figures (s and xl rows). */
+export function speedupLine(s: Speedup): string {
+  const head = `s vs xl: ${s.qps.toFixed(2)}x the QPS at 1/${s.mflops.toFixed(2)} of the MFLOPs per query`;
+  if (s.qps <= 1) return `${head}: s is not faster here, so the encoder is not what limits throughput (decoding, HTTP and search are)`;
+  return `${head}: ${(100 * s.realized).toFixed(0)}% of the ${s.mflops.toFixed(2)}x a compute-bound server would reach`;
 }
 
 interface Child {
@@ -177,7 +193,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<BenchServe> {
       });
     }
     const s = rows.find((r) => r.encoder === 's'), xl = rows.find((r) => r.encoder === 'xl');
-    const speedup = s && xl ? { qps: s.qps / xl.qps, mflops: xl.mflops / s.mflops, ratio: s.qps / xl.qps / (xl.mflops / s.mflops) } : undefined;
+    const speedup = s && xl ? { qps: s.qps / xl.qps, mflops: xl.mflops / s.mflops, realized: (s.qps / xl.qps - 1) / (xl.mflops / s.mflops - 1) } : undefined;
     return { url, model: info.model.name, engine: info.engine, items: info.index.counts.live, connections, seconds, rows, speedup };
   } finally {
     const code = await child.stop();

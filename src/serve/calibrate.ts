@@ -1,5 +1,6 @@
 // `matvit calibrate`: the thresholds of the query cascade (serve/cascade.ts), chosen on held-out
-// labelled queries and stored with the index, where `matvit serve` reads them.
+// labelled queries and stored with the index, where `matvit serve` reads them. Without queries, a
+// seeded sample of the index's own corpus items serves, each searched without itself (leave-one-out).
 //
 // Every query is embedded by each candidate first stage (the menu entries cheaper than the corpus
 // submodel) and by the corpus submodel itself ("always-XL", the reference), and searched in the
@@ -10,10 +11,11 @@
 // wins; without labels, the constraint is recall@10 against the reference's neighbours >=
 // minRecall. The rules searched: margin < t, agreement < a, and both, over every threshold that
 // changes the outcome on the held-out set (a prefix-sum sweep, so the search is exhaustive).
-import { type Dataset, batches } from '../data/dataset.ts';
+import { type Dataset, batches, parseDatasetSpec } from '../data/dataset.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
 import { sha256Hex } from '../util/hash.ts';
+import { seededSample } from '../util/sample.ts';
 import { recallPerQuery } from '../util/recall.ts';
 import { CASCADE_META_KEY, Cascade, type EscalationRule, type HeldOut, confidence, shouldEscalate } from './cascade.ts';
 import { type ServiceEntry, ServiceMenu } from './menu.ts';
@@ -63,6 +65,29 @@ export interface CalibrateResult {
   reference: RowMetrics;
   inIndex: number;
   skipped: number;
+}
+
+/** How many of its own items calibrate samples when given no queries. */
+export const OWN_SAMPLE = 5000;
+
+/**
+ * A seeded sample of `n` items of the corpus the index was built from (the manifest's spec): as
+ * queries they are items of the index, which embedQueries searches without themselves.
+ */
+export async function ownItemsSample(corpus: Corpus, n = OWN_SAMPLE, seed = 'calibrate'): Promise<Dataset> {
+  const spec = corpus.index.info().manifest.corpus.spec;
+  if (typeof spec !== 'string') throw new Error(`${corpus.index.dir}: the manifest records no corpus spec to sample queries from; pass --queries SPEC (labelled images)`);
+  const ds = await parseDatasetSpec(spec);
+  const picked = seededSample(Array.from({ length: ds.size }, (_, i) => i), n, seed).sort((a, b) => a - b);
+  return {
+    spec: `${ds.spec}, ${picked.length} items sampled (seed ${seed})`,
+    size: picked.length,
+    classNames: ds.classNames,
+    pixels: ds.pixels,
+    item: (i) => ({ ...ds.item(picked[i]), index: i }),
+    bytes: (i) => ds.bytes(picked[i]),
+    load: (i, cfg, augment) => ds.load(picked[i], cfg, augment),
+  };
 }
 
 /** Embeds every query of `ds` with each entry and searches the index with k neighbours. */

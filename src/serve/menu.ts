@@ -5,7 +5,8 @@
 import { GRANULARITY_NAMES, type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
 import type { MenuEntry } from '../model/checkpoint.ts';
 import { mflops } from '../model/flops.ts';
-import { type Encoder, batch1Latency } from '../engine/encoder.ts';
+import type { Encoder } from '../engine/encoder.ts';
+import { monotoneLatencies, sampleLatencies } from './latency.ts';
 
 export interface ServiceEntry {
   name: string;
@@ -107,16 +108,18 @@ export class ServiceMenu {
   }
 
   /**
-   * Batch-1 latency of s/m/l/xl (and the corpus submodel) on this machine: batch1Latency's median
-   * of `runs` interleaved calls after one warm-up call each, which also builds each session. Other entries keep
-   * their menu latency when `useMenu`, else get one interpolated from MFLOPs, so startup does not
-   * build a session (a copy of the weights) for every Mix'n'Match entry.
+   * Batch-1 latency of s/m/l/xl (and the corpus submodel) on this machine: `runs` rotated
+   * interleaved rounds after a warm-up call each (which also builds each session), fitted monotone
+   * in MFLOPs where the medians differ by less than their noise (latency.ts); returns what the fit
+   * changed, for the log. Other entries keep their menu latency when `useMenu`, else get one
+   * interpolated from MFLOPs, so start-up does not build a session for every Mix'n'Match entry.
    */
-  async measureLatency(encoder: Encoder, opts: { runs?: number; useMenu?: boolean } = {}): Promise<void> {
+  async measureLatency(encoder: Encoder, opts: { runs: number; useMenu: boolean }): Promise<string[]> {
     const measured = this.entries.filter((e) => e.origin === 'granularity' || e === this.corpus);
-    const ms = await batch1Latency(encoder, measured.map((e) => e.ffnDims), opts.runs ?? 5);
+    const samples = await sampleLatencies(encoder, measured.map((e) => e.ffnDims), opts.runs);
+    const fit = monotoneLatencies(measured.map((e, j) => ({ name: e.name, mflops: e.mflops, samples: samples[j] })));
     measured.forEach((e, j) => {
-      e.latencyMs = ms[j];
+      e.latencyMs = fit.ms[j];
       e.latencySource = 'measured';
     });
     for (const e of this.entries) {
@@ -124,6 +127,7 @@ export class ServiceMenu {
       e.latencyMs = this.estimateLatency(e.mflops);
       e.latencySource = 'interpolated';
     }
+    return fit.notes;
   }
 
   /** Latency at `m` MFLOPs, linear between the two measured entries around it (proportional outside them). */

@@ -7,28 +7,10 @@
 //   `auto` walks down a ladder of cheaper plans and back up when load falls (LoadController), so
 //   the server sheds compute instead of queueing: cascade -> its first stage alone -> cheaper
 //   entries of the accuracy/cost front.
-import { z } from 'zod';
 import { type Cascade, type EscalationRule } from './cascade.ts';
+import type { LoadTargets } from './config.ts';
 import { invalidField } from './errors.ts';
 import type { ServiceEntry, ServiceMenu } from './menu.ts';
-
-export const LoadTargets = z
-  .object({
-    /** Step `auto` down when the load controller sees this; false: never. */
-    enabled: z.boolean().default(true),
-    /** Images waiting for the engine above which the server is overloaded. */
-    queueDepth: z.number().int().positive().default(16),
-    /** Recent p95 request latency (ms) above which the server is overloaded. */
-    p95Ms: z.number().positive().default(250),
-    /** Requests needed since the last step before their p95 is trusted. */
-    minSamples: z.number().int().positive().default(20),
-    /** Least time between two steps (ms): each step's effect is seen before the next. */
-    holdMs: z.number().nonnegative().default(1000),
-    /** Step back up once queue and p95 are both under this fraction of their targets (hysteresis). */
-    recover: z.number().gt(0).lt(1).default(0.5),
-  })
-  .strict();
-export type LoadTargets = z.infer<typeof LoadTargets>;
 
 const WINDOW = 256; // latencies kept for the p95: the most recent ones since the last step
 

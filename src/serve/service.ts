@@ -87,6 +87,8 @@ export class SearchService {
   readonly sessions: BoundedSessions;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Why `auto` answers as it does: the stored cascade, or why there is none and what to run. */
+  readonly autoWhy: string;
   private readonly images: CorpusImages;
   private refreshTimer: NodeJS.Timeout | null = null;
   state: ServiceState = 'warming';
@@ -97,7 +99,10 @@ export class SearchService {
     this.log = deps.log ?? pino({ level: 'silent' });
     const manifest = corpus.index.info().manifest;
     this.menu = new ServiceMenu(corpus.checkpoint.meta.model, corpus.checkpoint.meta.menu, manifest.ffnDims);
-    this.policy = new EncoderPolicy(this.menu, this.loadCascade(), this.config.load);
+    const { cascade, why } = this.loadCascade();
+    this.autoWhy = why;
+    this.policy = new EncoderPolicy(this.menu, cascade, this.config.load);
+    this.log[cascade ? 'info' : 'warn']({ auto: this.policy.ladder[0].label }, `auto: ${why}`);
     this.metrics = createMetrics({ defaultMetrics: this.config.defaultMetrics });
     // Menu entries and the cascade's stages keep their sessions; other widths share a few (sessions.ts).
     const pinned = [...this.menu.entries, ...this.policy.ladder.flatMap((r) => r.stages.map((st) => st.entry))].map((e) => e.ffnDims);
@@ -137,16 +142,17 @@ export class SearchService {
   }
 
   /** The stored calibration, if it is valid for this index and model; otherwise auto runs without a cascade. */
-  private loadCascade(): Cascade | null {
+  private loadCascade(): { cascade: Cascade | null; why: string } {
     const raw = this.index.getMeta(CASCADE_META_KEY);
-    if (raw === undefined || raw === null) return null;
+    const xl = `answers with ${this.menu.corpus.name}, the corpus submodel (no compute saved)`;
+    const run = `run \`matvit calibrate --index ${this.index.dir}\` and restart the server`;
+    if (raw === undefined) return { cascade: null, why: `${xl}: the index is not calibrated; ${run} to let auto answer easy queries with a cheaper encoder` };
+    if (raw === null) return { cascade: null, why: `${xl}: matvit calibrate found no cascade cheaper than it within its tolerance` };
     const parsed = Cascade.safeParse(raw);
     const problem = parsed.success ? this.cascadeProblem(parsed.data) : `it is not a valid calibration (${parsed.error.message})`;
-    if (problem) {
-      this.log.warn(`ignoring the cascade stored in the index (${CASCADE_META_KEY}): ${problem}; auto uses the corpus submodel until matvit calibrate runs again`);
-      return null;
-    }
-    return parsed.data!;
+    if (problem) return { cascade: null, why: `${xl}: the cascade stored in the index (${CASCADE_META_KEY}) is ignored because ${problem}; ${run}` };
+    const c = parsed.data!;
+    return { cascade: c, why: `the cascade ${c.stages.map((s) => s.name).join(' -> ')} calibrated on ${c.queries} at ${c.calibratedAt}` };
   }
 
   /** Why a stored cascade does not fit this index and model, if it does not. */
@@ -164,7 +170,8 @@ export class SearchService {
 
   /** Measures each named submodel's latency (building its engine session), then reports ready. */
   async warm(): Promise<void> {
-    await this.menu.measureLatency(this.deps.encoder, this.config.latency);
+    const notes = await this.menu.measureLatency(this.deps.encoder, this.config.latency);
+    for (const note of notes) this.log.info(`batch-1 latency: ${note}`);
     if (this.state === 'warming') this.state = 'ready';
     this.log.info({ menu: this.menu.entries.map((e) => `${e.name}: ${e.mflops.toPrecision(3)} MFLOPs, ${e.latencyMs?.toFixed(2)} ms`) }, 'encoders warm');
   }
@@ -317,7 +324,7 @@ export class SearchService {
       xlMflops: this.menu.xlMflops,
       menu: this.menu.toJSON(),
       cascade: c && { stages: c.stages.map((s) => s.name), rules: c.rules, k: c.k, basis: c.basis, tolerance: c.tolerance, queries: c.queries, heldOut: c.heldOut, reference: c.reference, calibratedAt: c.calibratedAt },
-      policy: { auto: this.policy.ladder.map((r) => r.label), loadLevel: this.policy.load.level, load: this.config.load },
+      policy: { auto: this.policy.ladder.map((r) => r.label), why: this.autoWhy, cascade: c !== null, loadLevel: this.policy.load.level, load: this.config.load },
       batching: this.config.batch,
     };
   }

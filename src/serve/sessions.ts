@@ -4,18 +4,7 @@
 // otherwise grow the server without limit. Menu entries (and the cascade's stages) keep their
 // sessions for good; other widths share `customSessions` slots, the least recently used released
 // first (never while one of its encodes runs). `customWidths: false` refuses such widths (400).
-import { z } from 'zod';
 import type { Encoder, EncodeOutput } from '../engine/encoder.ts';
-
-export const SessionLimits = z
-  .object({
-    /** Serve FFN widths outside the menu (ffnDims, encoder=a,b,...); false: such requests get 400. */
-    customWidths: z.boolean().default(true),
-    /** Engine sessions kept for widths outside the menu; past it the least recently used is released. */
-    customSessions: z.number().int().positive().default(4),
-  })
-  .strict();
-export type SessionLimits = z.infer<typeof SessionLimits>;
 
 /** An engine that can drop one submodel's session (the ORT engines); others keep nothing per width. */
 interface Releasable {
