@@ -26,6 +26,7 @@ import assert from 'node:assert/strict';
 import sharp, { type KernelEnum, type Sharp } from 'sharp';
 import type { ModelConfig } from '../model/config.ts';
 import { type AugmentOptions, type Box, randomResizedCrop, roundHalfEven } from './augment.ts';
+import { DEFAULT_PIXEL_LIMIT } from './limits.ts';
 
 export const DECODE_REASONS = ['empty', 'truncated', 'unsupported-format', 'too-many-pixels', 'corrupt', 'unreadable'] as const;
 export type DecodeReason = (typeof DECODE_REASONS)[number];
@@ -40,9 +41,6 @@ export class DecodeError extends Error {
     this.name = 'DecodeError';
   }
 }
-
-/** Default pixel limit: 100 MP, ~10k x 10k; a 24 MP camera photo passes, a 1 GB bomb does not. */
-export const DEFAULT_PIXEL_LIMIT = 100_000_000;
 
 export interface DecodeOptions {
   /** Refuse images with more than this many pixels (width x height). Default DEFAULT_PIXEL_LIMIT. */

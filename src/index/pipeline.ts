@@ -25,6 +25,7 @@ import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } fr
 import type { EncodeOutput, Encoder } from '../engine/encoder.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { sha256Hex } from '../util/hash.ts';
+import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
 import type { VectorIndex } from './vector-index.ts';
 
 /** One of n disjoint parts of a corpus; `index` is 1-based (as jest's and playwright's --shard i/n). */
@@ -61,7 +62,7 @@ export interface PipelineOptions {
   batch?: number;
   /** Items read and decoded at once (default: 2 per core). */
   concurrency?: number;
-  /** Decompression-bomb guard: refuse images of more pixels (default: preprocess.ts's DEFAULT_PIXEL_LIMIT). */
+  /** Decompression-bomb guard: refuse images of more pixels (default: data/limits.ts's DEFAULT_PIXEL_LIMIT). */
   maxPixels?: number;
   /** Snapshot the graph every this many committed batches (0: only at the end). */
   snapshotEvery?: number;
@@ -71,7 +72,6 @@ export interface PipelineOptions {
   onProgress?: (p: Progress) => void;
 }
 
-export const DEFAULT_SNAPSHOT_EVERY = 50;
 /**
  * Batches given to the encoder ahead of the one being committed: one per encoder worker (two on 2
  * cores) plus one queued, so no worker idles while the JS thread commits.
