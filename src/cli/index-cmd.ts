@@ -136,7 +136,15 @@ const buildCommand = withPipeline(
     bar.stop();
   }
   printSummary(s, o.json);
+  if (!o.json) calibrationHint(o.out);
 });
+
+/** After a build of a labelled corpus: the command that makes `auto` save compute (until it runs, serve's auto is the corpus submodel). */
+function calibrationHint(dir: string): void {
+  const classes = readManifest(dir).corpus.classNames;
+  if (Array.isArray(classes) && classes.length > 0)
+    process.stdout.write(`  next: \`matvit calibrate --index ${dir}\` chooses auto's cascade on a sample of these labelled items (until then matvit serve answers auto with the corpus submodel)\n`);
+}
 
 // ---- add ---------------------------------------------------------------------------------------
 
