@@ -11,12 +11,13 @@ import { benchIndex } from '../index/bench.ts';
 import { modelPathFor } from '../index/corpus.ts';
 import { corpusOf, sourcesToRemove } from '../index/file-list.ts';
 import { mergeIndexes } from '../index/merge.ts';
-import { DEFAULT_SNAPSHOT_EVERY, type Progress, parseShard } from '../index/pipeline.ts';
+import { type Progress, parseShard } from '../index/pipeline.ts';
+import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
 import { VectorIndex } from '../index/vector-index.ts';
 import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { submodelName } from '../model/config.ts';
-import { DEFAULT_PIXEL_LIMIT } from '../data/preprocess.ts';
+import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { UsageError, csv, parseOptions, printJson, submodelOption } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
