@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { PRESETS, preset } from '../model/presets.ts';
-import { TrainConfig } from '../train/config.ts';
+import { readMeta } from '../model/checkpoint.ts';
+import { Distill, TrainConfig } from '../train/config.ts';
 import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
@@ -35,12 +36,18 @@ const Options = z.object({
   seed: num.optional(),
   checkpointEvery: num.optional(),
   evalEvery: num.optional(),
+  distill: Distill.shape.teacher.unwrap().optional(),
+  distillKl: num.optional(),
+  distillCosine: num.optional(),
+  distillTemperature: num.optional(),
 });
 
 /** preset or config file, then the command-line overrides, validated as one TrainConfig. */
 function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
-  if (!o.preset === !o.config) throw new UsageError('give one of --preset NAME or --config FILE');
-  const base: Record<string, unknown> = o.config ? JSON.parse(fs.readFileSync(o.config, 'utf8')) : { model: preset(o.preset!) };
+  if (o.preset && o.config) throw new UsageError('give one of --preset NAME or --config FILE, not both');
+  if (!o.preset && !o.config && !o.init) throw new UsageError('give one of --preset NAME, --config FILE or --init DIR (the model of DIR)');
+  // --init alone: the model is the one of DIR (an imported or matformerized checkpoint), its weights the start.
+  const base: Record<string, unknown> = o.config ? JSON.parse(fs.readFileSync(o.config, 'utf8')) : { model: o.preset ? preset(o.preset) : readMeta(o.init!).model };
   if (typeof base.model === 'string') base.model = preset(base.model);
   const overrides = Object.fromEntries(
     Object.entries({
@@ -51,7 +58,12 @@ function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
       cropScale: o.cropScale ? csv(o.cropScale).map(Number) : undefined,
     }).filter(([, v]) => v !== undefined),
   );
-  return parseOptions(TrainConfig, { ...base, ...overrides });
+  const distill = Object.fromEntries(
+    Object.entries({ teacher: o.distill, kl: o.distillKl, cosine: o.distillCosine, temperature: o.distillTemperature }).filter(([, v]) => v !== undefined),
+  );
+  // Any --distill* flag turns distillation on; the others keep the config's or the schema's values.
+  const withDistill = Object.keys(distill).length ? { distill: { ...(base.distill as object | undefined), ...distill } } : {};
+  return parseOptions(TrainConfig, { ...base, ...overrides, ...withDistill });
 }
 
 /** The options of train and bench train; the training hyper-parameters' defaults are TrainConfig's. */
@@ -78,6 +90,10 @@ const trainOptions = (cmd: Command, O: z.ZodObject) =>
     .addOption(flag(TrainConfig, '--seed <n>', 'seed of initialization, data order, augmentation and sampling'))
     .addOption(flag(TrainConfig, '--checkpoint-every <n>', 'steps between checkpoints'))
     .addOption(flag(TrainConfig, '--eval-every <epochs>', 'epochs between validations'))
+    .addOption(flag(O, '--distill <teacher>', "distill every narrower submodel toward XL (off unless a --distill* flag is given): teacher 'self' (XL of the trained weights, the default) or 'init' (the frozen --init model)"))
+    .addOption(flag(Distill, '--distill-kl <x>', 'weight of T^2 * KL(teacher || student) on the logits', 'kl'))
+    .addOption(flag(Distill, '--distill-cosine <x>', 'weight of 1 - cos(student, teacher) on the embeddings', 'cosine'))
+    .addOption(flag(Distill, '--distill-temperature <t>', 'softmax temperature of the KL term', 'temperature'))
     .addOption(flag(O, '--backend <name>', 'tfjs backend: auto, tensorflow, wasm, cpu'))
     .addOption(flag(O, '--threads <n>', 'tfjs-wasm threads (default: every core)'));
 
