@@ -3,18 +3,25 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { saveCheckpoint } from '../src/model/checkpoint.ts';
+import { PRESETS } from '../src/model/presets.ts';
+import { TrainConfig } from '../src/train/config.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { tinyConfig } from './helpers/tiny.ts';
-import { fails, matvit } from './helpers/cli.ts';
+import { BIN, fails, matvit } from './helpers/cli.ts';
+import { serveFixture } from './helpers/serve-fixture.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-cli-'));
 
 describe('matvit CLI', () => {
   const dir = tmp();
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('--help lists every command, and every command has --help', async () => {
     const { stdout } = await matvit('--help');
@@ -124,5 +131,73 @@ describe('matvit CLI', () => {
     const total = (f: 'forwardMs' | 'stepMs') => r.kernels.reduce((s: number, e: Record<string, number>) => s + e[f], 0);
     assert.ok(total('stepMs') > total('forwardMs'));
     assert.ok(!('unnamed scope' in k)); // custom-gradient scopes are not kernels
+  });
+});
+
+// Packages that take hundreds of ms to load: no help text may need them.
+const HEAVY = ['@tensorflow/', 'onnxruntime-node', 'sharp', 'vega', 'hnswlib-node', 'better-sqlite3', 'express', 'pino', 'autocannon', 'cli-progress', 'onnx-proto', '@msgpack/'];
+
+describe('matvit CLI: start-up and errors that point the right way', () => {
+  const dir = tmp();
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('help texts load no engine, codec or chart library, and show the schemas\' defaults', async () => {
+    // A module hook that logs every resolved import (node's module.register).
+    const hook = path.join(dir, 'log-imports.mjs');
+    const log = path.join(dir, 'imports.log');
+    const logger = `import { appendFileSync } from 'node:fs'; export async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(${JSON.stringify(log)}, r.url + '\\n'); return r; }`;
+    fs.writeFileSync(hook, `import { register } from 'node:module';\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(logger)}));\n`);
+    const help = (...args: string[]) => promisify(execFile)(process.execPath, ['--import', hook, BIN, ...args, '--help']);
+    for (const args of [[], ['train'], ['bench', 'train'], ['eval', 'retrieval'], ['index', 'build'], ['serve'], ['calibrate'], ['report'], ['import']]) {
+      fs.rmSync(log, { force: true });
+      const { stdout } = await help(...args);
+      assert.match(stdout, /^Usage: matvit/, args.join(' '));
+      const loaded = fs.readFileSync(log, 'utf8').split('\n').filter((u) => u.includes('/node_modules/'));
+      assert.ok(loaded.some((u) => u.includes('/node_modules/commander/')), 'the hook saw the imports');
+      const heavy = loaded.filter((u) => HEAVY.some((h) => u.includes(`/node_modules/${h}`)));
+      assert.deepEqual(heavy, [], `matvit ${args.join(' ')} --help`);
+    }
+    const train = (await matvit('train', '--help')).stdout.replace(/\s+/g, ' ');
+    const d = TrainConfig.parse({ model: PRESETS['fmnist-tiny'], data: 'x' });
+    assert.ok(train.includes(`--epochs <n> epochs (default ${d.epochs})`), train);
+    assert.ok(train.includes(`(default ${d.cropScale.join(',')})`));
+    assert.ok(train.includes('--out <dir> run directory (checkpoints, metrics.jsonl, best/) (required)'));
+  });
+
+  it('a misspelt required option is unknown, with a suggestion; a missing or non-checkpoint --model names the path', async () => {
+    const typo = await fails(['info', '--modle', path.join(dir, 'm')]);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /^error: unknown option '--modle'\n\(Did you mean --model\?\)\n\(run `matvit info --help` for usage\)/);
+    const missing = await fails(['info']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^error: required option --model not given/);
+    const nowhere = path.join(dir, 'no-such-model');
+    const gone = await fails(['embed', '--model', nowhere, 'x.png']);
+    assert.equal(gone.code, 2);
+    assert.ok(gone.stderr.includes(`--model: ${nowhere}: no such directory; give a checkpoint directory written by matvit init, train or import`), gone.stderr);
+    const notCkpt = await fails(['info', '--model', dir]);
+    assert.ok(notCkpt.stderr.includes(`--model: ${dir}: not a checkpoint (it holds no config.json)`), notCkpt.stderr);
+  });
+
+  it('an index moved together with its model still finds it; a moved model is named with the fix; a busy port names --port', async (t) => {
+    const f = await serveFixture(20);
+    const moved = path.join(dir, 'moved');
+    fs.renameSync(f.root, moved); // index and model together: modelPath is relative to the index
+    t.after(() => fs.rmSync(moved, { recursive: true, force: true }));
+    const busy = net.createServer();
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    t.after(() => busy.close());
+    const port = String((busy.address() as net.AddressInfo).port);
+    const index = path.join(moved, 'index');
+    // The model loads (else the error would be about it), then the listen fails.
+    const inUse = await fails(['serve', '--index', index, '--port', port, '--log-level', 'silent']);
+    assert.equal(inUse.code, 2);
+    assert.match(inUse.stderr, new RegExp(`^error: --port: 127\\.0\\.0\\.1:${port} is in use .*--port 0 for any free one`));
+    // Only the model moves: the error names where the manifest points and both ways out.
+    fs.renameSync(path.join(moved, 'model'), path.join(moved, 'model-elsewhere'));
+    const lost = await fails(['serve', '--index', index, '--port', '0', '--log-level', 'silent']);
+    assert.equal(lost.code, 1);
+    assert.ok(lost.stderr.includes(`its model is not at ${path.join(moved, 'model')} (the manifest's modelPath "../model", relative to the index)`), lost.stderr);
+    assert.match(lost.stderr, /move the index and its model together .* or pass --model DIR \(the checkpoint with fingerprint [0-9a-f]{64}\)/);
   });
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import seedrandom from 'seedrandom';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
@@ -170,6 +170,7 @@ describe('recall and the front check', () => {
 
 describe('matvit mixnmatch', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-mixnmatch-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const c = tinyConfig({ imageSize: 28, patchSize: 7, channels: 1, numClasses: 10, depth: 3, mean: [0.286], std: [0.353] });
   const model = path.join(dir, 'model');
   const weights = initWeights(c, 7);

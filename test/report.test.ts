@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { buildReport, modelLabels, parseResult } from '../src/eval/report.ts';
 import { fails, matvit } from './helpers/cli.ts';
 
@@ -67,9 +67,13 @@ function mixnmatchFile() {
   };
 }
 
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
 /** The five input files in a fresh directory; the classify pair collides on the basename "best". */
 function writeInputs() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-report-'));
+  dirs.push(dir);
   const files = {
     matvit: classifyFile('runs/matvit/best', [0.8123, 0.8245, 0.8301, 0.8399]),
     baseline: classifyFile('runs/xl-only/best', [0.4102, 0.6003, 0.7707, 0.8452]),

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { loadCheckpoint, readMeta } from '../src/model/checkpoint.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { TrainConfig } from '../src/train/config.ts';
@@ -16,7 +16,13 @@ import { epochOrder } from '../src/train/trainer.ts';
 import { tinyConfig } from './helpers/tiny.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-train-'));
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const tmp = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-train-'));
+  dirs.push(dir);
+  return dir;
+};
 const model = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
 const cfg = TrainConfig.parse({
   model, data: 'fashion-mnist:test[:256]', epochs: 25, batchSize: 32, warmupSteps: 20, checkpointEvery: 5, logEvery: 50, seed: 3,

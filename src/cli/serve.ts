@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { ENGINES } from '../engine/types.ts';
 import type { RowMetrics } from '../serve/calibrate.ts';
 import { ServeConfig, type ServeConfigInput } from '../serve/config.ts';
-import { csv, flag, parseOptions, printJson } from './common.ts';
+import { UsageError, csv, flag, modelDir, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
 const int = z.coerce.number().int();
@@ -14,7 +14,7 @@ const D = ServeConfig.parse({});
 
 const ServeOptions = z.object({
   index: z.string().min(1),
-  model: z.string().min(1).optional(),
+  model: modelDir.optional(),
   port: int.min(0).max(65535).default(8080),
   host: z.string().min(1).default('127.0.0.1'),
   engine: z.enum(ENGINES).default('onnx'),
@@ -69,6 +69,10 @@ export const serveCommand = new Command('serve')
     const s = await startServer({
       index: o.index, model: o.model, port: o.port, host: o.host, engine: o.engine, engineOptions: { threads: o.threads },
       config: serveConfig(o), adminToken, log, handleSignals: true,
+    }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE') throw new UsageError(`--port: ${o.host}:${o.port} is in use (another matvit serve?); choose another port, or --port 0 for any free one`);
+      if (e.code === 'EACCES') throw new UsageError(`--port: not allowed to listen on ${o.host}:${o.port} (ports below 1024 need privileges); choose a port >= 1024`);
+      throw e;
     });
     const info = s.service.info();
     const writes = s.service.readOnly ? 'read-only (see the log)' : adminToken ? 'enabled' : 'disabled (set MATVIT_ADMIN_TOKEN)';
@@ -81,7 +85,7 @@ export const serveCommand = new Command('serve')
 
 const CalibrateOptions = z.object({
   index: z.string().min(1),
-  model: z.string().min(1).optional(),
+  model: modelDir.optional(),
   queries: z.string().min(1).optional(),
   sample: int.positive().default(5000),
   tolerance: z.coerce.number().min(0).max(1).default(0.005),
@@ -158,7 +162,7 @@ export const calibrateCommand = new Command('calibrate')
 
 const BenchServeOptions = z.object({
   index: z.string().min(1),
-  model: z.string().min(1).optional(),
+  model: modelDir.optional(),
   seconds: z.coerce.number().positive().default(15),
   warmup: z.coerce.number().nonnegative().default(2),
   connections: int.positive().default(8),

@@ -1,5 +1,6 @@
 // An index together with the model that embedded it: the one way every command and the service
 // open a corpus for queries or additions, so that metric spaces never mix.
+import fs from 'node:fs';
 import path from 'node:path';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.ts';
 import { VectorIndex } from './vector-index.ts';
@@ -16,7 +17,13 @@ export function modelDirOf(indexDir: string, override?: string): string {
   if (override) return override;
   const m = readManifest(indexDir);
   if (!m.modelPath) throw new Error(`${indexDir}: the manifest records no modelPath; pass --model DIR (a checkpoint with fingerprint ${m.fingerprint})`);
-  return path.resolve(indexDir, m.modelPath);
+  const dir = path.resolve(indexDir, m.modelPath);
+  if (!fs.existsSync(path.join(dir, 'config.json')))
+    throw new Error(
+      `${indexDir}: its model is not at ${dir} (the manifest's modelPath "${m.modelPath}", relative to the index); ` +
+        `move the index and its model together (the path is relative, so both moved keep it valid), or pass --model DIR (the checkpoint with fingerprint ${m.fingerprint})`,
+    );
+  return dir;
 }
 
 /** Stored modelPath for a model directory: relative to the index when both live in one tree. */
