@@ -37,7 +37,10 @@ if (!fs.existsSync(path.join(o.model, 'config.json'))) {
 const checkpoint = loadCheckpoint(o.model);
 const bar = phaseBar();
 const summary = await buildIndex({
-  checkpoint, modelDir: o.model, data: 'fashion-mnist:test', out: o.index,
+  checkpoint,
+  modelDir: o.model,
+  data: 'fashion-mnist:test',
+  out: o.index,
   onProgress: (p) => bar.update('indexing fashion-mnist:test', p.processed, p.total),
 });
 bar.stop();
@@ -45,26 +48,42 @@ process.stderr.write(`index ${o.index}: ${summary.live} images (${summary.added}
 
 const corpus = openCorpus(o.index, { model: o.model });
 try {
-  if (corpus.index.getMeta(CASCADE_META_KEY) == null) { // none stored (undefined), or cleared (null)
+  if (corpus.index.getMeta(CASCADE_META_KEY) == null) {
+    // none stored (undefined), or cleared (null)
     const heldOut = await parseDatasetSpec('fashion-mnist:train[55000:]').catch(() => undefined);
-    if (!heldOut) process.stderr.write('no Fashion-MNIST train split installed: auto is not calibrated (it answers with XL unless load is high)\n');
+    if (!heldOut)
+      process.stderr.write('no Fashion-MNIST train split installed: auto is not calibrated (it answers with XL unless load is high)\n');
     else {
       const encoder = await createEncoder('onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, { offThread: true });
       const cal = phaseBar();
       let r;
       try {
         // 0.002: below the 0.5 pt target, since a cascade picked at the edge on 5k images can miss it on others.
-        r = await calibrate(corpus, encoder, heldOut, { tolerance: 0.002, onProgress: (done, total) => cal.update('calibrating auto on fashion-mnist:train[55000:]', done, total, 'queries') });
+        r = await calibrate(corpus, encoder, heldOut, {
+          tolerance: 0.002,
+          onProgress: (done, total) => cal.update('calibrating auto on fashion-mnist:train[55000:]', done, total, 'queries'),
+        });
       } finally {
         cal.stop();
         await encoder.dispose();
       }
-      process.stderr.write(r.cascade ? `auto: ${r.cascade.stages.map((x) => x.name).join(' -> ')} at ${r.chosen.mflopsFraction.toFixed(3)} of XL's MFLOPs on the held-out images\n` : 'auto: no cascade cheaper than XL within tolerance\n');
+      process.stderr.write(
+        r.cascade
+          ? `auto: ${r.cascade.stages.map((x) => x.name).join(' -> ')} at ${r.chosen.mflopsFraction.toFixed(3)} of XL's MFLOPs on the held-out images\n`
+          : 'auto: no cascade cheaper than XL within tolerance\n',
+      );
     }
   }
 } finally {
   corpus.index.close();
 }
 
-const server = await startServer({ index: o.index, model: o.model, port: Number(o.port), host: o.host, log: pino({ level: 'warn' }), handleSignals: true });
+const server = await startServer({
+  index: o.index,
+  model: o.model,
+  port: Number(o.port),
+  host: o.host,
+  log: pino({ level: 'warn' }),
+  handleSignals: true,
+});
 process.stderr.write(`MatViT image search: open ${server.url}/ (Ctrl-C to stop)\n`);

@@ -29,17 +29,29 @@ after(async () => {
 /** A small test config: imageSize S, no center-crop margin unless asked. */
 const cfgOf = (over: Partial<ModelConfig> & { channels: 1 | 3 }): ModelConfig =>
   ModelConfig.parse({
-    name: 't', imageSize: 16, patchSize: 4, dim: 16, depth: 1, heads: 1, mlpDim: 16, numClasses: 10,
-    mean: over.channels === 1 ? [0.5] : [0.485, 0.456, 0.406], std: over.channels === 1 ? [0.25] : [0.229, 0.224, 0.225],
-    interpolation: 'nearest', cropPct: 1, ...over,
+    name: 't',
+    imageSize: 16,
+    patchSize: 4,
+    dim: 16,
+    depth: 1,
+    heads: 1,
+    mlpDim: 16,
+    numClasses: 10,
+    mean: over.channels === 1 ? [0.5] : [0.485, 0.456, 0.406],
+    std: over.channels === 1 ? [0.25] : [0.229, 0.224, 0.225],
+    interpolation: 'nearest',
+    cropPct: 1,
+    ...over,
   });
 const gray = cfgOf({ channels: 1 });
 const rgb = cfgOf({ channels: 3 });
 /** The expected model input value, computed independently of src/. */
 const norm = (v: number, cfg: ModelConfig, c = 0) => Math.fround((v / 255 - cfg.mean[c]) / cfg.std[c]);
-const solid = (width: number, height: number, background: Color, channels: 3 | 4 = 3) => sharp({ create: { width, height, channels, background } });
+const solid = (width: number, height: number, background: Color, channels: 3 | 4 = 3) =>
+  sharp({ create: { width, height, channels, background } });
 /** Interleaved 8-bit pixels -> a sharp image. */
-const fromPixels = (px: Uint8Array, width: number, height: number, channels: 1 | 3 | 4) => sharp(Buffer.from(px), { raw: { width, height, channels } });
+const fromPixels = (px: Uint8Array, width: number, height: number, channels: 1 | 3 | 4) =>
+  sharp(Buffer.from(px), { raw: { width, height, channels } });
 const write = async (rel: string, data: Buffer | string) => {
   const file = path.join(tmp, rel);
   await fs.mkdir(path.dirname(file), { recursive: true });
@@ -48,7 +60,8 @@ const write = async (rel: string, data: Buffer | string) => {
 };
 /** One channel plane [S, S] of a [C, S, S] output. */
 const plane = (x: Float32Array, cfg: ModelConfig, c: number) => x.subarray(c * cfg.imageSize ** 2, (c + 1) * cfg.imageSize ** 2);
-const assertAll = (x: Float32Array, v: number, msg: string) => assert.equal(x.filter((y) => y !== v).length, 0, `${msg}: ${x.slice(0, 4)} vs ${v}`);
+const assertAll = (x: Float32Array, v: number, msg: string) =>
+  assert.equal(x.filter((y) => y !== v).length, 0, `${msg}: ${x.slice(0, 4)} vs ${v}`);
 
 // ---------------------------------------------------------------------------------------------
 function idxFile(magic: number, dims: number[], data: Uint8Array): Buffer {
@@ -81,7 +94,10 @@ describe('idx', () => {
   it('names the file and the problem: bad magic, truncated, trailing bytes, bad gzip, count mismatch', async () => {
     const img = await write('idx/ok-img', idxFile(IMAGES, [5, 4, 3], pixels));
     const lab = await write('idx/ok-lab', idxFile(LABELS, [5], labels));
-    await assert.rejects(readIdxImages(lab), (e: Error) => e.message.includes(lab) && /magic number 0x00000801, expected 0x00000803.*IDX labels file/.test(e.message));
+    await assert.rejects(
+      readIdxImages(lab),
+      (e: Error) => e.message.includes(lab) && /magic number 0x00000801, expected 0x00000803.*IDX labels file/.test(e.message),
+    );
     const short = await write('idx/short', idxFile(IMAGES, [5, 4, 3], pixels.subarray(0, 50)));
     await assert.rejects(readIdxImages(short), /short: header says \[5, 4, 3\] = 60 data bytes, the file has 50 \(truncated\)/);
     const long = await write('idx/long', Buffer.concat([idxFile(LABELS, [5], labels), Buffer.from([0])]));
@@ -100,7 +116,17 @@ describe('idx', () => {
 describe('folders', () => {
   it('class index = code-point order of class folders; images found recursively, extensions case-insensitive', async () => {
     const png = await solid(4, 4, '#808080').png().toBuffer();
-    for (const f of ['cls/b/1.png', 'cls/a/2.PNG', 'cls/a/sub/3.Jpeg', 'cls/B/4.webp', 'cls/a-x/5.tif', 'cls/a/notes.txt', 'cls/a/.6.png', 'cls/.hidden/7.png', 'cls/top.png'])
+    for (const f of [
+      'cls/b/1.png',
+      'cls/a/2.PNG',
+      'cls/a/sub/3.Jpeg',
+      'cls/B/4.webp',
+      'cls/a-x/5.tif',
+      'cls/a/notes.txt',
+      'cls/a/.6.png',
+      'cls/.hidden/7.png',
+      'cls/top.png',
+    ])
       await write(f, png);
     const { classNames, files } = await readClassFolder(path.join(tmp, 'cls'));
     assert.deepEqual(classNames, ['B', 'a', 'a-x', 'b']);
@@ -160,7 +186,10 @@ describe('synthetic folders (dataset synth)', () => {
       formats.add(ext);
     }
     assert.deepEqual([...formats].sort(), ['jpg', 'png', 'webp']);
-    assert.equal(Object.values(r.byFormat).reduce((a, b) => a + b, 0), 30);
+    assert.equal(
+      Object.values(r.byFormat).reduce((a, b) => a + b, 0),
+      30,
+    );
   });
 });
 
@@ -174,7 +203,11 @@ describe('preprocessing golden values', () => {
 
   it('eval geometry follows timm: short side floor(S / cropPct), torchvision rounding', () => {
     const b16 = preset('vit-b16');
-    assert.deepEqual(evalPlan(500, 375, b16), { resize: { width: 341, height: 256 }, after: { left: 58, top: 16, width: 224, height: 224 }, flip: false });
+    assert.deepEqual(evalPlan(500, 375, b16), {
+      resize: { width: 341, height: 256 },
+      after: { left: 58, top: 16, width: 224, height: 224 },
+      flip: false,
+    });
     // (261 - 224) / 2 = 18.5 rounds half to even, as Python's round().
     assert.deepEqual(evalPlan(257, 300, { ...b16, cropPct: 1 }).after, { left: 0, top: 18, width: 224, height: 224 });
     assert.deepEqual(evalPlan(28, 28, preset('fmnist-tiny')), { resize: undefined, after: undefined, flip: false });
@@ -188,18 +221,32 @@ describe('preprocessing golden values', () => {
     const x = await preprocessImage(await fromPixels(px, 40, 20, 1).png().toBuffer(), gray);
     assertAll(x, norm(128, gray), 'wide image');
     // The same transposed (tall image): rows instead of columns.
-    const tall = new Uint8Array(20 * 40).map((_, i) => { const y = Math.floor(i / 20); return y < 10 ? 0 : y < 30 ? 128 : 255; });
+    const tall = new Uint8Array(20 * 40).map((_, i) => {
+      const y = Math.floor(i / 20);
+      return y < 10 ? 0 : y < 30 ? 128 : 255;
+    });
     assertAll(await preprocessImage(await fromPixels(tall, 20, 40, 1).png().toBuffer(), gray), norm(128, gray), 'tall image');
   });
 
   it('raw pixels: the identity plan skips sharp and equals the PNG path exactly; grey -> RGB replicates', async () => {
     const px = Uint8Array.from({ length: 16 * 16 }, (_, i) => (i * 29) % 256);
     const raw = await preprocessPixels(px, { width: 16, height: 16, channels: 1 }, gray);
-    assert.deepEqual(raw, Float32Array.from(px, (v) => norm(v, gray)));
+    assert.deepEqual(
+      raw,
+      Float32Array.from(px, (v) => norm(v, gray)),
+    );
     assert.deepEqual(await preprocessImage(await fromPixels(px, 16, 16, 1).png().toBuffer(), gray), raw);
     const x3 = await preprocessPixels(px, { width: 16, height: 16, channels: 1 }, rgb);
-    [0, 1, 2].forEach((c) => assert.deepEqual(plane(x3, rgb, c), Float32Array.from(px, (v) => norm(v, rgb, c))));
-    await assert.rejects(preprocessPixels(px.subarray(1), { width: 16, height: 16, channels: 1 }, gray), /255 bytes does not match its shape 16x16x1 \(256 bytes\)/);
+    [0, 1, 2].forEach((c) =>
+      assert.deepEqual(
+        plane(x3, rgb, c),
+        Float32Array.from(px, (v) => norm(v, rgb, c)),
+      ),
+    );
+    await assert.rejects(
+      preprocessPixels(px.subarray(1), { width: 16, height: 16, channels: 1 }, gray),
+      /255 bytes does not match its shape 16x16x1 \(256 bytes\)/,
+    );
   });
 });
 
@@ -256,7 +303,14 @@ describe('decoding', () => {
 
   it('every bad file is skipped with its reason; the good ones load in order', async () => {
     const good = await solid(64, 48, red).jpeg().toBuffer();
-    const png = await fromPixels(new Uint8Array(60 * 60 * 3).map((_, i) => (i * 13) % 256), 60, 60, 3).png().toBuffer();
+    const png = await fromPixels(
+      new Uint8Array(60 * 60 * 3).map((_, i) => (i * 13) % 256),
+      60,
+      60,
+      3,
+    )
+      .png()
+      .toBuffer();
     const files: [string, Buffer | string][] = [
       ['0-good.jpg', good],
       ['1-empty.jpg', Buffer.alloc(0)],
@@ -275,12 +329,24 @@ describe('decoding', () => {
     assert.equal(b.images.length, 2 * 3 * 16 * 16);
     assert.deepEqual(
       b.skipped.map((s) => [s.ref, s.reason]),
-      [['c/1-empty.jpg', 'empty'], ['c/2-truncated.jpg', 'truncated'], ['c/3-truncated.png', 'truncated'], ['c/4-text.jpg', 'unsupported-format'], ['c/5-huge.png', 'too-many-pixels'], ['c/7-corrupt.png', 'corrupt']],
+      [
+        ['c/1-empty.jpg', 'empty'],
+        ['c/2-truncated.jpg', 'truncated'],
+        ['c/3-truncated.png', 'truncated'],
+        ['c/4-text.jpg', 'unsupported-format'],
+        ['c/5-huge.png', 'too-many-pixels'],
+        ['c/7-corrupt.png', 'corrupt'],
+      ],
     );
     assert.match(b.skipped[4].message, /more than limitInputPixels = 1000000 pixels/);
     await assert.rejects(ds.load(1, rgb), (e: unknown) => e instanceof DecodeError && e.reason === 'empty');
     // A bug is not a bad file: it is not turned into a DecodeError.
-    await assert.rejects(decoding(good, {}, async () => { throw new TypeError('bug'); }), (e: unknown) => e instanceof TypeError);
+    await assert.rejects(
+      decoding(good, {}, async () => {
+        throw new TypeError('bug');
+      }),
+      (e: unknown) => e instanceof TypeError,
+    );
     // A file that vanished after listing is reported too, not thrown.
     await fs.rm(path.join(tmp, 'bad/c/0-good.jpg'));
     assert.equal((await loadBatch(ds, [0], rgb)).skipped[0].reason, 'unreadable');
@@ -294,12 +360,18 @@ describe('augmentation', () => {
     for (let t = 0; t < 500; t++) {
       const [W, H] = [20 + Math.floor(rng() * 300), 20 + Math.floor(rng() * 300)];
       const b = randomResizedCrop(W, H, { scale: [0.3, 1], ratio: [3 / 4, 4 / 3] }, rng);
-      assert.ok(b.left >= 0 && b.top >= 0 && b.width >= 1 && b.height >= 1 && b.left + b.width <= W && b.top + b.height <= H, JSON.stringify({ W, H, b }));
+      assert.ok(
+        b.left >= 0 && b.top >= 0 && b.width >= 1 && b.height >= 1 && b.left + b.width <= W && b.top + b.height <= H,
+        JSON.stringify({ W, H, b }),
+      );
       // Rounding w and h to integers moves the area by at most (w + h) / 2 + 1/4.
       const fellBack = b.width === W || b.height === H;
       assert.ok(fellBack || b.width * b.height >= 0.3 * W * H - (b.width + b.height) / 2 - 0.25, JSON.stringify({ W, H, b }));
     }
-    assert.throws(() => randomResizedCrop(10, 10, { scale: [0.5, 0.2], ratio: [1, 1] }, rng), /scale \[0.5, 0.2\]: expected \[lo, hi\] with 0 < lo <= hi <= 1/);
+    assert.throws(
+      () => randomResizedCrop(10, 10, { scale: [0.5, 0.2], ratio: [1, 1] }, rng),
+      /scale \[0.5, 0.2\]: expected \[lo, hi\] with 0 < lo <= hi <= 1/,
+    );
   });
 
   it('flip mirrors exactly; a full-image crop equals eval; same seed, same result at any concurrency', async () => {
@@ -311,8 +383,14 @@ describe('augmentation', () => {
     const run = (seed: string) => preprocessPixels(px, shape, gray, { augment: { ...full, flip: true, rng: seedrandom(seed) } });
     const outs = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map(run));
     const mirrored = Float32Array.from(evalX, (_, i) => evalX[Math.floor(i / 16) * 16 + 15 - (i % 16)]);
-    assert.ok(outs.some((o) => o.every((v, i) => v === evalX[i])), 'some unflipped');
-    assert.ok(outs.some((o) => o.every((v, i) => v === mirrored[i])), 'some flipped');
+    assert.ok(
+      outs.some((o) => o.every((v, i) => v === evalX[i])),
+      'some unflipped',
+    );
+    assert.ok(
+      outs.some((o) => o.every((v, i) => v === mirrored[i])),
+      'some flipped',
+    );
     assert.ok(outs.every((o) => o.every((v, i) => v === evalX[i]) || o.every((v, i) => v === mirrored[i])));
 
     const ds = await parseDatasetSpec('fashion-mnist:test[:64]');
@@ -358,7 +436,10 @@ describe('specs, Fashion-MNIST, batches and export', () => {
     assert.equal(ds.classNames[9], 'Ankle boot');
     assert.deepEqual(ds.item(0), { index: 0, label: 9, ref: 'idx:#0' }); // the first test image is an ankle boot
     assert.equal((await ds.bytes(0)).length, 784);
-    assert.throws(() => findFashionMnist('train', [path.join(tmp, 'none')]), /not found in .*none.*apt-get install dataset-fashion-mnist.*scripts\/download-fashion-mnist\.sh/);
+    assert.throws(
+      () => findFashionMnist('train', [path.join(tmp, 'none')]),
+      /not found in .*none.*apt-get install dataset-fashion-mnist.*scripts\/download-fashion-mnist\.sh/,
+    );
     assert.throws(() => findFashionMnist('val'), /unknown split; accepted: fashion-mnist:train, fashion-mnist:test/);
     assert.equal(fashionMnistDirs()[1], '/usr/share/datasets/fashion-mnist');
     await assert.rejects(parseDatasetSpec('fashion-mnist:test', { split: 'val' }), /applies to class folders only/);
@@ -366,7 +447,13 @@ describe('specs, Fashion-MNIST, batches and export', () => {
 
   it('slices [a:b] as Python: open ends, negatives, nesting; refs keep the source position', async () => {
     const ds = await parseDatasetSpec('fashion-mnist:test');
-    const cases: [string, number, number][] = [['[:100]', 0, 100], ['[9990:]', 9990, 10000], ['[-5:]', 9995, 10000], ['[10:5]', 10, 10], ['[100:200][10:20]', 110, 120]];
+    const cases: [string, number, number][] = [
+      ['[:100]', 0, 100],
+      ['[9990:]', 9990, 10000],
+      ['[-5:]', 9995, 10000],
+      ['[10:5]', 10, 10],
+      ['[100:200][10:20]', 110, 120],
+    ];
     for (const [s, a, b] of cases) {
       const sl = await parseDatasetSpec(`fashion-mnist:test${s}`);
       assert.equal(sl.size, b - a, s);
@@ -384,11 +471,20 @@ describe('specs, Fashion-MNIST, batches and export', () => {
     const ds = await parseDatasetSpec('fashion-mnist:test[:50]');
     const fm = preset('fmnist-tiny');
     const seen: number[] = [];
-    for await (const b of batches(ds, Array.from({ length: 50 }, (_, i) => i), 16, fm, { prefetch: 2 })) {
+    for await (const b of batches(
+      ds,
+      Array.from({ length: 50 }, (_, i) => i),
+      16,
+      fm,
+      { prefetch: 2 },
+    )) {
       assert.equal(b.images.length, b.indices.length * 784);
       seen.push(...b.indices);
     }
-    assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 50 }, (_, i) => i),
+    );
     for await (const b of batches(ds, [5, 3, 1], 2, fm)) {
       assert.deepEqual(b.indices, [5, 3]);
       break;
@@ -410,9 +506,17 @@ describe('specs, Fashion-MNIST, batches and export', () => {
     assert.equal(back.size, 30);
     assert.deepEqual(back.classNames, res.classFolders);
     const fm = preset('fmnist-tiny');
-    const x = await loadBatch(back, Array.from({ length: 30 }, (_, i) => i), fm);
+    const x = await loadBatch(
+      back,
+      Array.from({ length: 30 }, (_, i) => i),
+      fm,
+    );
     const sourceIndex = (d: Dataset, i: number) => Number(path.basename(d.item(i).path!, '.png'));
-    const y = await loadBatch(src, x.indices.map((i) => sourceIndex(back, i)), fm);
+    const y = await loadBatch(
+      src,
+      x.indices.map((i) => sourceIndex(back, i)),
+      fm,
+    );
     assert.deepEqual([...x.labels], [...y.labels]);
     assert.deepEqual(x.images, y.images);
     // Fashion-MNIST names become sortable folder names.

@@ -68,7 +68,9 @@ function neighbours(lists: number[][], k: number): Neighbours {
 describe('retrieval metrics', () => {
   test('1-NN accuracy, recall@k and mAP@k equal plain loops on random lists (short lists, rare and absent labels)', () => {
     const rng = seedrandom('metrics');
-    const N = 60, Q = 40, k = 10;
+    const N = 60,
+      Q = 40,
+      k = 10;
     // Labels 0..4 are common, 5 has 3 items (fewer relevant than k), 6 is only among the queries,
     // items 3..5 and query 0 are unlabelled (-1: never relevant, even to each other).
     const corpusLabels = Array.from({ length: N }, (_, i) => (i < 3 ? 5 : i < 6 ? -1 : Math.floor(rng() * 5)));
@@ -79,8 +81,13 @@ describe('retrieval metrics', () => {
     lists[0] = [3, ...lists[0].filter((id) => id !== 3)].slice(0, k); // unlabelled query, unlabelled 1-NN
     // References overlap the lists in part, so that recall is strictly between 0 and 1; some are
     // shorter than k (the reference of a corpus smaller than k).
-    const refs = lists.map((l, q) => [...l.filter(() => rng() < 0.6), ...shuffled()].filter((id, i, a) => a.indexOf(id) === i).slice(0, q % 5 === 2 ? 1 + Math.floor(rng() * (k - 1)) : k));
-    const cl = Int32Array.from(corpusLabels), ql = Int32Array.from(queryLabels);
+    const refs = lists.map((l, q) =>
+      [...l.filter(() => rng() < 0.6), ...shuffled()]
+        .filter((id, i, a) => a.indexOf(id) === i)
+        .slice(0, q % 5 === 2 ? 1 + Math.floor(rng() * (k - 1)) : k),
+    );
+    const cl = Int32Array.from(corpusLabels),
+      ql = Int32Array.from(queryLabels);
     for (const kk of [1, 3, 10]) {
       const nn = neighbours(lists, k);
       assert.ok(Math.abs(recallAt(nn, neighbours(refs, k), kk) - refRecall(lists, refs, kk)) < 1e-12, `recall@${kk}`);
@@ -97,7 +104,15 @@ describe('retrieval metrics', () => {
   test('mAP@k by hand: fewer relevant items than k, misses, an unknown label', () => {
     const corpusLabels = Int32Array.from([1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]); // label 1: 3 items
     const ql = Int32Array.from([1, 1, 0, -1]);
-    const nn = neighbours([[0, 1, 2, 3, 4], [2, 4, 0, 1, 3], [1, 0, 3, 2, 5], [0, 1, 2, 3, 4]], 5);
+    const nn = neighbours(
+      [
+        [0, 1, 2, 3, 4],
+        [2, 4, 0, 1, 3],
+        [1, 0, 3, 2, 5],
+        [0, 1, 2, 3, 4],
+      ],
+      5,
+    );
     // q0: relevant at ranks 1, 3, 5 of R = 3: (1 + 2/3 + 3/5) / 3. q1: all 3 first: 1.
     // q2: label 0 has 8 items, at ranks 1, 3, 5 of k = 5: (1 + 2/3 + 3/5) / 5. q3: unknown, 0.
     const ap = [(1 + 2 / 3 + 3 / 5) / 3, 1, (1 + 2 / 3 + 3 / 5) / 5, 0];
@@ -108,15 +123,34 @@ describe('retrieval metrics', () => {
 
   test('cheapestWithin: the cheapest own submodel within the tolerance of XL; baselines never', () => {
     const row = (name: string, mflops: number, top1: number, queryModel?: string): RetrievalRow => ({
-      name, ffnDims: [], mflops, mflopsFraction: mflops / 100, ...(queryModel && { queryModel }),
-      exact: { top1, recall: 1, map: 1 }, hnsw: { top1, recall: 1, map: 1 }, sameEncoderTop1: top1, imgPerSec: 1,
+      name,
+      ffnDims: [],
+      mflops,
+      mflopsFraction: mflops / 100,
+      ...(queryModel && { queryModel }),
+      exact: { top1, recall: 1, map: 1 },
+      hnsw: { top1, recall: 1, map: 1 },
+      sameEncoderTop1: top1,
+      imgPerSec: 1,
     });
     const rows = [row('s', 40, 0.79), row('m', 55, 0.797), row('l', 70, 0.8005), row('xl', 100, 0.801), row('base', 10, 0.9, '/b')];
     assert.equal(cheapestWithin(rows, 0.005)?.name, 'm');
     assert.equal(cheapestWithin(rows, 0.001)?.name, 'l');
     assert.equal(cheapestWithin(rows, 0.02)?.name, 's');
-    assert.equal(cheapestWithin(rows.map((r) => (r.name === 'xl' ? row('xl', 100, 0.9) : r)), 0.005)?.name, 'xl');
-    assert.equal(cheapestWithin(rows.filter((r) => r.name !== 'xl'), 0.005), undefined);
+    assert.equal(
+      cheapestWithin(
+        rows.map((r) => (r.name === 'xl' ? row('xl', 100, 0.9) : r)),
+        0.005,
+      )?.name,
+      'xl',
+    );
+    assert.equal(
+      cheapestWithin(
+        rows.filter((r) => r.name !== 'xl'),
+        0.005,
+      ),
+      undefined,
+    );
   });
 
   test('--query-model NAME=DIR[:sub]: a colon stays in DIR unless a submodel follows', () => {
@@ -134,8 +168,19 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 // 28x28 gray, 4 tokens + CLS, d_ff 32 (s = 4): an image costs about 30 kFLOPs.
 const TINY = ModelConfig.parse({
-  name: 'tiny-retrieval', imageSize: 28, patchSize: 14, channels: 1, dim: 16, depth: 2, heads: 2, mlpDim: 32, numClasses: 10,
-  mean: [0.286], std: [0.353], interpolation: 'bilinear', cropPct: 1,
+  name: 'tiny-retrieval',
+  imageSize: 28,
+  patchSize: 14,
+  channels: 1,
+  dim: 16,
+  depth: 2,
+  heads: 2,
+  mlpDim: 32,
+  numClasses: 10,
+  mean: [0.286],
+  std: [0.353],
+  interpolation: 'bilinear',
+  cropPct: 1,
 });
 const CORPUS = 'fashion-mnist:test[0:240]';
 const QUERIES = 'fashion-mnist:test[240:300]';
@@ -144,7 +189,8 @@ const NAMED = ['s', 'm', 'l', 'xl'] as const;
 /** timm's init scaled up (std 0.02 makes every embedding nearly the CLS token's), so neighbours depend on the image. */
 function makeModel(out: string, seed: number): string {
   const w = initWeights(TINY, seed);
-  for (const t of Object.values(w)) if (t.shape.length === 2) for (let i = 0; i < t.data.length; i++) t.data[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
+  for (const t of Object.values(w))
+    if (t.shape.length === 2) for (let i = 0; i < t.data.length; i++) t.data[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
   return saveCheckpoint(out, TINY, w).fingerprint;
 }
 
@@ -167,11 +213,17 @@ async function embedHere(modelDir: string, spec: string, ffnDims: number[]): Pro
  * Plain-loop 1-NN accuracy in float64, and the tolerance it deserves: queries whose best two scores
  * are within float noise of each other may go either way between batchings.
  */
-function plainNn(q: { vectors: Float32Array; labels: number[] }, c: { vectors: Float32Array; labels: number[] }): { acc: number; slack: number } {
+function plainNn(
+  q: { vectors: Float32Array; labels: number[] },
+  c: { vectors: Float32Array; labels: number[] },
+): { acc: number; slack: number } {
   const D = TINY.dim;
-  let correct = 0, close = 0;
+  let correct = 0,
+    close = 0;
   q.labels.forEach((label, i) => {
-    let best = -Infinity, second = -Infinity, at = -1;
+    let best = -Infinity,
+      second = -Infinity,
+      at = -1;
     c.labels.forEach((_, j) => {
       let s = 0;
       for (let d = 0; d < D; d++) s += q.vectors[i * D + d] * c.vectors[j * D + d];
@@ -214,16 +266,36 @@ describe('eval retrieval end to end', () => {
     assert.ok(Math.abs(got - e.acc) <= e.slack, `${key}: 1-NN ${got}, plain loop ${e.acc} (slack ${e.slack})`);
   };
 
-  test('the CLI: s/m/l/xl, a Mix\'n\'Match row and a baseline; figures match a plain loop; JSON, SVG, table', async () => {
+  test("the CLI: s/m/l/xl, a Mix'n'Match row and a baseline; figures match a plain loop; JSON, SVG, table", async () => {
     const json = path.join(root, 'retrieval.json');
-    const { stdout } = await matvit('eval', 'retrieval', '--model', modelA, '--corpus', CORPUS, '--queries', QUERIES, '--ffn-dims', '4,32', '--query-model', `base=${modelB}:s`, '--batch', '50', '--json', json);
+    const { stdout } = await matvit(
+      'eval',
+      'retrieval',
+      '--model',
+      modelA,
+      '--corpus',
+      CORPUS,
+      '--queries',
+      QUERIES,
+      '--ffn-dims',
+      '4,32',
+      '--query-model',
+      `base=${modelB}:s`,
+      '--batch',
+      '50',
+      '--json',
+      json,
+    );
     const r = JSON.parse(fs.readFileSync(json, 'utf8')) as RetrievalResult & { command: string };
     assert.equal(r.kind, 'retrieval');
     assert.match(r.command, /^eval retrieval --model /);
     assert.equal(r.fingerprint, fpA);
     assert.deepEqual([r.corpusCount, r.queryCount, r.k, r.skipped.length], [240, 60, 10, 0]);
     assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 128, source: 'memory' });
-    assert.deepEqual(r.rows.map((x) => x.name), ['s', 'm', 'l', 'xl', '4,32', 'base']);
+    assert.deepEqual(
+      r.rows.map((x) => x.name),
+      ['s', 'm', 'l', 'xl', '4,32', 'base'],
+    );
     const xlMflops = mflops(TINY, granularityDims(TINY, 'xl'));
     const row = (name: string) => r.rows.find((x) => x.name === name)!;
     for (const g of NAMED) {
@@ -246,21 +318,39 @@ describe('eval retrieval end to end', () => {
     near(base.exact.top1, 'base vs xl');
     near(base.sameEncoderTop1, 'base vs base');
     const best = cheapestWithin(r.rows, 0.005)!;
-    assert.deepEqual(r.cheapest, { name: best.name, mflopsFraction: best.mflopsFraction, top1: best.exact.top1, xlTop1: row('xl').exact.top1 });
+    assert.deepEqual(r.cheapest, {
+      name: best.name,
+      mflopsFraction: best.mflopsFraction,
+      top1: best.exact.top1,
+      xlTop1: row('xl').exact.top1,
+    });
 
     assert.match(stdout, /^\| query encoder \| ffnDims \| MFLOPs \| of XL \| 1-NN exact \| 1-NN HNSW \| R@10 exact/m);
     assert.match(stdout, /^\| base \| 4x2 \|/m);
-    assert.ok(stdout.includes(`cheapest query submodel within 0.5 pt of XL's exact 1-NN (${(100 * row('xl').exact.top1).toFixed(2)}): ${best.name}, `), stdout);
+    assert.ok(
+      stdout.includes(
+        `cheapest query submodel within 0.5 pt of XL's exact 1-NN (${(100 * row('xl').exact.top1).toFixed(2)}): ${best.name}, `,
+      ),
+      stdout,
+    );
     assert.match(fs.readFileSync(path.join(root, 'retrieval.svg'), 'utf8'), /^<svg[\s\S]*recall@10/);
   });
 
   test('--index: the index vectors and graph are searched; a model of another fingerprint is refused, naming both', async () => {
     const r = await evalRetrieval({
-      modelDir: modelA, checkpoint: loadCheckpoint(modelA), corpus: await parseDatasetSpec(CORPUS), queries: await parseDatasetSpec(QUERIES),
-      submodels: [{ name: 's', ffnDims: granularityDims(TINY, 's') }], indexDir: indexA, k: 5,
+      modelDir: modelA,
+      checkpoint: loadCheckpoint(modelA),
+      corpus: await parseDatasetSpec(CORPUS),
+      queries: await parseDatasetSpec(QUERIES),
+      submodels: [{ name: 's', ffnDims: granularityDims(TINY, 's') }],
+      indexDir: indexA,
+      k: 5,
     });
     assert.deepEqual(r.hnsw, { M: 16, efConstruction: 64, ef: 128, source: 'index' });
-    assert.deepEqual(r.rows.map((x) => x.name), ['s', 'xl']); // XL added: recall's reference
+    assert.deepEqual(
+      r.rows.map((x) => x.name),
+      ['s', 'xl'],
+    ); // XL added: recall's reference
     assert.equal(r.corpusCount, 240);
     assert.equal(r.rows[1].exact.recall, 1);
     near(r.rows[0].exact.top1, 's vs xl');

@@ -9,19 +9,38 @@ import { after, describe, it } from 'node:test';
 import { buildReport, modelLabels, parseResult } from '../src/eval/report.ts';
 import { fails, matvit } from './helpers/cli.ts';
 
-
 const pct = (x: number) => (100 * x).toFixed(2);
 const fp = (c: string) => c.repeat(64);
 const dims = (w: number) => Array(6).fill(w);
 // MFLOPs of the uniform granularities of a made-up 6-layer model, and of one mix between s and m.
 const MFLOPS = { s: 17.8, m: 21.1, l: 27.8, xl: 41.2 };
-const granularities = [['s', 64], ['m', 128], ['l', 256], ['xl', 512]] as const;
+const granularities = [
+  ['s', 64],
+  ['m', 128],
+  ['l', 256],
+  ['xl', 512],
+] as const;
 
 function classifyFile(model: string, top1: number[]) {
   return {
-    kind: 'classify', model, fingerprint: fp(model.length % 2 ? 'a' : 'b'), data: 'fashion-mnist:test', count: 10000, engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
-    rows: granularities.map(([name, w], i) => ({ name, ffnDims: dims(w), top1: top1[i], top5: 0.99 - i * 0.001, consistency: 0.9 + i * 0.025, params: 500000 + i * 100000, mflops: MFLOPS[name], imgPerSec: 1000 - i })),
-    skipped: [], command: `eval classify --model ${model} --data fashion-mnist:test --json out.json`,
+    kind: 'classify',
+    model,
+    fingerprint: fp(model.length % 2 ? 'a' : 'b'),
+    data: 'fashion-mnist:test',
+    count: 10000,
+    engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
+    rows: granularities.map(([name, w], i) => ({
+      name,
+      ffnDims: dims(w),
+      top1: top1[i],
+      top5: 0.99 - i * 0.001,
+      consistency: 0.9 + i * 0.025,
+      params: 500000 + i * 100000,
+      mflops: MFLOPS[name],
+      imgPerSec: 1000 - i,
+    })),
+    skipped: [],
+    command: `eval classify --model ${model} --data fashion-mnist:test --json out.json`,
   };
 }
 
@@ -33,36 +52,109 @@ function retrievalFile() {
     { name: '64,64,64,128,128,128', ffnDims: [64, 64, 64, 128, 128, 128], mflops: 19.45, top1: RETRIEVAL_TOP1.mix },
   ];
   const row = (r: { name: string; ffnDims: number[]; mflops: number; top1: number }) => ({
-    name: r.name, ffnDims: r.ffnDims, mflops: r.mflops, mflopsFraction: r.mflops / MFLOPS.xl,
-    exact: figures(r.top1, r.mflops / 50), hnsw: figures(r.top1 - 0.001, r.mflops / 51), sameEncoderTop1: r.top1 + 0.002, imgPerSec: 500,
+    name: r.name,
+    ffnDims: r.ffnDims,
+    mflops: r.mflops,
+    mflopsFraction: r.mflops / MFLOPS.xl,
+    exact: figures(r.top1, r.mflops / 50),
+    hnsw: figures(r.top1 - 0.001, r.mflops / 51),
+    sameEncoderTop1: r.top1 + 0.002,
+    imgPerSec: 500,
   });
   // A cheap baseline that beats XL: cheapest-within must still ignore it.
-  const baseline = { ...row({ name: 'vit-s', ffnDims: dims(64), mflops: 10, top1: 0.95 }), queryModel: 'runs/vit-small/best', sameEncoderTop1: 0.84 };
+  const baseline = {
+    ...row({ name: 'vit-s', ffnDims: dims(64), mflops: 10, top1: 0.95 }),
+    queryModel: 'runs/vit-small/best',
+    sameEncoderTop1: 0.84,
+  };
   return {
-    kind: 'retrieval', command: 'eval retrieval --model runs/matvit/best --corpus fashion-mnist:train --queries fashion-mnist:test --ffn-dims 64,64,64,128,128,128 --query-model vit-s=runs/vit-small/best --json r.json',
-    model: 'runs/matvit/best', fingerprint: fp('c'), engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)', corpus: 'fashion-mnist:train', queries: 'fashion-mnist:test',
-    corpusCount: 60000, corpusEmbedded: 60000, queryCount: 10000, k: 10, hnsw: { M: 16, efConstruction: 200, ef: 64, source: 'memory' },
-    rows: [...own.map(row), baseline], cheapest: null, skipped: [],
+    kind: 'retrieval',
+    command:
+      'eval retrieval --model runs/matvit/best --corpus fashion-mnist:train --queries fashion-mnist:test --ffn-dims 64,64,64,128,128,128 --query-model vit-s=runs/vit-small/best --json r.json',
+    model: 'runs/matvit/best',
+    fingerprint: fp('c'),
+    engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
+    corpus: 'fashion-mnist:train',
+    queries: 'fashion-mnist:test',
+    corpusCount: 60000,
+    corpusEmbedded: 60000,
+    queryCount: 10000,
+    k: 10,
+    hnsw: { M: 16, efConstruction: 200, ef: 64, source: 'memory' },
+    rows: [...own.map(row), baseline],
+    cheapest: null,
+    skipped: [],
   };
 }
 
 function mixnmatchFile() {
   const configs = [
-    { name: 's', ffnDims: dims(64), mflops: MFLOPS.s, uniform: true, top1: 0.80, recall: 0.70, onFront: true },
-    { name: '64,64,64,128,128,128', ffnDims: [64, 64, 64, 128, 128, 128], mflops: 19.45, uniform: false, top1: 0.81, recall: 0.74, onFront: true },
-    { name: '64,128,128,128,128,128', ffnDims: [64, 128, 128, 128, 128, 128], mflops: 20.5, uniform: false, top1: 0.805, recall: 0.73, onFront: false },
+    { name: 's', ffnDims: dims(64), mflops: MFLOPS.s, uniform: true, top1: 0.8, recall: 0.7, onFront: true },
+    {
+      name: '64,64,64,128,128,128',
+      ffnDims: [64, 64, 64, 128, 128, 128],
+      mflops: 19.45,
+      uniform: false,
+      top1: 0.81,
+      recall: 0.74,
+      onFront: true,
+    },
+    {
+      name: '64,128,128,128,128,128',
+      ffnDims: [64, 128, 128, 128, 128, 128],
+      mflops: 20.5,
+      uniform: false,
+      top1: 0.805,
+      recall: 0.73,
+      onFront: false,
+    },
     { name: 'm', ffnDims: dims(128), mflops: MFLOPS.m, uniform: true, top1: 0.82, recall: 0.78, onFront: true },
     { name: 'l', ffnDims: dims(256), mflops: MFLOPS.l, uniform: true, top1: 0.83, recall: 0.85, onFront: true },
     { name: 'xl', ffnDims: dims(512), mflops: MFLOPS.xl, uniform: true, top1: 0.84, recall: 1, onFront: true },
   ].map((c, i) => ({ ...c, latencyMs: 1 + i / 4 }));
   const vs = (top1: number, recall: number) => ({ top1: { diff: top1, se: 0.002 }, recall: { diff: recall, se: 0.004 } });
-  const point = (name: string, mflops: number, near: string, cheaper: string) =>
-    ({ name, mflops, nearestUniform: near, vsNearest: vs(0.01, 0.04), atLeastAsGood: true, cheaperUniform: cheaper, vsCheaper: vs(0.01, 0.04), atLeastAsGoodAsCheaper: true });
+  const point = (name: string, mflops: number, near: string, cheaper: string) => ({
+    name,
+    mflops,
+    nearestUniform: near,
+    vsNearest: vs(0.01, 0.04),
+    atLeastAsGood: true,
+    cheaperUniform: cheaper,
+    vsCheaper: vs(0.01, 0.04),
+    atLeastAsGoodAsCheaper: true,
+  });
   return {
-    kind: 'mixnmatch', command: 'mixnmatch --model runs/matvit/best --data fashion-mnist:train[55000:] --out m.json', model: 'runs/matvit/best', fingerprint: fp('c'),
-    data: 'fashion-mnist:train[55000:]', corpus: 'fashion-mnist:train[55000:] (XL, self excluded)', count: 5000, corpusCount: 5000, k: 10, latencyRuns: 20, engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
-    configs, front: [], menu: [],
-    check: { minBetween: 8, comparisons: 1, alpha: 0.05, noiseZ: 1.96, betweenSAndXl: 3, points: [point('s', 17.8, 's', 's'), point('64,64,64,128,128,128', 19.45, 's', 's'), point('m', 21.1, 'm', 'm'), point('l', 27.8, 'l', 'l'), point('xl', 41.2, 'xl', 'xl')], noneWorse: true, noneWorseThanCheaper: true, pass: false },
+    kind: 'mixnmatch',
+    command: 'mixnmatch --model runs/matvit/best --data fashion-mnist:train[55000:] --out m.json',
+    model: 'runs/matvit/best',
+    fingerprint: fp('c'),
+    data: 'fashion-mnist:train[55000:]',
+    corpus: 'fashion-mnist:train[55000:] (XL, self excluded)',
+    count: 5000,
+    corpusCount: 5000,
+    k: 10,
+    latencyRuns: 20,
+    engine: 'onnxruntime-node 1.30.0 (cpu, 2 threads)',
+    configs,
+    front: [],
+    menu: [],
+    check: {
+      minBetween: 8,
+      comparisons: 1,
+      alpha: 0.05,
+      noiseZ: 1.96,
+      betweenSAndXl: 3,
+      points: [
+        point('s', 17.8, 's', 's'),
+        point('64,64,64,128,128,128', 19.45, 's', 's'),
+        point('m', 21.1, 'm', 'm'),
+        point('l', 27.8, 'l', 'l'),
+        point('xl', 41.2, 'xl', 'xl'),
+      ],
+      noneWorse: true,
+      noneWorseThanCheaper: true,
+      pass: false,
+    },
     skipped: 0,
   };
 }
@@ -80,11 +172,13 @@ function writeInputs() {
     retrieval: retrievalFile(),
     mixnmatch: mixnmatchFile(),
   };
-  const paths = Object.fromEntries(Object.entries(files).map(([k, v]) => {
-    const p = path.join(dir, `${k}.json`);
-    fs.writeFileSync(p, JSON.stringify(v, null, 2));
-    return [k, p];
-  })) as Record<keyof typeof files, string>;
+  const paths = Object.fromEntries(
+    Object.entries(files).map(([k, v]) => {
+      const p = path.join(dir, `${k}.json`);
+      fs.writeFileSync(p, JSON.stringify(v, null, 2));
+      return [k, p];
+    }),
+  ) as Record<keyof typeof files, string>;
   return { dir, files, paths };
 }
 
@@ -93,14 +187,25 @@ const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
 describe('matvit report', () => {
   const { dir, files, paths } = writeInputs();
   const out = path.join(dir, 'report');
-  const args = ['report', '--in', paths.matvit, paths.baseline, paths.retrieval, paths.mixnmatch, '--out', out, '--title', 'Fashion-MNIST results'];
+  const args = [
+    'report',
+    '--in',
+    paths.matvit,
+    paths.baseline,
+    paths.retrieval,
+    paths.mixnmatch,
+    '--out',
+    out,
+    '--title',
+    'Fashion-MNIST results',
+  ];
   let page = '';
 
   it('writes README.md with the provenance, per-model tables and XL fractions recomputed from the inputs', async () => {
     await matvit(...args);
     page = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
     assert.match(page, /^# Fashion-MNIST results\n/);
-    assert.ok(page.includes("--title 'Fashion-MNIST results'`"), 'the page\'s own command, quoted for the shell');
+    assert.ok(page.includes("--title 'Fashion-MNIST results'`"), "the page's own command, quoted for the shell");
     for (const f of Object.values(files)) {
       assert.ok(page.includes(`matvit ${f.command}\n`), `command of ${f.kind}`);
       assert.ok(page.includes('`' + f.fingerprint.slice(0, 12) + '`'), 'short fingerprint');
@@ -108,12 +213,29 @@ describe('matvit report', () => {
     }
     assert.ok(page.includes('[../matvit.json](../matvit.json)'), 'inputs linked relative to the page');
     for (const f of [files.matvit, files.baseline])
-      for (const r of f.rows) assert.ok(page.includes(row([r.name, `${r.ffnDims[0]}x6`, r.mflops.toFixed(1), pct(r.mflops / MFLOPS.xl), pct(r.top1), pct(r.top5), pct(r.consistency)])), `classify row ${r.name}`);
+      for (const r of f.rows)
+        assert.ok(
+          page.includes(
+            row([
+              r.name,
+              `${r.ffnDims[0]}x6`,
+              r.mflops.toFixed(1),
+              pct(r.mflops / MFLOPS.xl),
+              pct(r.top1),
+              pct(r.top5),
+              pct(r.consistency),
+            ]),
+          ),
+          `classify row ${r.name}`,
+        );
     // Basenames collide ("best"): the models are told apart by their last two path components.
     assert.ok(page.includes('### matvit/best: `runs/matvit/best`'));
     assert.ok(page.includes('### xl-only/best: `runs/xl-only/best`'));
     const [a, b] = [files.matvit.rows[0], files.baseline.rows[0]];
-    assert.ok(page.includes(row(['s', '64x6', '17.8', pct(a.top1), pct(b.top1), (100 * (b.top1 - a.top1)).toFixed(2)])), 'combined table with the difference');
+    assert.ok(
+      page.includes(row(['s', '64x6', '17.8', pct(a.top1), pct(b.top1), (100 * (b.top1 - a.top1)).toFixed(2)])),
+      'combined table with the difference',
+    );
   });
 
   it('retrieval: rows, baselines labelled, the cheapest submodel within 0.5 pt of XL recomputed here', () => {
@@ -122,11 +244,34 @@ describe('matvit report', () => {
     const xl = own.find((x) => x.name === 'xl')!;
     const best = own.filter((x) => x.exact.top1 >= xl.exact.top1 - 0.005).sort((p, q) => p.mflops - q.mflops)[0];
     assert.equal(best.name, 'm'); // the data are built so; the cheaper mix is 0.55 pt below XL, the baseline is not the model's
-    assert.ok(page.includes(`Cheapest query submodel within 0.5 pt of XL's 1-NN accuracy: **${best.name}** at ${pct(best.mflops / MFLOPS.xl)}% of XL's MFLOPs`));
+    assert.ok(
+      page.includes(
+        `Cheapest query submodel within 0.5 pt of XL's 1-NN accuracy: **${best.name}** at ${pct(best.mflops / MFLOPS.xl)}% of XL's MFLOPs`,
+      ),
+    );
     for (const x of r.rows) {
       const name = 'queryModel' in x ? `${x.name} (baseline)` : x.name;
-      const cells = [pct(x.exact.top1), pct(x.hnsw.top1), pct(x.exact.recall), pct(x.hnsw.recall), pct(x.exact.map), pct(x.hnsw.map), pct(x.sameEncoderTop1)];
-      assert.ok(page.includes(row([name, x.ffnDims[0] === x.ffnDims[5] ? `${x.ffnDims[0]}x6` : '64x3,128x3', x.mflops.toFixed(1), pct(x.mflopsFraction), ...cells])), `retrieval row ${name}`);
+      const cells = [
+        pct(x.exact.top1),
+        pct(x.hnsw.top1),
+        pct(x.exact.recall),
+        pct(x.hnsw.recall),
+        pct(x.exact.map),
+        pct(x.hnsw.map),
+        pct(x.sameEncoderTop1),
+      ];
+      assert.ok(
+        page.includes(
+          row([
+            name,
+            x.ffnDims[0] === x.ffnDims[5] ? `${x.ffnDims[0]}x6` : '64x3,128x3',
+            x.mflops.toFixed(1),
+            pct(x.mflopsFraction),
+            ...cells,
+          ]),
+        ),
+        `retrieval row ${name}`,
+      );
     }
     assert.match(page, /- vit-s \(baseline\): queries embedded by `runs\/vit-small\/best`/);
     assert.ok(page.includes(`(${pct(1 - best.mflops / MFLOPS.xl)}% saved)`), 'compare with the paper: the computed saving');
@@ -135,17 +280,45 @@ describe('matvit report', () => {
   it("Mix'n'Match: every config, the front flag and the check", () => {
     const m = files.mixnmatch;
     for (const c of m.configs)
-      assert.ok(page.includes(row([c.uniform ? c.name : 'mix', c.uniform ? `${c.ffnDims[0]}x6` : c.ffnDims[1] === 64 ? '64x3,128x3' : '64,128x5', c.mflops.toFixed(1), pct(c.mflops / MFLOPS.xl), c.latencyMs.toFixed(2), pct(c.top1), pct(c.recall), c.onFront ? 'yes' : ''])), `config ${c.name}`);
+      assert.ok(
+        page.includes(
+          row([
+            c.uniform ? c.name : 'mix',
+            c.uniform ? `${c.ffnDims[0]}x6` : c.ffnDims[1] === 64 ? '64x3,128x3' : '64,128x5',
+            c.mflops.toFixed(1),
+            pct(c.mflops / MFLOPS.xl),
+            c.latencyMs.toFixed(2),
+            pct(c.top1),
+            pct(c.recall),
+            c.onFront ? 'yes' : '',
+          ]),
+        ),
+        `config ${c.name}`,
+      );
     assert.ok(page.includes(`Front: 5 of 6 configs; ${m.check.betweenSAndXl} strictly between S and XL in MFLOPs.`));
     assert.ok(page.includes(`: **fail**: only ${m.check.betweenSAndXl} front points strictly between S and XL.`));
-    assert.ok(page.includes(row(['64x3,128x3', (19.45).toFixed(1), 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes', 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes'])), 'check row of the mix, named by its widths');
+    assert.ok(
+      page.includes(
+        row(['64x3,128x3', (19.45).toFixed(1), 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes', 's', '1.00 ± 0.20', '4.00 ± 0.40', 'yes']),
+      ),
+      'check row of the mix, named by its widths',
+    );
   });
 
   it('every chart is written, is an SVG and is referenced by relative path; a re-run gives the same bytes', async () => {
     const refs = [...page.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1]);
-    const svgs = fs.readdirSync(out).filter((f) => f.endsWith('.svg')).sort();
+    const svgs = fs
+      .readdirSync(out)
+      .filter((f) => f.endsWith('.svg'))
+      .sort();
     assert.deepEqual([...refs].sort(), svgs);
-    assert.deepEqual(svgs, ['classify-top1.svg', 'mixnmatch-1-recall.svg', 'mixnmatch-1-top1.svg', 'retrieval-1nn.svg', 'retrieval-recall.svg']);
+    assert.deepEqual(svgs, [
+      'classify-top1.svg',
+      'mixnmatch-1-recall.svg',
+      'mixnmatch-1-top1.svg',
+      'retrieval-1nn.svg',
+      'retrieval-recall.svg',
+    ]);
     for (const f of svgs) assert.match(fs.readFileSync(path.join(out, f), 'utf8'), /^<svg[\s\S]*<\/svg>\s*$/);
     const before = Object.fromEntries(fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f))]));
     await matvit(...args);
@@ -156,13 +329,26 @@ describe('matvit report', () => {
     const inputs = Object.values(files).map((f) => ({ file: `${f.kind}.json`, result: parseResult(`${f.kind}.json`, f) }));
     const { charts } = buildReport(inputs, { title: 't' });
     const seriesOf = (file: string) => {
-      const values = (charts.find((c) => c.file === file)!.spec as { data: { values: { series: string; x: number; y: number }[] } }).data.values;
+      const values = (charts.find((c) => c.file === file)!.spec as { data: { values: { series: string; x: number; y: number }[] } }).data
+        .values;
       return [...new Set(values.map((v) => v.series))].map((s) => ({ s, points: values.filter((v) => v.series === s) }));
     };
-    assert.deepEqual(seriesOf('classify-top1.svg').map((x) => x.s), ['matvit/best', 'xl-only/best']);
+    assert.deepEqual(
+      seriesOf('classify-top1.svg').map((x) => x.s),
+      ['matvit/best', 'xl-only/best'],
+    );
     const nn = seriesOf('retrieval-1nn.svg');
-    assert.deepEqual(nn.map((x) => [x.s, x.points.length]), [['matvit/best', 5], ['baseline vit-s', 1]]);
-    assert.ok(nn[0].points.some((p) => p.x === 100 && Math.abs(p.y - 100 * RETRIEVAL_TOP1.xl) < 1e-9), 'XL at 100% of its MFLOPs');
+    assert.deepEqual(
+      nn.map((x) => [x.s, x.points.length]),
+      [
+        ['matvit/best', 5],
+        ['baseline vit-s', 1],
+      ],
+    );
+    assert.ok(
+      nn[0].points.some((p) => p.x === 100 && Math.abs(p.y - 100 * RETRIEVAL_TOP1.xl) < 1e-9),
+      'XL at 100% of its MFLOPs',
+    );
   });
 
   it('a malformed file or an unknown kind: non-zero exit, the error names the file and the field', async () => {
@@ -188,11 +374,14 @@ describe('matvit report', () => {
     assert.ok(rows.length);
     assert.throws(() => parseResult('a.json', noRows), /^Error: a\.json: field rows: /);
     const m = files.mixnmatch;
-    assert.throws(() => parseResult('m.json', { ...m, configs: m.configs.filter((c) => c.name !== 'xl') }), /m\.json: field configs: no uniform config named "xl"/);
+    assert.throws(
+      () => parseResult('m.json', { ...m, configs: m.configs.filter((c) => c.name !== 'xl') }),
+      /m\.json: field configs: no uniform config named "xl"/,
+    );
     assert.throws(() => parseResult('x.json', [1]), /x\.json: field kind: received nothing/);
   });
 
-  it('modelLabels: basenames (a run\'s best/latest by run) unless they collide between different directories', () => {
+  it("modelLabels: basenames (a run's best/latest by run) unless they collide between different directories", () => {
     assert.deepEqual(modelLabels(['runs/a/best', 'runs/b/best', 'models/fm']), ['a/best', 'b/best', 'fm']);
     assert.deepEqual(modelLabels(['runs/a/best', './runs/a/best/']), ['a/best', 'a/best']);
     assert.deepEqual(modelLabels(['runs/a/checkpoint', './runs/a/checkpoint/']), ['checkpoint', 'checkpoint']);

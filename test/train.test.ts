@@ -25,11 +25,22 @@ const tmp = () => {
 };
 const model = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
 const cfg = TrainConfig.parse({
-  model, data: 'fashion-mnist:test[:256]', epochs: 25, batchSize: 32, warmupSteps: 20, checkpointEvery: 5, logEvery: 50, seed: 3,
+  model,
+  data: 'fashion-mnist:test[:256]',
+  epochs: 25,
+  batchSize: 32,
+  warmupSteps: 20,
+  checkpointEvery: 5,
+  logEvery: 50,
+  seed: 3,
 });
 
 function runTrain(configFile: string, out: string, extra: string[] = []) {
-  return spawn(process.execPath, [path.join(root, 'bin/matvit.js'), 'train', '--config', configFile, '--out', out, '--backend', 'wasm', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(
+    process.execPath,
+    [path.join(root, 'bin/matvit.js'), 'train', '--config', configFile, '--out', out, '--backend', 'wasm', ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
 }
 const exited = (p: ReturnType<typeof spawn>) => new Promise<number | null>((res) => p.on('exit', (code) => res(code)));
 const latestStep = (out: string) => {
@@ -39,7 +50,8 @@ const latestStep = (out: string) => {
     return -1;
   }
 };
-const finalFingerprint = (out: string) => readMeta(path.join(out, 'ckpt', fs.readFileSync(path.join(out, 'latest'), 'utf8').trim())).fingerprint;
+const finalFingerprint = (out: string) =>
+  readMeta(path.join(out, 'ckpt', fs.readFileSync(path.join(out, 'latest'), 'utf8').trim())).fingerprint;
 
 describe('trainer', () => {
   it('resumes exactly after SIGKILL: the same weights as an unbroken run', { timeout: 180_000 }, async () => {
@@ -74,41 +86,60 @@ describe('trainer', () => {
     assert.equal(latestStep(broken), total);
     assert.equal(finalFingerprint(broken), finalFingerprint(unbroken));
     // metrics.jsonl holds each logged step once, though steps after the last checkpoint ran twice.
-    const steps = fs.readFileSync(path.join(broken, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step);
-    assert.deepEqual(steps, [...new Set(steps)].sort((a, b) => a - b));
+    const steps = fs
+      .readFileSync(path.join(broken, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    assert.deepEqual(
+      steps,
+      [...new Set(steps)].sort((a, b) => a - b),
+    );
   });
 
-  it('--init starts from the given weights (a second stage); another architecture is refused, naming the tensor', { timeout: 120_000 }, async () => {
-    const dir = tmp();
-    const write = (name: string, c: object) => {
-      const f = path.join(dir, name);
-      fs.writeFileSync(f, JSON.stringify(c));
-      return f;
-    };
-    const first = path.join(dir, 'first');
-    assert.equal(await exited(runTrain(write('first.json', cfg), first, ['--max-steps', '5'])), 0);
-    const source = path.join(first, 'ckpt', fs.readFileSync(path.join(first, 'latest'), 'utf8').trim());
-    // One AdamW step moves each weight by about lr: at lr 1e-7 the run must still sit on its init.
-    const second = path.join(dir, 'second');
-    const secondCfg = { ...cfg, init: source, seed: 7, lr: 1e-7, minLr: 0, warmupSteps: 0, weightDecay: 0 };
-    assert.equal(await exited(runTrain(write('second.json', secondCfg), second, ['--max-steps', '1'])), 0);
-    const after = loadCheckpoint(path.join(second, 'ckpt', fs.readFileSync(path.join(second, 'latest'), 'utf8').trim())).weights;
-    const from = loadCheckpoint(source).weights;
-    const seeded = initWeights(model, 7); // what seed 7 alone would start from
-    const maxDiff = (a: typeof from) => Math.max(...Object.keys(after).map((k) => Math.max(...after[k].data.map((v, i) => Math.abs(v - a[k].data[i])))));
-    assert.ok(maxDiff(from) < 1e-5, `moved ${maxDiff(from)} from --init`);
-    assert.ok(maxDiff(seeded) > 1e-3, 'the seeded initialization, not --init');
-    const other = runTrain(write('other.json', { ...cfg, model: { ...model, depth: 2 }, init: source }), path.join(dir, 'other'), ['--max-steps', '1']);
-    let err = '';
-    other.stderr!.on('data', (d) => (err += d));
-    assert.notEqual(await exited(other), 0);
-    assert.match(err, /--init .*: blocks\.1\.\S+ is missing, the model needs \[/);
-  });
+  it(
+    '--init starts from the given weights (a second stage); another architecture is refused, naming the tensor',
+    { timeout: 120_000 },
+    async () => {
+      const dir = tmp();
+      const write = (name: string, c: object) => {
+        const f = path.join(dir, name);
+        fs.writeFileSync(f, JSON.stringify(c));
+        return f;
+      };
+      const first = path.join(dir, 'first');
+      assert.equal(await exited(runTrain(write('first.json', cfg), first, ['--max-steps', '5'])), 0);
+      const source = path.join(first, 'ckpt', fs.readFileSync(path.join(first, 'latest'), 'utf8').trim());
+      // One AdamW step moves each weight by about lr: at lr 1e-7 the run must still sit on its init.
+      const second = path.join(dir, 'second');
+      const secondCfg = { ...cfg, init: source, seed: 7, lr: 1e-7, minLr: 0, warmupSteps: 0, weightDecay: 0 };
+      assert.equal(await exited(runTrain(write('second.json', secondCfg), second, ['--max-steps', '1'])), 0);
+      const after = loadCheckpoint(path.join(second, 'ckpt', fs.readFileSync(path.join(second, 'latest'), 'utf8').trim())).weights;
+      const from = loadCheckpoint(source).weights;
+      const seeded = initWeights(model, 7); // what seed 7 alone would start from
+      const maxDiff = (a: typeof from) =>
+        Math.max(...Object.keys(after).map((k) => Math.max(...after[k].data.map((v, i) => Math.abs(v - a[k].data[i])))));
+      assert.ok(maxDiff(from) < 1e-5, `moved ${maxDiff(from)} from --init`);
+      assert.ok(maxDiff(seeded) > 1e-3, 'the seeded initialization, not --init');
+      const other = runTrain(write('other.json', { ...cfg, model: { ...model, depth: 2 }, init: source }), path.join(dir, 'other'), [
+        '--max-steps',
+        '1',
+      ]);
+      let err = '';
+      other.stderr!.on('data', (d) => (err += d));
+      assert.notEqual(await exited(other), 0);
+      assert.match(err, /--init .*: blocks\.1\.\S+ is missing, the model needs \[/);
+    },
+  );
 
   it('sum trains s, m, l, xl each step; sampled draws one by weight; baseline trains one width', () => {
-    assert.deepEqual(stepSubmodels({ ...cfg, objective: 'sum' }, 0).map((s) => s.name), ['s', 'm', 'l', 'xl']);
+    assert.deepEqual(
+      stepSubmodels({ ...cfg, objective: 'sum' }, 0).map((s) => s.name),
+      ['s', 'm', 'l', 'xl'],
+    );
     const counts: Record<string, number> = {};
-    for (let step = 0; step < 4000; step++) for (const s of stepSubmodels({ ...cfg, granularityWeights: [1, 0, 0, 3] }, step)) counts[s.name] = (counts[s.name] ?? 0) + 1;
+    for (let step = 0; step < 4000; step++)
+      for (const s of stepSubmodels({ ...cfg, granularityWeights: [1, 0, 0, 3] }, step)) counts[s.name] = (counts[s.name] ?? 0) + 1;
     assert.deepEqual(Object.keys(counts).sort(), ['s', 'xl']);
     assert.ok(Math.abs(counts.xl / 4000 - 0.75) < 0.03, JSON.stringify(counts));
     assert.deepEqual(stepSubmodels({ ...cfg, baselineFfn: 8 }, 5), [{ name: 'ffn8', ffnDims: [8] }]);
@@ -116,7 +147,10 @@ describe('trainer', () => {
 
   it('epoch orders are seeded permutations', () => {
     const a = epochOrder(100, 1, 0);
-    assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+    assert.deepEqual(
+      [...a].sort((x, y) => x - y),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
     assert.deepEqual(epochOrder(100, 1, 0), a);
     assert.notDeepEqual(epochOrder(100, 1, 1), a);
   });
@@ -124,7 +158,12 @@ describe('trainer', () => {
 
 describe('AdamW', () => {
   // Independent reference: torch.optim.AdamW's documented algorithm, in float64, on plain arrays.
-  function reference(p: number[][], grads: number[][][], o: { lr: number; beta1: number; beta2: number; eps: number; wd: number; clip: number }, decay: boolean[]) {
+  function reference(
+    p: number[][],
+    grads: number[][][],
+    o: { lr: number; beta1: number; beta2: number; eps: number; wd: number; clip: number },
+    decay: boolean[],
+  ) {
     const w = p.map((a) => [...a]);
     const m = p.map((a) => a.map(() => 0));
     const v = p.map((a) => a.map(() => 0));
@@ -150,10 +189,26 @@ describe('AdamW', () => {
   it('matches torch AdamW step for step (clipping, decay on matrices only), and resumes from its state', async () => {
     await tf.setBackend('cpu');
     const o = { lr: 0.05, beta1: 0.9, beta2: 0.99, eps: 1e-8, wd: 0.1, clip: 1 };
-    const init = [[0.5, -1, 2, 0.25, -0.75, 1.5], [0.1, -0.2]];
+    const init = [
+      [0.5, -1, 2, 0.25, -0.75, 1.5],
+      [0.1, -0.2],
+    ];
     const shapes = [[2, 3], [2]];
     // Step 1 is clipped (norm ~ 9.5 > 1), steps 2 and 3 are not.
-    const grads = [[[3, -4, 5, 1, 2, -6], [0.5, 1]], [[0.1, 0.2, -0.3, 0.05, 0, 0.1], [-0.2, 0.3]], [[-0.05, 0.1, 0.2, -0.1, 0.3, 0], [0.1, 0.1]]];
+    const grads = [
+      [
+        [3, -4, 5, 1, 2, -6],
+        [0.5, 1],
+      ],
+      [
+        [0.1, 0.2, -0.3, 0.05, 0, 0.1],
+        [-0.2, 0.3],
+      ],
+      [
+        [-0.05, 0.1, 0.2, -0.1, 0.3, 0],
+        [0.1, 0.1],
+      ],
+    ];
     const vars = Object.fromEntries(init.map((a, i) => [`w${i}`, tf.variable(tf.tensor(a, shapes[i]), true, `adamw-test-${i}`)]));
     const opts = { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.wd, clipNorm: o.clip };
     const opt = new AdamW(vars, new Set(['w0']), opts);

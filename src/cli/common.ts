@@ -32,8 +32,13 @@ export function flag(schema: z.ZodObject, flags: string, description: string, ke
 /** Parses commander's options with a zod schema; an error names the flag, the value and what is accepted. */
 export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
   if (schema instanceof z.ZodObject) {
-    const missing = Object.entries(schema.shape as Record<string, z.ZodType>).filter(([k, f]) => raw[k] === undefined && !f.safeParse(undefined).success);
-    if (missing.length) throw new UsageError(`required option${missing.length > 1 ? 's' : ''} ${missing.map(([k]) => flagName(k)).join(', ')} not given (see --help)`);
+    const missing = Object.entries(schema.shape as Record<string, z.ZodType>).filter(
+      ([k, f]) => raw[k] === undefined && !f.safeParse(undefined).success,
+    );
+    if (missing.length)
+      throw new UsageError(
+        `required option${missing.length > 1 ? 's' : ''} ${missing.map(([k]) => flagName(k)).join(', ')} not given (see --help)`,
+      );
   }
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
@@ -41,13 +46,28 @@ export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string,
 }
 
 /** A --model directory: it must hold a checkpoint; the error says which path and what belongs there. */
-export const modelDir = z.string().min(1).superRefine((dir, ctx) => {
-  const why = !fs.existsSync(dir) ? 'no such directory' : !fs.existsSync(path.join(dir, 'config.json')) ? 'not a checkpoint (it holds no config.json)' : undefined;
-  if (why) ctx.addIssue({ code: 'custom', message: `${path.resolve(dir)}: ${why}; give a checkpoint directory written by matvit init, train or import (e.g. models/matvit-fmnist)` });
-});
+export const modelDir = z
+  .string()
+  .min(1)
+  .superRefine((dir, ctx) => {
+    const why = !fs.existsSync(dir)
+      ? 'no such directory'
+      : !fs.existsSync(path.join(dir, 'config.json'))
+        ? 'not a checkpoint (it holds no config.json)'
+        : undefined;
+    if (why)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${path.resolve(dir)}: ${why}; give a checkpoint directory written by matvit init, train or import (e.g. models/matvit-fmnist)`,
+      });
+  });
 
 /** Comma-separated list -> string[] */
-export const csv = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+export const csv = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** --granularity / --ffn-dims -> checked ffnDims and a display name. Default: xl. */
 export function submodelOption(c: ModelConfig, o: { granularity?: string; ffnDims?: string }): { name: string; ffnDims: number[] } {

@@ -6,7 +6,9 @@ const ExportOptions = z.object({ data: z.string().min(1), out: z.string().min(1)
 
 const exportCommand = new Command('export')
   .description('write a dataset as an ImageNet-style PNG folder: OUT/<NN>_<class>/<index>.png')
-  .addOption(flag(ExportOptions, '--data <spec>', 'dataset spec: a folder, idx:IMAGES,LABELS, fashion-mnist:train|test (slices: spec[a:b])'))
+  .addOption(
+    flag(ExportOptions, '--data <spec>', 'dataset spec: a folder, idx:IMAGES,LABELS, fashion-mnist:train|test (slices: spec[a:b])'),
+  )
   .addOption(flag(ExportOptions, '--out <dir>', 'output folder'))
   .addOption(flag(ExportOptions, '--limit <n>', 'export the first N images only'))
   .action(async (raw) => {
@@ -14,7 +16,9 @@ const exportCommand = new Command('export')
     const [{ parseDatasetSpec }, { exportDataset }] = await Promise.all([import('../data/dataset.ts'), import('../data/export.ts')]);
     const ds = await parseDatasetSpec(o.data);
     const r = await exportDataset(ds, o.out, { limit: o.limit });
-    process.stdout.write(`wrote ${r.written} images in ${r.classFolders.length} class folders under ${o.out}; ${r.skipped.length} skipped\n`);
+    process.stdout.write(
+      `wrote ${r.written} images in ${r.classFolders.length} class folders under ${o.out}; ${r.skipped.length} skipped\n`,
+    );
     for (const s of r.skipped) process.stderr.write(`skipped ${s.ref}: ${s.reason}: ${s.message}\n`);
   });
 
@@ -39,8 +43,13 @@ const synthCommand = new Command('synth')
     const o = parseOptions(SynthOptions, raw);
     const { writeSynthFolder } = await import('../data/synth.ts');
     const r = await writeSynthFolder(o.out, o);
-    const formats = Object.entries(r.byFormat).sort().map(([f, n]) => `${f} ${n}`).join(', ');
-    process.stdout.write(`wrote ${r.written} images (${formats}; ${(r.bytes / 2 ** 20).toFixed(1)} MB) in ${o.classes} class folders under ${o.out}\n`);
+    const formats = Object.entries(r.byFormat)
+      .sort()
+      .map(([f, n]) => `${f} ${n}`)
+      .join(', ');
+    process.stdout.write(
+      `wrote ${r.written} images (${formats}; ${(r.bytes / 2 ** 20).toFixed(1)} MB) in ${o.classes} class folders under ${o.out}\n`,
+    );
   });
 
 export const datasetCommand = new Command('dataset').description('dataset tools').addCommand(exportCommand).addCommand(synthCommand);

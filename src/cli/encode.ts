@@ -61,7 +61,10 @@ export const embedCommand = withSubmodel(new Command('embed'), EmbedOptions)
         for (const r of results) {
           if ('error' in r) process.stdout.write(`${r.file}: error: ${r.error}\n`);
           else {
-            const head = r.embedding!.slice(0, 8).map((v) => v.toFixed(4)).join(' ');
+            const head = r
+              .embedding!.slice(0, 8)
+              .map((v) => v.toFixed(4))
+              .join(' ');
             process.stdout.write(`${r.file}: [${r.embedding!.length}] ${head} ...\n`);
             if (r.top5) process.stdout.write(`  top-5: ${r.top5.map((t) => `${t.class} (${t.logit.toFixed(2)})`).join(', ')}\n`);
           }
@@ -86,7 +89,9 @@ export const exportOnnxCommand = withSubmodel(new Command('export-onnx'), Export
     const sub = submodelOption(meta.model, o);
     const bytes = buildOnnxModel(meta.model, weights, sub.ffnDims);
     fs.writeFileSync(o.out, bytes);
-    process.stdout.write(`wrote ${o.out}: submodel ${sub.name}, ${(bytes.length / 1e6).toFixed(2)} MB, ${mflops(meta.model, sub.ffnDims).toFixed(1)} MFLOPs\n`);
+    process.stdout.write(
+      `wrote ${o.out}: submodel ${sub.name}, ${(bytes.length / 1e6).toFixed(2)} MB, ${mflops(meta.model, sub.ffnDims).toFixed(1)} MFLOPs\n`,
+    );
   });
 
 const BenchOptions = z.object({
@@ -101,7 +106,7 @@ const BenchOptions = z.object({
 });
 
 export const benchEncodeCommand = new Command('encode')
-  .description('per engine and granularity: batch-1 latency, batch throughput, GFLOP/s against the runtime\'s matmul ceiling')
+  .description("per engine and granularity: batch-1 latency, batch throughput, GFLOP/s against the runtime's matmul ceiling")
   .addOption(flag(BenchOptions, '--model <dir>', 'checkpoint directory'))
   .addOption(flag(BenchOptions, '--preset <name>', `or a preset with random weights: ${Object.keys(PRESETS).join(', ')}`))
   .addOption(flag(BenchOptions, '--engines <list>', 'engines to measure'))
@@ -118,7 +123,14 @@ export const benchEncodeCommand = new Command('encode')
     const ckpt = o.model ? loadCheckpoint(o.model) : undefined;
     const c = ckpt ? ckpt.meta.model : preset(o.preset!);
     const weights = ckpt ? ckpt.weights : initWeights(c, 0);
-    const r = await benchEncode(c, weights, { engines, batch: o.batch, seconds: o.seconds, rounds: o.rounds, engineOptions: { backend: o.backend }, log: (s) => process.stderr.write(`measuring ${s}\n`) });
+    const r = await benchEncode(c, weights, {
+      engines,
+      batch: o.batch,
+      seconds: o.seconds,
+      rounds: o.rounds,
+      engineOptions: { backend: o.backend },
+      log: (s) => process.stderr.write(`measuring ${s}\n`),
+    });
     if (o.json) return void printJson(r);
     process.stdout.write(`${r.model}, batch ${r.batch}\n`);
     for (const e of r.engines) process.stdout.write(`${e.engine}: ${e.description}; matmul ceiling ${e.sgemmGflops.toFixed(1)} GFLOP/s\n`);
@@ -126,12 +138,35 @@ export const benchEncodeCommand = new Command('encode')
       const eng = r.engines.find((e) => e.engine === row.engine)!;
       const xl = r.rows.find((x) => x.engine === row.engine && x.submodel === 'xl')!;
       return [
-        row.engine, row.submodel, row.mflops.toFixed(1), row.latencyMs.median.toFixed(2), row.latencyMs.p90.toFixed(2), row.imgPerSec.toFixed(1),
-        row.gflops.toFixed(1), `${((100 * row.gflops) / eng.sgemmGflops).toFixed(0)}%`,
-        (xl.imgPerSec / row.imgPerSec).toFixed(3), (row.mflops / xl.mflops).toFixed(3),
+        row.engine,
+        row.submodel,
+        row.mflops.toFixed(1),
+        row.latencyMs.median.toFixed(2),
+        row.latencyMs.p90.toFixed(2),
+        row.imgPerSec.toFixed(1),
+        row.gflops.toFixed(1),
+        `${((100 * row.gflops) / eng.sgemmGflops).toFixed(0)}%`,
+        (xl.imgPerSec / row.imgPerSec).toFixed(3),
+        (row.mflops / xl.mflops).toFixed(3),
       ];
     });
-    process.stdout.write(markdownTable(['engine', 'submodel', 'MFLOPs', 'b1 median ms', 'b1 p90 ms', `b${r.batch} img/s`, 'GFLOP/s', 'of ceiling', 'time/time(xl)', 'MFLOPs/MFLOPs(xl)'], rows) + '\n');
+    process.stdout.write(
+      markdownTable(
+        [
+          'engine',
+          'submodel',
+          'MFLOPs',
+          'b1 median ms',
+          'b1 p90 ms',
+          `b${r.batch} img/s`,
+          'GFLOP/s',
+          'of ceiling',
+          'time/time(xl)',
+          'MFLOPs/MFLOPs(xl)',
+        ],
+        rows,
+      ) + '\n',
+    );
     const onnxXl = r.rows.find((x) => x.engine === 'onnx' && x.submodel === 'xl');
     const tfjsXl = r.rows.find((x) => x.engine === 'tfjs' && x.submodel === 'xl');
     if (onnxXl && tfjsXl) process.stdout.write(`onnx / tfjs throughput at xl: ${(onnxXl.imgPerSec / tfjsXl.imgPerSec).toFixed(1)}x\n`);

@@ -21,7 +21,14 @@ export const infoCommand = new Command('info')
       ...meta.menu.filter((m) => !(GRANULARITY_NAMES as string[]).includes(m.name)),
     ].map((s) => ({ name: s.name, ffnDims: s.ffnDims, params: paramCount(c, s.ffnDims), mflops: mflops(c, s.ffnDims) }));
     if (o.json) {
-      printJson({ model: c, fingerprint: meta.fingerprint, embedding: { dim: embeddingDim(c), description: describeEmbedding(c) }, submodels, menu: meta.menu, provenance: meta.provenance });
+      printJson({
+        model: c,
+        fingerprint: meta.fingerprint,
+        embedding: { dim: embeddingDim(c), description: describeEmbedding(c) },
+        submodels,
+        menu: meta.menu,
+        provenance: meta.provenance,
+      });
       return;
     }
     const { classNames, ...rest } = c;
@@ -30,10 +37,18 @@ export const infoCommand = new Command('info')
     process.stdout.write(`  classNames: ${classNames.length ? classNames.join(', ') : '(none)'}\n`);
     process.stdout.write(`retrieval embedding: ${describeEmbedding(c)}\n`);
     const resize = Math.floor(c.imageSize / c.cropPct); // timm's eval transform (src/data/preprocess.ts)
-    process.stdout.write(`preprocessing: short side resized to ${resize} (${c.interpolation}), center crop ${c.imageSize}, mean [${c.mean}], std [${c.std}]\n`);
+    process.stdout.write(
+      `preprocessing: short side resized to ${resize} (${c.interpolation}), center crop ${c.imageSize}, mean [${c.mean}], std [${c.std}]\n`,
+    );
     const source = meta.provenance.import as { format: string; architecture: string } | undefined;
     process.stdout.write(source ? `imported from: ${source.format} ${source.architecture}\n\n` : '\n');
     const xl = submodels.find((s) => s.name === 'xl')!;
-    const rows = submodels.map((s) => [s.name, compact(s.ffnDims), (s.params / 1e6).toFixed(3) + 'M', s.mflops.toFixed(1), (s.mflops / xl.mflops).toFixed(3)]);
+    const rows = submodels.map((s) => [
+      s.name,
+      compact(s.ffnDims),
+      (s.params / 1e6).toFixed(3) + 'M',
+      s.mflops.toFixed(1),
+      (s.mflops / xl.mflops).toFixed(3),
+    ]);
     process.stdout.write(markdownTable(['submodel', 'ffnDims', 'params', 'MFLOPs', 'of XL'], rows) + '\n');
   });

@@ -16,15 +16,36 @@ import { reportCommand } from './report.ts';
 import { benchServeCommand, calibrateCommand, serveCommand } from './serve.ts';
 import { benchTrainCommand, trainCommand } from './train.ts';
 
-const program = new Command('matvit').description('Elastic image retrieval with MatViT: one nested ViT, many query encoders, one metric space.');
+const program = new Command('matvit').description(
+  'Elastic image retrieval with MatViT: one nested ViT, many query encoders, one metric space.',
+);
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
 for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand, benchServeCommand]) bench.addCommand(cmd);
-const commands = [initCommand, importCommand, infoCommand, embedCommand, exportOnnxCommand, trainCommand, evalCommand, mixnmatchCommand, matformerizeCommand, reportCommand, datasetCommand, indexCommand, serveCommand, calibrateCommand, bench];
+const commands = [
+  initCommand,
+  importCommand,
+  infoCommand,
+  embedCommand,
+  exportOnnxCommand,
+  trainCommand,
+  evalCommand,
+  mixnmatchCommand,
+  matformerizeCommand,
+  reportCommand,
+  datasetCommand,
+  indexCommand,
+  serveCommand,
+  calibrateCommand,
+  bench,
+];
 for (const cmd of commands) program.addCommand(cmd);
 
 /** Every command throws instead of exiting (handled below) and answers a typo with a suggestion and a pointer to --help. */
 function configure(cmd: Command): void {
-  cmd.exitOverride().showSuggestionAfterError(true).showHelpAfterError(`(run \`${[...ancestry(cmd), '--help'].join(' ')}\` for usage)`);
+  cmd
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .showHelpAfterError(`(run \`${[...ancestry(cmd), '--help'].join(' ')}\` for usage)`);
   cmd.commands.forEach(configure);
 }
 const ancestry = (cmd: Command): string[] => (cmd.parent ? [...ancestry(cmd.parent), cmd.name()] : [cmd.name()]);

@@ -31,7 +31,9 @@ const Options = z
 const pct = (x: number) => (100 * x).toFixed(2);
 
 export const mixnmatchCommand = new Command('mixnmatch')
-  .description("measure the Mix'n'Match submodels (granularity non-decreasing with depth, least slope) on a validation split and keep the Pareto front over MFLOPs, top-1 and recall@k against XL")
+  .description(
+    "measure the Mix'n'Match submodels (granularity non-decreasing with depth, least slope) on a validation split and keep the Pareto front over MFLOPs, top-1 and recall@k against XL",
+  )
   .addOption(flag(Options, '--model <dir>', 'checkpoint directory'))
   .addOption(flag(Options, '--data <spec>', 'labelled validation split (dataset spec): the queries'))
   .addOption(flag(Options, '--corpus <spec>', 'corpus embedded by XL (default: --data itself, each query excluding its own image)'))
@@ -44,24 +46,31 @@ export const mixnmatchCommand = new Command('mixnmatch')
   .addOption(flag(Options, '--write-menu', "store the front (and s/m/l/xl) as the checkpoint's menu, read by `matvit serve`"))
   .action(async (raw) => {
     const o = parseOptions(Options, raw);
-    const [{ parseDatasetSpec }, { checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry }] = await Promise.all([
-      import('../data/dataset.ts'),
-      import('../eval/mixnmatch.ts'),
-    ]);
+    const [
+      { parseDatasetSpec },
+      { checkFront, evaluateMixnmatch, menuEntries, mixnmatchConfigs, paretoFront, spreadByMflops, toMenuEntry },
+    ] = await Promise.all([import('../data/dataset.ts'), import('../eval/mixnmatch.ts')]);
     if (o.writeMenu && o.k !== 10) throw new UsageError(`--k: the menu stores recall@10; use --k 10 with --write-menu (received ${o.k})`);
     const { meta, weights } = loadCheckpoint(o.model);
     const c = meta.model;
     const all = mixnmatchConfigs(c);
     const configs = o.maxConfigs ? spreadByMflops(all, o.maxConfigs) : all;
     const data = await parseDatasetSpec(o.data);
-    if (data.classNames.length !== c.numClasses) throw new UsageError(`--data: ${data.spec} has ${data.classNames.length} classes, the model ${c.numClasses} (top-1 needs labels)`);
+    if (data.classNames.length !== c.numClasses)
+      throw new UsageError(`--data: ${data.spec} has ${data.classNames.length} classes, the model ${c.numClasses} (top-1 needs labels)`);
     const corpus = o.corpus ? await parseDatasetSpec(o.corpus) : undefined;
 
     const enc = await createEncoder('onnx', c, weights);
     const bars = phaseBar();
     let result;
     try {
-      result = await evaluateMixnmatch(enc, data, corpus, configs, { k: o.k, batchSize: o.batch, limit: o.limit, latencyRuns: o.latencyRuns, onProgress: bars.update });
+      result = await evaluateMixnmatch(enc, data, corpus, configs, {
+        k: o.k,
+        batchSize: o.batch,
+        limit: o.limit,
+        latencyRuns: o.latencyRuns,
+        onProgress: bars.update,
+      });
     } finally {
       bars.stop();
       await enc.dispose();
@@ -77,33 +86,80 @@ export const mixnmatchCommand = new Command('mixnmatch')
     const corpusLabel = corpus ? `${corpus.spec} (XL)` : `${data.spec} (XL, self excluded)`;
     const table = markdownTable(
       ['submodel', 'ffnDims', 'MFLOPs', 'of XL', 'latency ms', 'top-1', `recall@${k}`, 'front'],
-      rows.map((r, i) => [r.uniform ? r.name : '', compact(r.ffnDims), r.mflops.toFixed(1), (r.mflops / xl.mflops).toFixed(3), r.latencyMs.toFixed(2), pct(r.top1), pct(r.recall), onFront[i] ? 'yes' : '']),
+      rows.map((r, i) => [
+        r.uniform ? r.name : '',
+        compact(r.ffnDims),
+        r.mflops.toFixed(1),
+        (r.mflops / xl.mflops).toFixed(3),
+        r.latencyMs.toFixed(2),
+        pct(r.top1),
+        pct(r.recall),
+        onFront[i] ? 'yes' : '',
+      ]),
     );
     const out = (line: string) => process.stdout.write(line + '\n');
-    out(`${o.model} on ${data.spec}: ${result.count} queries, corpus ${corpusLabel}: ${result.corpusCount} items, engine ${enc.description}`);
+    out(
+      `${o.model} on ${data.spec}: ${result.count} queries, corpus ${corpusLabel}: ${result.corpusCount} items, engine ${enc.description}`,
+    );
     out(table);
-    out(`front: ${front.length} of ${rows.length} configs, ${check.betweenSAndXl} strictly between S and XL MFLOPs (want >= ${check.minBetween})`);
+    out(
+      `front: ${front.length} of ${rows.length} configs, ${check.betweenSAndXl} strictly between S and XL MFLOPs (want >= ${check.minBetween})`,
+    );
     // A deficit counts only beyond noise: check.noiseZ standard errors of the paired difference,
     // the family-wise threshold over the mixes compared (eval/mixnmatch.ts).
     const pt = (d: PairedDiff) => `${(100 * d.diff).toFixed(2)} +- ${(100 * d.se).toFixed(2)} pt`;
     const beyond = `beyond ${check.noiseZ.toFixed(2)} standard errors: family-wise alpha ${check.alpha} over ${check.comparisons} mixes`;
     const worse = (what: string, bad: FrontPoint[], vs: (p: FrontPoint) => [string, { top1: PairedDiff; recall: PairedDiff }]) =>
-      out(bad.length === 0
-        ? `no front point is worse (${beyond}) than ${what}`
-        : `worse (${beyond}) than ${what}: ${bad.map((p) => { const [u, d] = vs(p); return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`; }).join('; ')}`);
-    worse('the uniform granularity nearest in MFLOPs, in top-1', check.points.filter((p) => !p.atLeastAsGood), (p) => [p.nearestUniform, p.vsNearest]);
-    worse(`the costliest uniform granularity no costlier, in top-1 or recall@${k}`, check.points.filter((p) => !p.atLeastAsGoodAsCheaper), (p) => [p.cheaperUniform, p.vsCheaper]);
-    const closest = check.points.filter((p) => p.nearestUniform !== p.name).sort((a, b) => a.vsNearest.top1.diff - b.vsNearest.top1.diff)[0];
+      out(
+        bad.length === 0
+          ? `no front point is worse (${beyond}) than ${what}`
+          : `worse (${beyond}) than ${what}: ${bad
+              .map((p) => {
+                const [u, d] = vs(p);
+                return `${p.name} vs ${u}: top-1 ${pt(d.top1)}, recall ${pt(d.recall)}`;
+              })
+              .join('; ')}`,
+      );
+    worse(
+      'the uniform granularity nearest in MFLOPs, in top-1',
+      check.points.filter((p) => !p.atLeastAsGood),
+      (p) => [p.nearestUniform, p.vsNearest],
+    );
+    worse(
+      `the costliest uniform granularity no costlier, in top-1 or recall@${k}`,
+      check.points.filter((p) => !p.atLeastAsGoodAsCheaper),
+      (p) => [p.cheaperUniform, p.vsCheaper],
+    );
+    const closest = check.points
+      .filter((p) => p.nearestUniform !== p.name)
+      .sort((a, b) => a.vsNearest.top1.diff - b.vsNearest.top1.diff)[0];
     if (closest) {
       const d = closest.vsNearest.top1;
-      out(`largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(d)} (${d.se > 0 ? (d.diff / d.se).toFixed(2) : 'n/a'} standard errors)`);
+      out(
+        `largest top-1 deficit against the nearest uniform granularity: ${closest.name} vs ${closest.nearestUniform}, ${pt(d)} (${d.se > 0 ? (d.diff / d.se).toFixed(2) : 'n/a'} standard errors)`,
+      );
     }
-    out(`check: ${check.pass ? 'pass' : 'fail'} (>= ${check.minBetween} front points between S and XL, none worse than the nearest uniform granularity)`);
+    out(
+      `check: ${check.pass ? 'pass' : 'fail'} (>= ${check.minBetween} front points between S and XL, none worse than the nearest uniform granularity)`,
+    );
 
     const report = {
-      kind: 'mixnmatch', command: process.argv.slice(2).join(' '), model: o.model, fingerprint: meta.fingerprint, data: data.spec, corpus: corpusLabel,
-      count: result.count, corpusCount: result.corpusCount, k, latencyRuns: o.latencyRuns, engine: enc.description,
-      configs: rows.map((r, i) => ({ ...r, onFront: onFront[i] })), front, menu, check, skipped: result.skipped.length + result.corpusSkipped.length,
+      kind: 'mixnmatch',
+      command: process.argv.slice(2).join(' '),
+      model: o.model,
+      fingerprint: meta.fingerprint,
+      data: data.spec,
+      corpus: corpusLabel,
+      count: result.count,
+      corpusCount: result.corpusCount,
+      k,
+      latencyRuns: o.latencyRuns,
+      engine: enc.description,
+      configs: rows.map((r, i) => ({ ...r, onFront: onFront[i] })),
+      front,
+      menu,
+      check,
+      skipped: result.skipped.length + result.corpusSkipped.length,
     };
     fs.writeFileSync(o.out, JSON.stringify(report, null, 2) + '\n');
     const svgFile = o.out.replace(/\.json$/, '') + '.svg';
@@ -112,7 +168,10 @@ export const mixnmatchCommand = new Command('mixnmatch')
 
     if (o.writeMenu) {
       const current = readMeta(o.model);
-      if (current.fingerprint !== meta.fingerprint) throw new Error(`${o.model}: the weights changed during the run (fingerprint ${current.fingerprint}, measured ${meta.fingerprint}); menu not written`);
+      if (current.fingerprint !== meta.fingerprint)
+        throw new Error(
+          `${o.model}: the weights changed during the run (fingerprint ${current.fingerprint}, measured ${meta.fingerprint}); menu not written`,
+        );
       saveMeta(o.model, { ...current, menu });
       out(`menu of ${menu.length} entries (front + s/m/l/xl) written to ${path.join(o.model, 'config.json')}; fingerprint unchanged`);
     }
@@ -122,7 +181,10 @@ export const mixnmatchCommand = new Command('mixnmatch')
 function frontChart(model: string, spec: string, k: number, rows: MixRow[], onFront: boolean[]) {
   const uniform = rows.filter((r) => r.uniform);
   const front = rows.filter((_, i) => onFront[i]);
-  const series = (name: string, rs: MixRow[], y: (r: MixRow) => number, labelled: boolean) => ({ name, points: rs.map((r) => ({ x: r.mflops, y: y(r), label: labelled ? r.name : undefined })) });
+  const series = (name: string, rs: MixRow[], y: (r: MixRow) => number, labelled: boolean) => ({
+    name,
+    points: rs.map((r) => ({ x: r.mflops, y: y(r), label: labelled ? r.name : undefined })),
+  });
   return xyChart({
     title: `${model}: Mix'n'Match front (${spec})`,
     x: 'MFLOPs per image',

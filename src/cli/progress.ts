@@ -13,7 +13,11 @@ export interface PhaseBar {
 export function phaseBar(): PhaseBar {
   const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressModule;
   const bar = new cliProgress.SingleBar(
-    { format: '{phase} [{bar}] {value}/{total} {percentage}% | {speed} {unit}/s | eta {eta_formatted}{extra}', stream: process.stderr, etaBuffer: 100 },
+    {
+      format: '{phase} [{bar}] {value}/{total} {percentage}% | {speed} {unit}/s | eta {eta_formatted}{extra}',
+      stream: process.stderr,
+      etaBuffer: 100,
+    },
     cliProgress.Presets.shades_classic,
   );
   let current: string | undefined;

@@ -33,7 +33,9 @@ function readJson(file: string): unknown {
 }
 
 export const reportCommand = new Command('report')
-  .description('one Markdown page (DIR/README.md) with SVG charts from the JSON results of `eval classify --json`, `eval retrieval --json` and `mixnmatch --out`')
+  .description(
+    'one Markdown page (DIR/README.md) with SVG charts from the JSON results of `eval classify --json`, `eval retrieval --json` and `mixnmatch --out`',
+  )
   .addOption(flag(Options, '--in <files...>', 'result JSON files (kind classify, retrieval or mixnmatch)'))
   .addOption(flag(Options, '--out <dir>', 'directory for README.md and the charts'))
   .addOption(flag(Options, '--title <text>', 'page title'))
@@ -44,7 +46,10 @@ export const reportCommand = new Command('report')
     if (twice !== undefined) throw new UsageError(`--in: ${twice} is given twice`);
     // Links are relative to the page, so the directory can move with its inputs and the bytes do
     // not depend on where the command ran.
-    const inputs = o.in.map((file) => ({ file: path.relative(o.out, file).split(path.sep).join('/'), result: parseResult(file, readJson(file)) }));
+    const inputs = o.in.map((file) => ({
+      file: path.relative(o.out, file).split(path.sep).join('/'),
+      result: parseResult(file, readJson(file)),
+    }));
     const report = buildReport(inputs, { title: o.title, command: process.argv.slice(2).map(shellWord).join(' ') });
     fs.mkdirSync(o.out, { recursive: true });
     for (const c of report.charts) fs.writeFileSync(path.join(o.out, c.file), await renderSvg(c.spec));

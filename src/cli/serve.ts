@@ -22,7 +22,10 @@ const ServeOptions = z.object({
   maxWaitMs: z.coerce.number().nonnegative().default(D.batch.maxWaitMs),
   maxBatch: int.positive().default(D.batch.maxBatch),
   maxQueue: int.positive().default(D.batch.maxQueue),
-  maxImageMb: z.coerce.number().positive().default(D.maxImageBytes / 1024 / 1024),
+  maxImageMb: z.coerce
+    .number()
+    .positive()
+    .default(D.maxImageBytes / 1024 / 1024),
   p95Ms: z.coerce.number().positive().default(D.load.p95Ms),
   queueTarget: int.positive().default(D.load.queueDepth),
   loadShedding: z.boolean().default(D.load.enabled),
@@ -44,7 +47,9 @@ function serveConfig(o: z.infer<typeof ServeOptions>): ServeConfigInput {
 
 const S = ServeOptions;
 export const serveCommand = new Command('serve')
-  .description('serve image search over an index: HTTP API (/v1/search, /v1/index, /v1/items), web page at /, /metrics; writes need MATVIT_ADMIN_TOKEN')
+  .description(
+    'serve image search over an index: HTTP API (/v1/search, /v1/index, /v1/items), web page at /, /metrics; writes need MATVIT_ADMIN_TOKEN',
+  )
   .addOption(flag(S, '--index <dir>', 'index directory'))
   .addOption(flag(S, '--model <dir>', "model checkpoint (default: the index manifest's modelPath); another fingerprint is refused"))
   .addOption(flag(S, '--port <n>', 'port (0: any free one)'))
@@ -58,7 +63,13 @@ export const serveCommand = new Command('serve')
   .addOption(flag(S, '--p95-ms <ms>', 'auto steps down to smaller encoders above this p95 latency'))
   .addOption(flag(S, '--queue-target <n>', 'auto steps down above this many waiting images'))
   .addOption(flag(S, '--no-load-shedding', 'auto never steps down under load'))
-  .addOption(flag(S, '--custom-sessions <n>', 'engine sessions kept for FFN widths outside the menu, least recently used released first (each holds a copy of the weights)'))
+  .addOption(
+    flag(
+      S,
+      '--custom-sessions <n>',
+      'engine sessions kept for FFN widths outside the menu, least recently used released first (each holds a copy of the weights)',
+    ),
+  )
   .addOption(flag(S, '--no-custom-widths', 'refuse FFN widths outside the menu (ffnDims, encoder=a,b,...) with 400'))
   .addOption(flag(S, '--log-level <level>', 'pino log level'))
   .action(async (raw) => {
@@ -67,11 +78,25 @@ export const serveCommand = new Command('serve')
     const log = pino({ level: o.logLevel });
     const adminToken = process.env.MATVIT_ADMIN_TOKEN || undefined;
     const s = await startServer({
-      index: o.index, model: o.model, port: o.port, host: o.host, engine: o.engine, engineOptions: { threads: o.threads },
-      config: serveConfig(o), adminToken, log, handleSignals: true,
+      index: o.index,
+      model: o.model,
+      port: o.port,
+      host: o.host,
+      engine: o.engine,
+      engineOptions: { threads: o.threads },
+      config: serveConfig(o),
+      adminToken,
+      log,
+      handleSignals: true,
     }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') throw new UsageError(`--port: ${o.host}:${o.port} is in use (another matvit serve?); choose another port, or --port 0 for any free one`);
-      if (e.code === 'EACCES') throw new UsageError(`--port: not allowed to listen on ${o.host}:${o.port} (ports below 1024 need privileges); choose a port >= 1024`);
+      if (e.code === 'EADDRINUSE')
+        throw new UsageError(
+          `--port: ${o.host}:${o.port} is in use (another matvit serve?); choose another port, or --port 0 for any free one`,
+        );
+      if (e.code === 'EACCES')
+        throw new UsageError(
+          `--port: not allowed to listen on ${o.host}:${o.port} (ports below 1024 need privileges); choose a port >= 1024`,
+        );
       throw e;
     });
     const info = s.service.info();
@@ -100,54 +125,87 @@ const CalibrateOptions = z.object({
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(2)}%`);
 const metricRows = (rows: RowMetrics[]) =>
-  rows.map((r) => [r.name, pct(r.accuracy), pct(r.precisionAt10), pct(r.recallAt10), r.mflopsFraction.toFixed(3), pct(r.escalationRate), r.queries]);
+  rows.map((r) => [
+    r.name,
+    pct(r.accuracy),
+    pct(r.precisionAt10),
+    pct(r.recallAt10),
+    r.mflopsFraction.toFixed(3),
+    pct(r.escalationRate),
+    r.queries,
+  ]);
 const METRIC_HEADER = ['encoder', '1-NN acc', 'P@10', 'R@10 vs XL', 'MFLOPs / XL', 'escalated', 'queries'];
 
 const C = CalibrateOptions;
 export const calibrateCommand = new Command('calibrate')
-  .description("choose auto's cascade thresholds on labelled queries (within --tolerance of always-XL at the least query MFLOPs) and store them with the index")
+  .description(
+    "choose auto's cascade thresholds on labelled queries (within --tolerance of always-XL at the least query MFLOPs) and store them with the index",
+  )
   .addOption(flag(C, '--index <dir>', 'index directory'))
   .addOption(flag(C, '--model <dir>', "model checkpoint (default: the index manifest's modelPath)"))
-  .addOption(flag(C, '--queries <spec>', "labelled queries (dataset spec, e.g. fashion-mnist:train[55000:]); default: --sample items of the index's own corpus. Queries that are items of the index are searched without themselves (leave-one-out)"))
+  .addOption(
+    flag(
+      C,
+      '--queries <spec>',
+      "labelled queries (dataset spec, e.g. fashion-mnist:train[55000:]); default: --sample items of the index's own corpus. Queries that are items of the index are searched without themselves (leave-one-out)",
+    ),
+  )
   .addOption(flag(C, '--sample <n>', "without --queries: how many of the index's corpus items to use (seeded)"))
   .addOption(flag(C, '--tolerance <x>', 'allowed drop of 1-NN accuracy and precision@10 against always-XL (0.005 = 0.5 pt)'))
   .addOption(flag(C, '--min-recall <x>', "without labels: least recall@10 against the XL queries' neighbours"))
   .addOption(flag(C, '--k <n>', 'neighbours the confidence (and P@k, R@k) is computed on'))
-  .addOption(flag(C, '--candidates <names>', 'first-stage encoders to consider (default: every menu entry cheaper than the corpus submodel)'))
+  .addOption(
+    flag(C, '--candidates <names>', 'first-stage encoders to consider (default: every menu entry cheaper than the corpus submodel)'),
+  )
   .addOption(flag(C, '--eval <spec>', 'then report the stored cascade on these queries (e.g. fashion-mnist:test)'))
   .addOption(flag(C, '--engine <name>', `engine: ${ENGINES.join(', ')}`))
   .addOption(flag(C, '--batch <n>', 'batch size'))
   .addOption(flag(C, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(CalibrateOptions, raw);
-    const [{ parseDatasetSpec }, { createEncoder }, { openCorpus }, { calibrate, evaluateStored, ownItemsSample }, { phaseBar }] = await Promise.all([
-      import('../data/dataset.ts'),
-      import('../engine/encoder.ts'),
-      import('../index/corpus.ts'),
-      import('../serve/calibrate.ts'),
-      import('./progress.ts'),
-    ]);
+    const [{ parseDatasetSpec }, { createEncoder }, { openCorpus }, { calibrate, evaluateStored, ownItemsSample }, { phaseBar }] =
+      await Promise.all([
+        import('../data/dataset.ts'),
+        import('../engine/encoder.ts'),
+        import('../index/corpus.ts'),
+        import('../serve/calibrate.ts'),
+        import('./progress.ts'),
+      ]);
     const corpus = openCorpus(o.index, { model: o.model });
     const encoder = await createEncoder(o.engine, corpus.checkpoint.meta.model, corpus.checkpoint.weights);
     try {
       const ds = o.queries ? await parseDatasetSpec(o.queries) : await ownItemsSample(corpus, o.sample);
       const bar = phaseBar();
-      const r = await calibrate(corpus, encoder, ds, { tolerance: o.tolerance, minRecall: o.minRecall, k: o.k, batchSize: o.batch, candidates: o.candidates ? csv(o.candidates) : undefined, onProgress: o.json ? undefined : (done, total) => bar.update('calibrating', done, total, 'queries') });
+      const r = await calibrate(corpus, encoder, ds, {
+        tolerance: o.tolerance,
+        minRecall: o.minRecall,
+        k: o.k,
+        batchSize: o.batch,
+        candidates: o.candidates ? csv(o.candidates) : undefined,
+        onProgress: o.json ? undefined : (done, total) => bar.update('calibrating', done, total, 'queries'),
+      });
       bar.stop();
       let evaluation;
       if (o.eval && r.cascade) {
         const bar2 = phaseBar();
-        evaluation = await evaluateStored(corpus, encoder, await parseDatasetSpec(o.eval), { batchSize: o.batch, onProgress: o.json ? undefined : (done, total) => bar2.update('evaluating', done, total, 'queries') });
+        evaluation = await evaluateStored(corpus, encoder, await parseDatasetSpec(o.eval), {
+          batchSize: o.batch,
+          onProgress: o.json ? undefined : (done, total) => bar2.update('evaluating', done, total, 'queries'),
+        });
         bar2.stop();
       }
       if (o.json) return void printJson({ ...r, evaluation });
       const w = (s: string) => process.stdout.write(s + '\n');
       if (r.inIndex > 0) w(`note: ${r.inIndex} queries are items of the index: each was searched without its own item (leave-one-out)`);
-      w(`calibrated on ${ds.spec} (${r.reference.queries} queries${r.skipped ? `, ${r.skipped} undecodable skipped` : ''}), basis: ${r.basis}, ${r.basis === 'labels' ? `tolerance ${o.tolerance}` : `min recall@10 ${o.minRecall}`}`);
+      w(
+        `calibrated on ${ds.spec} (${r.reference.queries} queries${r.skipped ? `, ${r.skipped} undecodable skipped` : ''}), basis: ${r.basis}, ${r.basis === 'labels' ? `tolerance ${o.tolerance}` : `min recall@10 ${o.minRecall}`}`,
+      );
       w(markdownTable(METRIC_HEADER, metricRows([...r.submodels, ...(r.cascade ? [r.chosen] : [])])));
       if (r.cascade) {
         const rule = r.cascade.rules[0];
-        w(`cascade: ${r.cascade.stages.map((s) => s.name).join(' -> ')}, escalate when ${[rule.agreement !== undefined && `agreement@${r.cascade.k} < ${rule.agreement.toFixed(3)}`, rule.margin !== undefined && `margin@${r.cascade.k} < ${rule.margin.toFixed(5)}`].filter(Boolean).join(' or ')}`);
+        w(
+          `cascade: ${r.cascade.stages.map((s) => s.name).join(' -> ')}, escalate when ${[rule.agreement !== undefined && `agreement@${r.cascade.k} < ${rule.agreement.toFixed(3)}`, rule.margin !== undefined && `margin@${r.cascade.k} < ${rule.margin.toFixed(5)}`].filter(Boolean).join(' or ')}`,
+        );
         w(`stored in ${o.index} (restart matvit serve to use it)`);
       } else w('no cascade is cheaper than always-XL within the tolerance: auto will use the corpus submodel (stored)');
       if (evaluation) {
@@ -186,15 +244,30 @@ export const benchServeCommand = new Command('serve')
     const o = parseOptions(BenchServeOptions, raw);
     const { benchServe, speedupLine } = await import('../serve/bench.ts');
     const r = await benchServe({
-      index: o.index, model: o.model, seconds: o.seconds, warmupSeconds: o.warmup, connections: o.connections, encoders: csv(o.encoders),
-      serverArgs: o.threads ? ['--threads', String(o.threads)] : [], log: (s) => process.stderr.write(`${s}\n`),
+      index: o.index,
+      model: o.model,
+      seconds: o.seconds,
+      warmupSeconds: o.warmup,
+      connections: o.connections,
+      encoders: csv(o.encoders),
+      serverArgs: o.threads ? ['--threads', String(o.threads)] : [],
+      log: (s) => process.stderr.write(`${s}\n`),
     });
     if (o.json) return void printJson(r);
     process.stdout.write(`${r.model} on ${r.engine}; ${r.items} items; ${r.connections} connections, ${r.seconds} s per encoder\n`);
     process.stdout.write(
       markdownTable(
         ['encoder', 'MFLOPs/query', 'of XL', 'QPS', 'p50 ms', 'p99 ms', 'escalated', 'errors'],
-        r.rows.map((x) => [x.encoder, x.mflops.toFixed(2), x.fractionOfXl.toFixed(3), x.qps.toFixed(1), x.latencyMs.p50.toFixed(1), x.latencyMs.p99.toFixed(1), `${(100 * x.escalationRate).toFixed(1)}%`, x.errors + x.non2xx]),
+        r.rows.map((x) => [
+          x.encoder,
+          x.mflops.toFixed(2),
+          x.fractionOfXl.toFixed(3),
+          x.qps.toFixed(1),
+          x.latencyMs.p50.toFixed(1),
+          x.latencyMs.p99.toFixed(1),
+          `${(100 * x.escalationRate).toFixed(1)}%`,
+          x.errors + x.non2xx,
+        ]),
       ) + '\n',
     );
     if (r.speedup) process.stdout.write(speedupLine(r.speedup) + '\n');

@@ -47,19 +47,37 @@ function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
   if (o.preset && o.config) throw new UsageError('give one of --preset NAME or --config FILE, not both');
   if (!o.preset && !o.config && !o.init) throw new UsageError('give one of --preset NAME, --config FILE or --init DIR (the model of DIR)');
   // --init alone: the model is the one of DIR (an imported or matformerized checkpoint), its weights the start.
-  const base: Record<string, unknown> = o.config ? JSON.parse(fs.readFileSync(o.config, 'utf8')) : { model: o.preset ? preset(o.preset) : readMeta(o.init!).model };
+  const base: Record<string, unknown> = o.config
+    ? JSON.parse(fs.readFileSync(o.config, 'utf8'))
+    : { model: o.preset ? preset(o.preset) : readMeta(o.init!).model };
   if (typeof base.model === 'string') base.model = preset(base.model);
   const overrides = Object.fromEntries(
     Object.entries({
-      data: o.data, val: o.val, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmupSteps,
-      init: o.init, weightDecay: o.weightDecay, objective: o.objective, baselineFfn: o.baselineFfn, labelSmoothing: o.labelSmoothing,
-      flip: o.flip, mixup: o.mixup, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery,
+      data: o.data,
+      val: o.val,
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      minLr: o.minLr,
+      warmupSteps: o.warmupSteps,
+      init: o.init,
+      weightDecay: o.weightDecay,
+      objective: o.objective,
+      baselineFfn: o.baselineFfn,
+      labelSmoothing: o.labelSmoothing,
+      flip: o.flip,
+      mixup: o.mixup,
+      seed: o.seed,
+      checkpointEvery: o.checkpointEvery,
+      evalEvery: o.evalEvery,
       granularityWeights: o.weights ? csv(o.weights).map(Number) : undefined,
       cropScale: o.cropScale ? csv(o.cropScale).map(Number) : undefined,
     }).filter(([, v]) => v !== undefined),
   );
   const distill = Object.fromEntries(
-    Object.entries({ teacher: o.distill, kl: o.distillKl, cosine: o.distillCosine, temperature: o.distillTemperature }).filter(([, v]) => v !== undefined),
+    Object.entries({ teacher: o.distill, kl: o.distillKl, cosine: o.distillCosine, temperature: o.distillTemperature }).filter(
+      ([, v]) => v !== undefined,
+    ),
   );
   // Any --distill* flag turns distillation on; the others keep the config's or the schema's values.
   const withDistill = Object.keys(distill).length ? { distill: { ...(base.distill as object | undefined), ...distill } } : {};
@@ -79,7 +97,13 @@ const trainOptions = (cmd: Command, O: z.ZodObject) =>
     .addOption(flag(TrainConfig, '--min-lr <x>', 'final learning rate of the cosine'))
     .addOption(flag(TrainConfig, '--warmup-steps <n>', 'linear warm-up steps'))
     .addOption(flag(TrainConfig, '--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)'))
-    .addOption(flag(TrainConfig, '--objective <sum|sampled>', 'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step'))
+    .addOption(
+      flag(
+        TrainConfig,
+        '--objective <sum|sampled>',
+        'MatFormer objective: sum of s,m,l,xl losses each step, or one sampled granularity per step',
+      ),
+    )
     .addOption(flag(TrainConfig, '--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)', 'granularityWeights'))
     .addOption(flag(TrainConfig, '--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)'))
     .addOption(flag(TrainConfig, '--init <dir>', 'start from the weights of this model directory or checkpoint (same architecture)'))
@@ -90,7 +114,13 @@ const trainOptions = (cmd: Command, O: z.ZodObject) =>
     .addOption(flag(TrainConfig, '--seed <n>', 'seed of initialization, data order, augmentation and sampling'))
     .addOption(flag(TrainConfig, '--checkpoint-every <n>', 'steps between checkpoints'))
     .addOption(flag(TrainConfig, '--eval-every <epochs>', 'epochs between validations'))
-    .addOption(flag(O, '--distill <teacher>', "distill every narrower submodel toward XL (off unless a --distill* flag is given): teacher 'self' (XL of the trained weights, the default) or 'init' (the frozen --init model)"))
+    .addOption(
+      flag(
+        O,
+        '--distill <teacher>',
+        "distill every narrower submodel toward XL (off unless a --distill* flag is given): teacher 'self' (XL of the trained weights, the default) or 'init' (the frozen --init model)",
+      ),
+    )
     .addOption(flag(Distill, '--distill-kl <x>', 'weight of T^2 * KL(teacher || student) on the logits', 'kl'))
     .addOption(flag(Distill, '--distill-cosine <x>', 'weight of 1 - cos(student, teacher) on the embeddings', 'cosine'))
     .addOption(flag(Distill, '--distill-temperature <t>', 'softmax temperature of the KL term', 'temperature'))
@@ -98,7 +128,10 @@ const trainOptions = (cmd: Command, O: z.ZodObject) =>
     .addOption(flag(O, '--threads <n>', 'tfjs-wasm threads (default: every core)'));
 
 /** commander sets a `--no-x` switch's value to true when it is not given; the config's value (file or schema) must win then. */
-const given = (raw: Record<string, unknown>, cmd: Command) => ({ ...raw, flip: cmd.getOptionValueSource('flip') === 'cli' ? raw.flip : undefined });
+const given = (raw: Record<string, unknown>, cmd: Command) => ({
+  ...raw,
+  flip: cmd.getOptionValueSource('flip') === 'cli' ? raw.flip : undefined,
+});
 
 export const trainCommand = trainOptions(
   new Command('train')
@@ -113,11 +146,25 @@ export const trainCommand = trainOptions(
   // On --resume the config saved in the checkpoint wins; the flags still need to parse.
   const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
   // --epochs with --resume re-plans the schedule's length; other overrides of a resumed run are ignored.
-  const result = await train(cfg, o.out, { resume: o.resume, backend: o.backend, threads: o.threads, maxSteps: o.maxSteps, epochs: o.resume ? o.epochs : undefined });
-  process.stdout.write(`stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`);
+  const result = await train(cfg, o.out, {
+    resume: o.resume,
+    backend: o.backend,
+    threads: o.threads,
+    maxSteps: o.maxSteps,
+    epochs: o.resume ? o.epochs : undefined,
+  });
+  process.stdout.write(
+    `stopped at step ${result.step}; best validation score ${Number.isFinite(result.bestScore) ? result.bestScore.toFixed(4) : 'n/a'}\n`,
+  );
 });
 
-const BenchOptions = Options.extend({ out: z.string().optional(), json: z.boolean().default(false), profile: z.boolean().default(false), seconds: z.coerce.number().positive().default(3), rounds: z.coerce.number().int().positive().default(3) });
+const BenchOptions = Options.extend({
+  out: z.string().optional(),
+  json: z.boolean().default(false),
+  profile: z.boolean().default(false),
+  seconds: z.coerce.number().positive().default(3),
+  rounds: z.coerce.number().int().positive().default(3),
+});
 
 export const benchTrainCommand = trainOptions(
   new Command('train')
@@ -135,12 +182,15 @@ export const benchTrainCommand = trainOptions(
   if (o.json) return void printJson(r);
   process.stdout.write(`${r.model}, batch ${r.batchSize}, tfjs backend ${backendLabel(r.backend, r.threads)}\n`);
   process.stdout.write(
-    markdownTable(['measure', 'img/s'], [
-      ['forward only (xl)', r.forwardImgPerSec.toFixed(1)],
-      ['train step, xl (one granularity: sampled objective)', r.trainImgPerSec.xl.toFixed(1)],
-      ['train step, s+m+l+xl (sum objective)', r.trainImgPerSec.sum.toFixed(1)],
-      ['ratio train(xl) / forward', r.ratio.toFixed(3)],
-    ]) + '\n',
+    markdownTable(
+      ['measure', 'img/s'],
+      [
+        ['forward only (xl)', r.forwardImgPerSec.toFixed(1)],
+        ['train step, xl (one granularity: sampled objective)', r.trainImgPerSec.xl.toFixed(1)],
+        ['train step, s+m+l+xl (sum objective)', r.trainImgPerSec.sum.toFixed(1)],
+        ['ratio train(xl) / forward', r.ratio.toFixed(3)],
+      ],
+    ) + '\n',
   );
   if (!r.kernels) return;
   const top = r.kernels.slice(0, 12);
@@ -149,10 +199,14 @@ export const benchTrainCommand = trainOptions(
   const row = (name: string, f: number, s: number) => [name, f.toFixed(1), s.toFixed(1)];
   process.stdout.write(
     '\nkernel time per call (ms; tf.profile, mean of 3), xl\n' +
-      markdownTable(['kernel', 'forward', 'training step'], [
-        ...top.map((k) => row(k.kernel, k.forwardMs, k.stepMs)),
-        row(`${rest.length} other kernels`, sum(rest, 'forwardMs'), sum(rest, 'stepMs')),
-        row('all kernels', sum(r.kernels, 'forwardMs'), sum(r.kernels, 'stepMs')),
-      ]) + '\n',
+      markdownTable(
+        ['kernel', 'forward', 'training step'],
+        [
+          ...top.map((k) => row(k.kernel, k.forwardMs, k.stepMs)),
+          row(`${rest.length} other kernels`, sum(rest, 'forwardMs'), sum(rest, 'stepMs')),
+          row('all kernels', sum(r.kernels, 'forwardMs'), sum(r.kernels, 'stepMs')),
+        ],
+      ) +
+      '\n',
   );
 });

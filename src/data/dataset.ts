@@ -18,7 +18,15 @@ import type { ModelConfig } from '../model/config.ts';
 import type { AugmentOptions } from './augment.ts';
 import { listImages, readClassFolder, resolveSplit } from './folder.ts';
 import { type IdxPair, readIdxPair } from './idx.ts';
-import { type Augment, DecodeError, type DecodeOptions, type DecodeReason, type PixelShape, preprocessImage, preprocessPixels } from './preprocess.ts';
+import {
+  type Augment,
+  DecodeError,
+  type DecodeOptions,
+  type DecodeReason,
+  type PixelShape,
+  preprocessImage,
+  preprocessPixels,
+} from './preprocess.ts';
 import { forEachLimited } from './pool.ts';
 
 export interface DatasetItem {
@@ -50,7 +58,18 @@ export interface DatasetOptions extends DecodeOptions {
   split?: string;
 }
 
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
 
 // The repository root, from this file's location (src/data/), so specs resolve the same from any cwd.
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -58,7 +77,11 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 /** Where Fashion-MNIST is looked for, in order: the repo, the Debian package, $MATVIT_DATASETS. */
 export function fashionMnistDirs(): string[] {
   const env = process.env.MATVIT_DATASETS;
-  return [path.join(REPO_ROOT, 'datasets', 'fashion-mnist'), '/usr/share/datasets/fashion-mnist', ...(env ? [path.join(env, 'fashion-mnist')] : [])];
+  return [
+    path.join(REPO_ROOT, 'datasets', 'fashion-mnist'),
+    '/usr/share/datasets/fashion-mnist',
+    ...(env ? [path.join(env, 'fashion-mnist')] : []),
+  ];
 }
 
 const FASHION_SPLITS: Record<string, string> = { train: 'train', test: 't10k' };
@@ -66,7 +89,12 @@ const FASHION_SPLITS: Record<string, string> = { train: 'train', test: 't10k' };
 /** The [images, labels] files of a Fashion-MNIST split: the first of `dirs` holding both. */
 export function findFashionMnist(split: string, dirs = fashionMnistDirs()): [string, string] {
   const prefix = FASHION_SPLITS[split];
-  if (!prefix) throw new Error(`fashion-mnist:${split}: unknown split; accepted: ${Object.keys(FASHION_SPLITS).map((s) => `fashion-mnist:${s}`).join(', ')}`);
+  if (!prefix)
+    throw new Error(
+      `fashion-mnist:${split}: unknown split; accepted: ${Object.keys(FASHION_SPLITS)
+        .map((s) => `fashion-mnist:${s}`)
+        .join(', ')}`,
+    );
   const names = [`${prefix}-images-idx3-ubyte`, `${prefix}-labels-idx1-ubyte`];
   for (const dir of dirs)
     for (const ext of ['.gz', '']) {
@@ -190,7 +218,8 @@ function sliceBounds(size: number, a: string, b: string): [number, number] {
   return [start, Math.max(start, bound(b, size))];
 }
 
-const SPEC_FORMS = 'a folder path, folder:PATH, files:PATH, idx:IMAGES,LABELS, fashion-mnist:train, fashion-mnist:test; each optionally followed by a slice [a:b]';
+const SPEC_FORMS =
+  'a folder path, folder:PATH, files:PATH, idx:IMAGES,LABELS, fashion-mnist:train, fashion-mnist:test; each optionally followed by a slice [a:b]';
 
 /** A trailing Python-style slice [a:b]: the base spec, start and end (strings, empty = open). */
 const SLICE = /^(.+)\[(-?\d*):(-?\d*)\]$/;
@@ -216,11 +245,14 @@ export async function parseDatasetSpec(spec: string, opts: DatasetOptions = {}):
   const [kind, rest] = colon > 0 ? [spec.slice(0, colon), spec.slice(colon + 1)] : ['', spec];
   const decode: DecodeOptions = { limitInputPixels: opts.limitInputPixels };
   if (opts.split && ['fashion-mnist', 'idx', 'files'].includes(kind))
-    throw new Error(`dataset spec "${spec}": a split ("${opts.split}") applies to class folders only; ${kind}: specs name their files or split themselves`);
+    throw new Error(
+      `dataset spec "${spec}": a split ("${opts.split}") applies to class folders only; ${kind}: specs name their files or split themselves`,
+    );
   if (kind === 'fashion-mnist') return openIdx(spec, ...findFashionMnist(rest), FASHION_MNIST_CLASSES);
   if (kind === 'idx') {
     const files = rest.split(',');
-    if (files.length !== 2 || files.some((f) => !f)) throw new Error(`dataset spec "${spec}": expected idx:IMAGES,LABELS (two files, comma-separated)`);
+    if (files.length !== 2 || files.some((f) => !f))
+      throw new Error(`dataset spec "${spec}": expected idx:IMAGES,LABELS (two files, comma-separated)`);
     const [images, labels] = files.map((f) => path.resolve(f));
     return openIdx(`idx:${images},${labels}`, images, labels);
   }

@@ -26,9 +26,14 @@ export interface ExportOptions extends DecodeOptions {
   concurrency?: number;
 }
 
-export async function exportDataset(ds: Dataset, outDir: string, opts: ExportOptions = {}): Promise<{ written: number; skipped: Skipped[]; classFolders: string[] }> {
+export async function exportDataset(
+  ds: Dataset,
+  outDir: string,
+  opts: ExportOptions = {},
+): Promise<{ written: number; skipped: Skipped[]; classFolders: string[] }> {
   const K = ds.classNames.length;
-  if (K === 0) throw new Error(`${ds.spec} has no classes: export writes one folder per class (a folder dataset is already a folder of images)`);
+  if (K === 0)
+    throw new Error(`${ds.spec} has no classes: export writes one folder per class (a folder dataset is already a folder of images)`);
   const n = Math.min(ds.size, opts.limit ?? ds.size);
   const classFolders = ds.classNames.map((name, k) => classFolderName(k, name, K));
   // Every class folder, even one the limit leaves empty: reading back must find all K classes.
@@ -38,7 +43,8 @@ export async function exportDataset(ds: Dataset, outDir: string, opts: ExportOpt
   let written = 0;
   await forEachLimited(n, opts.concurrency ?? DEFAULT_CONCURRENCY, async (i) => {
     const item = ds.item(i);
-    if (!(item.label >= 0 && item.label < K)) throw new Error(`${ds.spec}: item ${i} (${item.ref}) has label ${item.label}, outside 0..${K - 1}`);
+    if (!(item.label >= 0 && item.label < K))
+      throw new Error(`${ds.spec}: item ${i} (${item.ref}) has label ${item.label}, outside 0..${K - 1}`);
     const file = path.join(outDir, classFolders[item.label], `${String(item.index).padStart(digits, '0')}.png`);
     try {
       const bytes = await ds.bytes(i);

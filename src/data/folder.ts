@@ -66,7 +66,9 @@ export async function resolveSplit(root: string, split: string): Promise<string>
   for (const name of [split, ...synonymsOf(split)]) if (await isDir(path.join(root, name))) return path.join(root, name);
   if (synonymsOf(split).includes(path.basename(path.resolve(root)))) return root;
   const { dirs } = await entries(root);
-  throw new Error(`split "${split}": no folder ${synonymsOf(split).join(' / ')} in ${root}; its folders are: ${dirs.join(', ') || '(none)'}`);
+  throw new Error(
+    `split "${split}": no folder ${synonymsOf(split).join(' / ')} in ${root}; its folders are: ${dirs.join(', ') || '(none)'}`,
+  );
 }
 
 export interface ClassFolder {
@@ -84,9 +86,12 @@ export async function readClassFolder(root: string): Promise<ClassFolder> {
     throw new Error(`${root} holds split folders (${dirs.join(', ')}), not class folders: give a split, e.g. ${path.join(root, dirs[0])}`);
   if (dirs.length === 0) {
     const images = files.filter(isImageFile).length;
-    throw new Error(`${root} has no class folders (root/<class>/<image>)${images ? `, only ${images} images at its top level: for a folder without classes use files:${root}` : ''}`);
+    throw new Error(
+      `${root} has no class folders (root/<class>/<image>)${images ? `, only ${images} images at its top level: for a folder without classes use files:${root}` : ''}`,
+    );
   }
   const out: ClassFolder['files'] = [];
-  for (const [label, name] of dirs.entries()) for (const p of await listImages(path.join(root, name))) out.push({ path: `${name}/${p}`, label });
+  for (const [label, name] of dirs.entries())
+    for (const p of await listImages(path.join(root, name))) out.push({ path: `${name}/${p}`, label });
   return { classNames: dirs, files: out };
 }

@@ -43,7 +43,9 @@ function parse(file: string, buf: Buffer, kind: Kind): { dims: number[]; data: U
   const dataBytes = dims.reduce((a, b) => a * b, 1);
   const got = buf.length - headerBytes;
   if (got !== dataBytes)
-    throw new Error(`${file}: header says [${dims.join(', ')}] = ${dataBytes} data bytes, the file has ${got} (${got < dataBytes ? 'truncated' : 'trailing bytes'})`);
+    throw new Error(
+      `${file}: header says [${dims.join(', ')}] = ${dataBytes} data bytes, the file has ${got} (${got < dataBytes ? 'truncated' : 'trailing bytes'})`,
+    );
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + headerBytes, dataBytes) };
 }
 

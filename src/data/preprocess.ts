@@ -70,7 +70,10 @@ export interface Plan {
 // The sharp kernel for each config interpolation. sharp's 'cubic' is Catmull-Rom (a = -0.5), the
 // bicubic of PIL, which timm uses to load images; 'linear' is bilinear (triangle) and, like PIL,
 // sharp widens the kernel when reducing, so downscaling is antialiased.
-const KERNELS = { bicubic: 'cubic', bilinear: 'linear', nearest: 'nearest' } as const satisfies Record<ModelConfig['interpolation'], keyof KernelEnum>;
+const KERNELS = { bicubic: 'cubic', bilinear: 'linear', nearest: 'nearest' } as const satisfies Record<
+  ModelConfig['interpolation'],
+  keyof KernelEnum
+>;
 
 const isFull = (b: Box, width: number, height: number) => b.left === 0 && b.top === 0 && b.width === width && b.height === height;
 
@@ -190,10 +193,16 @@ function toDecodeError(bytes: Buffer, err: unknown, opts: DecodeOptions): Decode
   const msg = err instanceof Error ? err.message : String(err);
   const detail = msg.split('\n')[0];
   if (/exceeds pixel limit/i.test(msg))
-    return new DecodeError('too-many-pixels', `image has more than limitInputPixels = ${opts.limitInputPixels ?? DEFAULT_PIXEL_LIMIT} pixels (a guard against decompression bombs; raise the limit to accept it)`);
+    return new DecodeError(
+      'too-many-pixels',
+      `image has more than limitInputPixels = ${opts.limitInputPixels ?? DEFAULT_PIXEL_LIMIT} pixels (a guard against decompression bombs; raise the limit to accept it)`,
+    );
   const format = sniff(bytes);
   if (!format && /unsupported image format/i.test(msg))
-    return new DecodeError('unsupported-format', `not an image in a supported format (${MAGIC.map(([f]) => f).join(', ')}); first bytes ${bytes.subarray(0, 8).toString('hex')}`);
+    return new DecodeError(
+      'unsupported-format',
+      `not an image in a supported format (${MAGIC.map(([f]) => f).join(', ')}); first bytes ${bytes.subarray(0, 8).toString('hex')}`,
+    );
   if (endsEarly(format, bytes) || /premature end|unexpected end|truncat/i.test(msg))
     return new DecodeError('truncated', `truncated ${format ?? 'image'} (${bytes.length} bytes): ${detail}`);
   return new DecodeError('corrupt', `corrupt ${format ?? 'image'} (${bytes.length} bytes): ${detail}`);
@@ -214,7 +223,11 @@ export async function decoding<T>(bytes: Buffer, opts: DecodeOptions, fn: () => 
 }
 
 /** Encoded image bytes (any supported format) -> [C, H, W] normalized model input. */
-export async function preprocessImage(bytes: Buffer, cfg: ModelConfig, opts: DecodeOptions & { augment?: Augment } = {}): Promise<Float32Array> {
+export async function preprocessImage(
+  bytes: Buffer,
+  cfg: ModelConfig,
+  opts: DecodeOptions & { augment?: Augment } = {},
+): Promise<Float32Array> {
   return decoding(bytes, opts, async () => {
     const img = openImage(bytes, opts);
     const { width, height } = (await img.metadata()).autoOrient; // after EXIF orientation
@@ -228,10 +241,17 @@ export async function preprocessImage(bytes: Buffer, cfg: ModelConfig, opts: Dec
  * PNG of those pixels. When the plan is the identity (an imageSize x imageSize source with the
  * model's channels, cropPct 1, no augmentation crop) sharp is skipped: the training hot path.
  */
-export async function preprocessPixels(pixels: Uint8Array, shape: PixelShape, cfg: ModelConfig, opts: { augment?: Augment } = {}): Promise<Float32Array> {
+export async function preprocessPixels(
+  pixels: Uint8Array,
+  shape: PixelShape,
+  cfg: ModelConfig,
+  opts: { augment?: Augment } = {},
+): Promise<Float32Array> {
   const { width, height, channels } = shape;
   if (pixels.length !== width * height * channels)
-    throw new Error(`raw image of ${pixels.length} bytes does not match its shape ${width}x${height}x${channels} (${width * height * channels} bytes)`);
+    throw new Error(
+      `raw image of ${pixels.length} bytes does not match its shape ${width}x${height}x${channels} (${width * height * channels} bytes)`,
+    );
   const plan = planFor(width, height, cfg, opts.augment);
   if (!plan.before && !plan.resize && !plan.after && channels === cfg.channels) return normalize(pixels, cfg, plan.flip);
   return normalize(await render(sharp(pixels, { raw: { width, height, channels } }), plan, cfg), cfg, plan.flip);

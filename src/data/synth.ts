@@ -26,7 +26,10 @@ export interface SynthOptions {
 }
 
 /** The pixels of image i: [h, w, 3] uint8, row-major. */
-export function synthPixels(i: number, o: Pick<SynthOptions, 'classes' | 'minSize' | 'maxSize' | 'seed'>): { width: number; height: number; data: Buffer; format: (typeof SYNTH_FORMATS)[number]; label: number } {
+export function synthPixels(
+  i: number,
+  o: Pick<SynthOptions, 'classes' | 'minSize' | 'maxSize' | 'seed'>,
+): { width: number; height: number; data: Buffer; format: (typeof SYNTH_FORMATS)[number]; label: number } {
   const rng = seedrandom.alea(`${o.seed}:synth:${i}`); // alea: ~4x ARC4's speed, for the per-pixel noise
   const label = i % o.classes;
   const size = () => o.minSize + Math.floor(rng() * (o.maxSize - o.minSize + 1));
@@ -36,20 +39,24 @@ export function synthPixels(i: number, o: Pick<SynthOptions, 'classes' | 'minSiz
   const hue = (label / o.classes) * 2 * Math.PI;
   const base = [0, 2, 4].map((p) => 127 + 80 * Math.cos(hue + (p * Math.PI) / 3)); // the class colour
   const angle = (label * 0.7) % Math.PI;
-  const freq = (2 + (label % 5)) * (2 * Math.PI) / Math.min(width, height);
+  const freq = ((2 + (label % 5)) * (2 * Math.PI)) / Math.min(width, height);
   const [cx, cy] = [Math.cos(angle) * freq, Math.sin(angle) * freq];
   const phase = rng() * 2 * Math.PI;
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) {
       const stripe = 40 * Math.sin(x * cx + y * cy + phase);
-      for (let ch = 0; ch < 3; ch++) data[(y * width + x) * 3 + ch] = Math.max(0, Math.min(255, Math.round(base[ch] + stripe + (rng() - 0.5) * 8)));
+      for (let ch = 0; ch < 3; ch++)
+        data[(y * width + x) * 3 + ch] = Math.max(0, Math.min(255, Math.round(base[ch] + stripe + (rng() - 0.5) * 8)));
     }
   return { width, height, data, format, label };
 }
 
 /** Writes outDir/<NN>_classNN/<index>.<jpg|png|webp>; returns how many files of each format. */
-export async function writeSynthFolder(outDir: string, o: SynthOptions): Promise<{ written: number; byFormat: Record<string, number>; bytes: number }> {
+export async function writeSynthFolder(
+  outDir: string,
+  o: SynthOptions,
+): Promise<{ written: number; byFormat: Record<string, number>; bytes: number }> {
   for (const [k, v] of Object.entries({ count: o.count, classes: o.classes, minSize: o.minSize, maxSize: o.maxSize }))
     if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${k} = ${v}: expected an integer >= 1`);
   if (o.minSize > o.maxSize) throw new Error(`minSize ${o.minSize} > maxSize ${o.maxSize}`);
@@ -61,7 +68,9 @@ export async function writeSynthFolder(outDir: string, o: SynthOptions): Promise
   await forEachLimited(o.count, o.concurrency ?? 4, async (i) => {
     const p = synthPixels(i, o);
     const img = sharp(p.data, { raw: { width: p.width, height: p.height, channels: 3 } });
-    const encoded = await (p.format === 'jpg' ? img.jpeg({ quality: 85 }) : p.format === 'png' ? img.png() : img.webp({ quality: 80 })).toBuffer();
+    const encoded = await (
+      p.format === 'jpg' ? img.jpeg({ quality: 85 }) : p.format === 'png' ? img.png() : img.webp({ quality: 80 })
+    ).toBuffer();
     await fs.writeFile(path.join(outDir, folders[p.label], `${String(i).padStart(digits, '0')}.${p.format}`), encoded);
     byFormat[p.format] = (byFormat[p.format] ?? 0) + 1;
     bytes += encoded.length;

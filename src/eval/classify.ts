@@ -6,7 +6,6 @@ import { type Submodel, granularityDims } from '../model/config.ts';
 import { mflops, paramCount } from '../model/flops.ts';
 import type { Encoder } from '../engine/encoder.ts';
 
-
 export interface ClassifyRow {
   name: string;
   ffnDims: number[];
@@ -28,7 +27,10 @@ export interface ClassifyResult {
 /** Indices of the k largest values of row `r` of a [B, K] matrix, best first. */
 export function topK(logits: Float32Array, K: number, r: number, k: number): number[] {
   const row = Array.from(logits.subarray(r * K, (r + 1) * K), (v, i) => [v, i] as const);
-  return row.sort((a, b) => b[0] - a[0]).slice(0, k).map(([, i]) => i);
+  return row
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, k)
+    .map(([, i]) => i);
 }
 
 export async function classify(

@@ -25,7 +25,13 @@ export async function embedDataset(
   encoder: Encoder,
   ds: Dataset,
   ffnDims: readonly (readonly number[])[],
-  opts: { batchSize?: number; limit?: number; concurrency?: number; logits?: boolean; onBatch?: (done: number, total: number) => void } = {},
+  opts: {
+    batchSize?: number;
+    limit?: number;
+    concurrency?: number;
+    logits?: boolean;
+    onBatch?: (done: number, total: number) => void;
+  } = {},
 ): Promise<EmbeddedSet> {
   const c = encoder.config;
   const n = Math.min(ds.size, opts.limit ?? ds.size);
@@ -57,7 +63,13 @@ export async function embedDataset(
     opts.onBatch?.(count + skipped.length, n);
   }
   return {
-    count, dim: D, labels: labels.slice(0, count), indices: indices.slice(0, count),
-    embeddings: embeddings.map((e) => e.slice(0, count * D)), logits: logits?.map((l) => l.slice(0, count * K)), skipped, encodeMs,
+    count,
+    dim: D,
+    labels: labels.slice(0, count),
+    indices: indices.slice(0, count),
+    embeddings: embeddings.map((e) => e.slice(0, count * D)),
+    logits: logits?.map((l) => l.slice(0, count * K)),
+    skipped,
+    encodeMs,
   };
 }

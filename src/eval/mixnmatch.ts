@@ -66,7 +66,12 @@ export const FAMILY_ALPHA = 0.05;
 export const familyZ = (comparisons: number, alpha = FAMILY_ALPHA) => quantileNormal(1 - alpha / (2 * Math.max(1, comparisons)));
 const worseBeyond = (z: number) => (d: PairedDiff) => d.diff + z * d.se < 0;
 
-const toConfig = (c: ModelConfig, ffnDims: number[], uniform: boolean): MixConfig => ({ name: submodelName(c, ffnDims), ffnDims, mflops: mflops(c, ffnDims), uniform });
+const toConfig = (c: ModelConfig, ffnDims: number[], uniform: boolean): MixConfig => ({
+  name: submodelName(c, ffnDims),
+  ffnDims,
+  mflops: mflops(c, ffnDims),
+  uniform,
+});
 
 /** The least-slope candidates of the header, cheapest first. */
 export function mixnmatchConfigs(c: ModelConfig): MixConfig[] {
@@ -88,7 +93,8 @@ export function spreadByMflops(configs: readonly MixConfig[], n: number): MixCon
   const gap = (x: MixConfig) => Math.min(...kept.map((k) => Math.abs(k.mflops - x.mflops)));
   while (kept.length < n && rest.length > 0) {
     let best = 0;
-    for (let i = 1; i < rest.length; i++) if (gap(rest[i]) > gap(rest[best]) || (gap(rest[i]) === gap(rest[best]) && rest[i].mflops < rest[best].mflops)) best = i;
+    for (let i = 1; i < rest.length; i++)
+      if (gap(rest[i]) > gap(rest[best]) || (gap(rest[i]) === gap(rest[best]) && rest[i].mflops < rest[best].mflops)) best = i;
     kept.push(...rest.splice(best, 1));
   }
   return kept.sort((a, b) => a.mflops - b.mflops);
@@ -161,15 +167,30 @@ export function checkFront(rows: readonly MixRow[], onFront: readonly boolean[])
     const [vsNearest, vsCheaper] = [p.paired[near.name], p.paired[cheaper.name]];
     if (!vsNearest || !vsCheaper) throw new Error(`${p.name}: no paired comparison with ${near.name} / ${cheaper.name}`);
     return {
-      name: p.name, mflops: p.mflops,
-      nearestUniform: near.name, vsNearest, atLeastAsGood: !worseBeyondNoise(vsNearest.top1),
-      cheaperUniform: cheaper.name, vsCheaper, atLeastAsGoodAsCheaper: !worseBeyondNoise(vsCheaper.top1) && !worseBeyondNoise(vsCheaper.recall),
+      name: p.name,
+      mflops: p.mflops,
+      nearestUniform: near.name,
+      vsNearest,
+      atLeastAsGood: !worseBeyondNoise(vsNearest.top1),
+      cheaperUniform: cheaper.name,
+      vsCheaper,
+      atLeastAsGoodAsCheaper: !worseBeyondNoise(vsCheaper.top1) && !worseBeyondNoise(vsCheaper.recall),
     };
   });
   const betweenSAndXl = front.filter((p) => p.mflops > s.mflops && p.mflops < xl.mflops).length;
   const noneWorse = points.every((p) => p.atLeastAsGood);
   const noneWorseThanCheaper = points.every((p) => p.atLeastAsGoodAsCheaper);
-  return { minBetween: MIN_BETWEEN, comparisons, alpha: FAMILY_ALPHA, noiseZ, betweenSAndXl, points, noneWorse, noneWorseThanCheaper, pass: noneWorse && betweenSAndXl >= MIN_BETWEEN };
+  return {
+    minBetween: MIN_BETWEEN,
+    comparisons,
+    alpha: FAMILY_ALPHA,
+    noiseZ,
+    betweenSAndXl,
+    points,
+    noneWorse,
+    noneWorseThanCheaper,
+    pass: noneWorse && betweenSAndXl >= MIN_BETWEEN,
+  };
 }
 
 /**
@@ -185,7 +206,12 @@ export function menuEntries(rows: readonly MixRow[], onFront: readonly boolean[]
 }
 
 export const toMenuEntry = (r: MixRow, k: number): MenuEntry => ({
-  name: r.name, ffnDims: r.ffnDims, mflops: r.mflops, latencyMs: r.latencyMs, top1: r.top1, ...(k === 10 && { recallAt10: r.recall }),
+  name: r.name,
+  ffnDims: r.ffnDims,
+  mflops: r.mflops,
+  latencyMs: r.latencyMs,
+  top1: r.top1,
+  ...(k === 10 && { recallAt10: r.recall }),
 });
 
 /**
@@ -227,7 +253,13 @@ export interface MixnmatchResult {
  * absent, `data` itself embedded by XL; then every query would find itself, so k + 1 neighbours are
  * searched and the query's own row is dropped, for XL's lists and every config's alike.
  */
-export async function evaluateMixnmatch(encoder: Encoder, data: Dataset, corpus: Dataset | undefined, configs: readonly MixConfig[], opts: MixnmatchOptions = {}): Promise<MixnmatchResult> {
+export async function evaluateMixnmatch(
+  encoder: Encoder,
+  data: Dataset,
+  corpus: Dataset | undefined,
+  configs: readonly MixConfig[],
+  opts: MixnmatchOptions = {},
+): Promise<MixnmatchResult> {
   const c = encoder.config;
   const k = opts.k ?? 10;
   const K = c.numClasses;
@@ -237,9 +269,17 @@ export async function evaluateMixnmatch(encoder: Encoder, data: Dataset, corpus:
   if (xlIndex < 0) throw new Error('the configs must include xl: recall is measured against its neighbours');
   const progress = (phase: string) => (done: number, total: number) => opts.onProgress?.(phase, done, total);
 
-  const q = await embedDataset(encoder, data, configs.map((x) => x.ffnDims), { batchSize: opts.batchSize, limit: opts.limit, logits: true, onBatch: progress('embed queries') });
-  const Q = q.count, D = q.dim;
-  const cs = corpus && (await embedDataset(encoder, corpus, [configs[xlIndex].ffnDims], { batchSize: opts.batchSize, onBatch: progress('embed corpus') }));
+  const q = await embedDataset(
+    encoder,
+    data,
+    configs.map((x) => x.ffnDims),
+    { batchSize: opts.batchSize, limit: opts.limit, logits: true, onBatch: progress('embed queries') },
+  );
+  const Q = q.count,
+    D = q.dim;
+  const cs =
+    corpus &&
+    (await embedDataset(encoder, corpus, [configs[xlIndex].ffnDims], { batchSize: opts.batchSize, onBatch: progress('embed corpus') }));
   const corpusEmb = cs ? cs.embeddings[0] : q.embeddings[xlIndex]; // [N, D]
   const neighbours = async (queries: Float32Array) => {
     const r = await exactKnn(queries, corpusEmb, D, corpus ? k : k + 1);
@@ -261,10 +301,26 @@ export async function evaluateMixnmatch(encoder: Encoder, data: Dataset, corpus:
   const mean = (x: Float64Array) => (x.length ? x.reduce((a, b) => a + b, 0) / x.length : 0);
   const uniform = configs.flatMap((x, j) => (x.uniform ? [{ name: x.name, j }] : []));
   const rows = configs.map((x, j) => ({
-    ...x, top1: mean(hits[j]), recall: mean(recalls[j]),
-    paired: Object.fromEntries(uniform.map((u) => [u.name, { top1: pairedDiff(hits[j], hits[u.j]), recall: pairedDiff(recalls[j], recalls[u.j]) }])),
+    ...x,
+    top1: mean(hits[j]),
+    recall: mean(recalls[j]),
+    paired: Object.fromEntries(
+      uniform.map((u) => [u.name, { top1: pairedDiff(hits[j], hits[u.j]), recall: pairedDiff(recalls[j], recalls[u.j]) }]),
+    ),
   }));
   const runs = opts.latencyRuns ?? 20;
-  const latency = await batch1Latency(encoder, configs.map((x) => x.ffnDims), runs, (done) => progress('latency')(done, runs));
-  return { k, count: Q, corpusCount: corpusEmb.length / D, skipped: q.skipped, corpusSkipped: cs ? cs.skipped : [], rows: rows.map((r, j) => ({ ...r, latencyMs: latency[j] })) };
+  const latency = await batch1Latency(
+    encoder,
+    configs.map((x) => x.ffnDims),
+    runs,
+    (done) => progress('latency')(done, runs),
+  );
+  return {
+    k,
+    count: Q,
+    corpusCount: corpusEmb.length / D,
+    skipped: q.skipped,
+    corpusSkipped: cs ? cs.skipped : [],
+    rows: rows.map((r, j) => ({ ...r, latencyMs: latency[j] })),
+  };
 }

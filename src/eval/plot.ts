@@ -21,7 +21,9 @@ export interface Series {
 
 /** A scatter-and-line chart of one or more series: y against x, each point optionally labelled. */
 export function xyChart(o: { title: string; x: string; y: string; series: Series[]; width?: number; height?: number }): TopLevelSpec {
-  const values = o.series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y, label: p.label ?? '', line: s.line !== false })));
+  const values = o.series.flatMap((s) =>
+    s.points.map((p) => ({ series: s.name, x: p.x, y: p.y, label: p.label ?? '', line: s.line !== false })),
+  );
   const enc = {
     x: { field: 'x', type: 'quantitative', title: o.x, scale: { zero: false } },
     y: { field: 'y', type: 'quantitative', title: o.y, scale: { zero: false } },

@@ -19,40 +19,114 @@ const ffnDims = z.array(z.number().int().positive()).min(1);
 const fingerprint = z.string().regex(/^[0-9a-f]{12,}$/i, 'expected a hex sha256 fingerprint');
 const written = { command: z.string(), model: z.string().min(1), fingerprint, engine: z.string() };
 
-const ClassifyRow = z.object({ name: z.string().min(1), ffnDims, top1: fraction, top5: fraction, consistency: fraction, params: count, mflops: z.number().positive(), imgPerSec: z.number().nonnegative() }).passthrough();
-export const ClassifyFile = z.object({ kind: z.literal('classify'), ...written, data: z.string(), count, rows: z.array(ClassifyRow).min(1), skipped: z.array(z.unknown()) }).passthrough();
+const ClassifyRow = z
+  .object({
+    name: z.string().min(1),
+    ffnDims,
+    top1: fraction,
+    top5: fraction,
+    consistency: fraction,
+    params: count,
+    mflops: z.number().positive(),
+    imgPerSec: z.number().nonnegative(),
+  })
+  .passthrough();
+export const ClassifyFile = z
+  .object({
+    kind: z.literal('classify'),
+    ...written,
+    data: z.string(),
+    count,
+    rows: z.array(ClassifyRow).min(1),
+    skipped: z.array(z.unknown()),
+  })
+  .passthrough();
 export type ClassifyFile = z.infer<typeof ClassifyFile>;
 
 const Figures = z.object({ top1: fraction, recall: fraction, map: fraction }).passthrough();
 const RetrievalRowSchema = z
-  .object({ name: z.string().min(1), ffnDims, queryModel: z.string().optional(), mflops: z.number().positive(), mflopsFraction: z.number().positive(), exact: Figures, hnsw: Figures, sameEncoderTop1: fraction, imgPerSec: z.number().nonnegative() })
+  .object({
+    name: z.string().min(1),
+    ffnDims,
+    queryModel: z.string().optional(),
+    mflops: z.number().positive(),
+    mflopsFraction: z.number().positive(),
+    exact: Figures,
+    hnsw: Figures,
+    sameEncoderTop1: fraction,
+    imgPerSec: z.number().nonnegative(),
+  })
   .passthrough();
 export const RetrievalFile = z
   .object({
-    kind: z.literal('retrieval'), ...written, corpus: z.string(), queries: z.string(), corpusCount: count, queryCount: count, k: z.number().int().positive(),
+    kind: z.literal('retrieval'),
+    ...written,
+    corpus: z.string(),
+    queries: z.string(),
+    corpusCount: count,
+    queryCount: count,
+    k: z.number().int().positive(),
     hnsw: z.object({ M: count, efConstruction: count, ef: count, source: z.enum(['index', 'memory']) }).passthrough(),
-    rows: z.array(RetrievalRowSchema).min(1), skipped: z.array(z.unknown()),
+    rows: z.array(RetrievalRowSchema).min(1),
+    skipped: z.array(z.unknown()),
   })
   .passthrough();
 export type RetrievalFile = z.infer<typeof RetrievalFile>;
 
-const MixRow = z.object({ name: z.string().min(1), ffnDims, mflops: z.number().positive(), uniform: z.boolean(), latencyMs: z.number().nonnegative(), top1: fraction, recall: fraction, onFront: z.boolean() }).passthrough();
+const MixRow = z
+  .object({
+    name: z.string().min(1),
+    ffnDims,
+    mflops: z.number().positive(),
+    uniform: z.boolean(),
+    latencyMs: z.number().nonnegative(),
+    top1: fraction,
+    recall: fraction,
+    onFront: z.boolean(),
+  })
+  .passthrough();
 const Paired = z.object({ diff: z.number(), se: z.number().nonnegative() });
 const PairedPair = z.object({ top1: Paired, recall: Paired });
 const FrontCheck = z
   .object({
-    minBetween: count, betweenSAndXl: count,
-    comparisons: count, alpha: z.number().positive().lt(1), noiseZ: z.number().nonnegative(),
-    points: z.array(z.object({
-      name: z.string(), mflops: z.number(),
-      nearestUniform: z.string(), vsNearest: PairedPair, atLeastAsGood: z.boolean(),
-      cheaperUniform: z.string(), vsCheaper: PairedPair, atLeastAsGoodAsCheaper: z.boolean(),
-    }).passthrough()),
-    noneWorse: z.boolean(), noneWorseThanCheaper: z.boolean(), pass: z.boolean(),
+    minBetween: count,
+    betweenSAndXl: count,
+    comparisons: count,
+    alpha: z.number().positive().lt(1),
+    noiseZ: z.number().nonnegative(),
+    points: z.array(
+      z
+        .object({
+          name: z.string(),
+          mflops: z.number(),
+          nearestUniform: z.string(),
+          vsNearest: PairedPair,
+          atLeastAsGood: z.boolean(),
+          cheaperUniform: z.string(),
+          vsCheaper: PairedPair,
+          atLeastAsGoodAsCheaper: z.boolean(),
+        })
+        .passthrough(),
+    ),
+    noneWorse: z.boolean(),
+    noneWorseThanCheaper: z.boolean(),
+    pass: z.boolean(),
   })
   .passthrough();
 export const MixnmatchFile = z
-  .object({ kind: z.literal('mixnmatch'), ...written, data: z.string(), corpus: z.string(), count, corpusCount: count, k: z.number().int().positive(), latencyRuns: count, configs: z.array(MixRow).min(1), check: FrontCheck, skipped: count })
+  .object({
+    kind: z.literal('mixnmatch'),
+    ...written,
+    data: z.string(),
+    corpus: z.string(),
+    count,
+    corpusCount: count,
+    k: z.number().int().positive(),
+    latencyRuns: count,
+    configs: z.array(MixRow).min(1),
+    check: FrontCheck,
+    skipped: count,
+  })
   .passthrough()
   // "of XL" and the S-to-XL check need the uniform xl config, which the writer always measures.
   .refine((f) => f.configs.some((c) => c.uniform && c.name === 'xl'), { message: 'no uniform config named "xl"', path: ['configs'] });
@@ -66,10 +140,11 @@ const KINDS = {
 
 export type Result = ClassifyFile | RetrievalFile | MixnmatchFile;
 
-
 /** Validates one parsed JSON file; errors name the file, the field, the value found and what is accepted. */
 export function parseResult(file: string, json: unknown): Result {
-  const kinds = Object.entries(KINDS).map(([k, v]) => `"${k}" (${v.writer})`).join(', ');
+  const kinds = Object.entries(KINDS)
+    .map(([k, v]) => `"${k}" (${v.writer})`)
+    .join(', ');
   const kind = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as { kind?: unknown }).kind : undefined;
   if (typeof kind !== 'string' || !(kind in KINDS)) throw new Error(`${file}: field kind: received ${preview(kind)}; accepted: ${kinds}`);
   const r = KINDS[kind as keyof typeof KINDS].schema.safeParse(json);
@@ -147,26 +222,47 @@ interface Section {
 /** "Within 0.5 pt": the paper's headline tolerance (under 0.5% accuracy drop), in accuracy units. */
 const TOLERANCE_TEXT = `${(100 * NEAR_XL_TOLERANCE).toFixed(1)} pt`;
 
-const chart = (file: string, title: string, o: Omit<Parameters<typeof xyChart>[0], 'title'>): Chart => ({ file, title, spec: xyChart({ title, ...o }) });
+const chart = (file: string, title: string, o: Omit<Parameters<typeof xyChart>[0], 'title'>): Chart => ({
+  file,
+  title,
+  spec: xyChart({ title, ...o }),
+});
 const image = (c: Chart) => `![${c.title}](${c.file})`;
 
 export function buildReport(inputs: readonly Input[], o: { title: string; command?: string }): Report {
   const labels = modelLabels(inputs.map((i) => i.result.model));
   const items: Item[] = inputs.map((i, j) => ({ ...i, label: labels[j] }));
   const of = <K extends Result['kind']>(kind: K) => items.filter((x): x is Item<Extract<Result, { kind: K }>> => x.result.kind === kind);
-  const sections = [classification(of('classify')), retrieval(of('retrieval')), mixnmatch(of('mixnmatch')), compareWithPaper(of('retrieval'), of('mixnmatch'))];
-  const markdown = [`# ${o.title.replace(/\s+/g, ' ')}`, ...provenance(items, o.command), ...sections.flatMap((s) => s.markdown)].join('\n\n') + '\n';
+  const sections = [
+    classification(of('classify')),
+    retrieval(of('retrieval')),
+    mixnmatch(of('mixnmatch')),
+    compareWithPaper(of('retrieval'), of('mixnmatch')),
+  ];
+  const markdown =
+    [`# ${o.title.replace(/\s+/g, ' ')}`, ...provenance(items, o.command), ...sections.flatMap((s) => s.markdown)].join('\n\n') + '\n';
   return { markdown, charts: sections.flatMap((s) => s.charts) };
 }
 
 function provenance(items: Item[], command: string | undefined): string[] {
   const describe = (r: Result): [string, string, number] =>
-    r.kind === 'classify' ? [r.data, `${r.count} images`, r.skipped.length]
-    : r.kind === 'retrieval' ? [`queries ${r.queries}; corpus ${r.corpus}`, `${r.queryCount} queries, ${r.corpusCount} corpus items`, r.skipped.length]
-    : [`queries ${r.data}; corpus ${r.corpus}`, `${r.count} queries, ${r.corpusCount} corpus items`, r.skipped];
+    r.kind === 'classify'
+      ? [r.data, `${r.count} images`, r.skipped.length]
+      : r.kind === 'retrieval'
+        ? [`queries ${r.queries}; corpus ${r.corpus}`, `${r.queryCount} queries, ${r.corpusCount} corpus items`, r.skipped.length]
+        : [`queries ${r.data}; corpus ${r.corpus}`, `${r.count} queries, ${r.corpusCount} corpus items`, r.skipped];
   const rows = items.map(({ file, label, result: r }) => {
     const [data, n, skipped] = describe(r);
-    return [`[${cell(file)}](${encodeURI(file)})`, r.kind, `${cell(label)}: ${code(r.model)}`, code(r.fingerprint.slice(0, 12)), cell(data), n, cell(r.engine), skipped];
+    return [
+      `[${cell(file)}](${encodeURI(file)})`,
+      r.kind,
+      `${cell(label)}: ${code(r.model)}`,
+      code(r.fingerprint.slice(0, 12)),
+      cell(data),
+      n,
+      cell(r.engine),
+      skipped,
+    ];
   });
   return [
     '## How these results were produced',
@@ -180,19 +276,36 @@ function provenance(items: Item[], command: string | undefined): string[] {
 function classification(items: Item<ClassifyFile>[]): Section {
   if (items.length === 0) return { markdown: [], charts: [] };
   const names = firstUnique(items.map((x) => [x.label, `${x.label} on ${x.result.data}`, x.file]));
-  const md = ['## Classification', 'Accuracies in percent. "of XL": the share of the XL submodel\'s MFLOPs. Consistency: the share of images whose top-1 class is XL\'s.'];
+  const md = [
+    '## Classification',
+    'Accuracies in percent. "of XL": the share of the XL submodel\'s MFLOPs. Consistency: the share of images whose top-1 class is XL\'s.',
+  ];
   for (const [i, { result: r }] of items.entries()) {
     const xl = r.rows.find((row) => row.name === 'xl');
     md.push(`### ${cell(names[i])}: ${code(r.model)} on ${cell(r.data)}, ${r.count} images`);
-    md.push(markdownTable(
-      ['submodel', 'ffnDims', 'MFLOPs', 'of XL (%)', 'top-1', 'top-5', 'consistency with XL'],
-      byMflops(r.rows).map((row) => [cell(row.name), compact(row.ffnDims), row.mflops.toFixed(1), xl ? pct(row.mflops / xl.mflops) : 'n/a (no xl row)', pct(row.top1), pct(row.top5), pct(row.consistency)]),
-    ));
+    md.push(
+      markdownTable(
+        ['submodel', 'ffnDims', 'MFLOPs', 'of XL (%)', 'top-1', 'top-5', 'consistency with XL'],
+        byMflops(r.rows).map((row) => [
+          cell(row.name),
+          compact(row.ffnDims),
+          row.mflops.toFixed(1),
+          xl ? pct(row.mflops / xl.mflops) : 'n/a (no xl row)',
+          pct(row.top1),
+          pct(row.top5),
+          pct(row.consistency),
+        ]),
+      ),
+    );
   }
   if (items.length > 1) md.push(...combinedClassification(items, names));
   const c = chart('classify-top1.svg', 'Classification: top-1 vs MFLOPs', {
-    x: 'MFLOPs per image', y: 'top-1 (%)',
-    series: items.map((x, i) => ({ name: names[i], points: byMflops(x.result.rows).map((r) => ({ x: r.mflops, y: 100 * r.top1, label: r.name })) })),
+    x: 'MFLOPs per image',
+    y: 'top-1 (%)',
+    series: items.map((x, i) => ({
+      name: names[i],
+      points: byMflops(x.result.rows).map((r) => ({ x: r.mflops, y: 100 * r.top1, label: r.name })),
+    })),
   });
   md.push(image(c));
   return { markdown: md, charts: [c] };
@@ -208,12 +321,26 @@ function combinedClassification(items: Item<ClassifyFile>[], names: string[]): s
   const data = [...new Set(items.map((x) => x.result.data))];
   return [
     '### All models',
-    ...(data.length > 1 ? [`Note: the models were evaluated on different data (${data.map(cell).join(', ')}); their accuracies do not compare directly.`] : []),
+    ...(data.length > 1
+      ? [`Note: the models were evaluated on different data (${data.map(cell).join(', ')}); their accuracies do not compare directly.`]
+      : []),
     markdownTable(
-      ['submodel', 'ffnDims', 'MFLOPs', ...names.map((n) => `top-1 ${cell(n)}`), ...(two ? [`${cell(names[1])} - ${cell(names[0])} (pt)`] : [])],
+      [
+        'submodel',
+        'ffnDims',
+        'MFLOPs',
+        ...names.map((n) => `top-1 ${cell(n)}`),
+        ...(two ? [`${cell(names[1])} - ${cell(names[0])} (pt)`] : []),
+      ],
       [...rows].map(([k, r]) => {
         const t = items.map((x) => top1(x, k));
-        return [cell(r.name), compact(r.ffnDims), r.mflops.toFixed(1), ...t.map((v) => (v === undefined ? '' : pct(v))), ...(two ? [t[0] !== undefined && t[1] !== undefined ? signedPt(t[1] - t[0]) : ''] : [])];
+        return [
+          cell(r.name),
+          compact(r.ffnDims),
+          r.mflops.toFixed(1),
+          ...t.map((v) => (v === undefined ? '' : pct(v))),
+          ...(two ? [t[0] !== undefined && t[1] !== undefined ? signedPt(t[1] - t[0]) : ''] : []),
+        ];
       }),
     ),
   ];
@@ -230,22 +357,59 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
   const names = firstUnique(items.map((x) => [x.label, `${x.label}, queries ${x.result.queries}`, x.file]));
   const md = [
     '## Retrieval',
-    "The corpus is embedded once by XL; each query encoder embeds the queries. In percent: 1-NN accuracy; recall@k, the share of the XL queries' exact top k that is returned; mAP@k by label; same-encoder 1-NN, with the corpus embedded by the query encoder too. \"of XL\": the share of XL's query MFLOPs.",
+    'The corpus is embedded once by XL; each query encoder embeds the queries. In percent: 1-NN accuracy; recall@k, the share of the XL queries\' exact top k that is returned; mAP@k by label; same-encoder 1-NN, with the corpus embedded by the query encoder too. "of XL": the share of XL\'s query MFLOPs.',
   ];
   for (const [i, { result: r }] of items.entries()) {
     const { k, hnsw } = r;
-    const figures = (x: Row) => [pct(x.exact.top1), pct(x.hnsw.top1), pct(x.exact.recall), pct(x.hnsw.recall), pct(x.exact.map), pct(x.hnsw.map), pct(x.sameEncoderTop1)];
-    md.push(`### ${cell(names[i])}: ${code(r.model)}, queries ${cell(r.queries)} (${r.queryCount}) against corpus ${cell(r.corpus)}, ${r.corpusCount} items`);
-    md.push(`HNSW (${hnsw.source === 'index' ? "the index's graph" : 'built in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}; k = ${k}.`);
-    md.push(markdownTable(
-      ['query encoder', 'ffnDims', 'MFLOPs', 'of XL (%)', '1-NN exact', '1-NN HNSW', `R@${k} exact`, `R@${k} HNSW`, `mAP@${k} exact`, `mAP@${k} HNSW`, '1-NN same-encoder'],
-      [...ownRows(r), ...baselineRows(r)].map((x) => [cell(x.queryModel === undefined ? x.name : `${x.name} (baseline)`), compact(x.ffnDims), x.mflops.toFixed(1), pct(x.mflopsFraction), ...figures(x)]),
-    ));
+    const figures = (x: Row) => [
+      pct(x.exact.top1),
+      pct(x.hnsw.top1),
+      pct(x.exact.recall),
+      pct(x.hnsw.recall),
+      pct(x.exact.map),
+      pct(x.hnsw.map),
+      pct(x.sameEncoderTop1),
+    ];
+    md.push(
+      `### ${cell(names[i])}: ${code(r.model)}, queries ${cell(r.queries)} (${r.queryCount}) against corpus ${cell(r.corpus)}, ${r.corpusCount} items`,
+    );
+    md.push(
+      `HNSW (${hnsw.source === 'index' ? "the index's graph" : 'built in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}; k = ${k}.`,
+    );
+    md.push(
+      markdownTable(
+        [
+          'query encoder',
+          'ffnDims',
+          'MFLOPs',
+          'of XL (%)',
+          '1-NN exact',
+          '1-NN HNSW',
+          `R@${k} exact`,
+          `R@${k} HNSW`,
+          `mAP@${k} exact`,
+          `mAP@${k} HNSW`,
+          '1-NN same-encoder',
+        ],
+        [...ownRows(r), ...baselineRows(r)].map((x) => [
+          cell(x.queryModel === undefined ? x.name : `${x.name} (baseline)`),
+          compact(x.ffnDims),
+          x.mflops.toFixed(1),
+          pct(x.mflopsFraction),
+          ...figures(x),
+        ]),
+      ),
+    );
     md.push(cheapestSentence(r));
-    const baselines = baselineRows(r).map((b) => `- ${cell(b.name)} (baseline): queries embedded by ${code(b.queryModel!)} (${compact(b.ffnDims)}), another checkpoint, searched in this model's XL corpus; its same-encoder figure searches a corpus it embedded itself.`);
+    const baselines = baselineRows(r).map(
+      (b) =>
+        `- ${cell(b.name)} (baseline): queries embedded by ${code(b.queryModel!)} (${compact(b.ffnDims)}), another checkpoint, searched in this model's XL corpus; its same-encoder figure searches a corpus it embedded itself.`,
+    );
     if (baselines.length) md.push(baselines.join('\n'));
   }
-  const baselineNames = firstUnique(items.flatMap((x, i) => baselineRows(x.result).map((b) => [`baseline ${b.name}`, `baseline ${b.name} (${names[i]})`])));
+  const baselineNames = firstUnique(
+    items.flatMap((x, i) => baselineRows(x.result).map((b) => [`baseline ${b.name}`, `baseline ${b.name} (${names[i]})`])),
+  );
   // Own submodels as one curve per file; each baseline alone (a line between unrelated models would suggest a trade-off).
   const series = (y: (x: Row) => number, suffix: (r: RetrievalFile) => string): Series[] => {
     const point = (x: Row) => ({ x: 100 * x.mflopsFraction, y: 100 * y(x), label: x.name });
@@ -257,9 +421,21 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
   };
   const ks = [...new Set(items.map((x) => x.result.k))];
   const x = "query MFLOPs (% of XL's)";
-  const nn = chart('retrieval-1nn.svg', 'Retrieval: 1-NN accuracy vs query MFLOPs (exact search)', { x, y: '1-NN accuracy (%)', series: series((r) => r.exact.top1, () => '') });
+  const nn = chart('retrieval-1nn.svg', 'Retrieval: 1-NN accuracy vs query MFLOPs (exact search)', {
+    x,
+    y: '1-NN accuracy (%)',
+    series: series(
+      (r) => r.exact.top1,
+      () => '',
+    ),
+  });
   const recall = chart('retrieval-recall.svg', 'Retrieval: recall@k vs query MFLOPs (exact search)', {
-    x, y: ks.length === 1 ? `recall@${ks[0]} (%)` : 'recall@k (%)', series: series((r) => r.exact.recall, (r) => (ks.length === 1 ? '' : ` (k=${r.k})`)),
+    x,
+    y: ks.length === 1 ? `recall@${ks[0]} (%)` : 'recall@k (%)',
+    series: series(
+      (r) => r.exact.recall,
+      (r) => (ks.length === 1 ? '' : ` (k=${r.k})`),
+    ),
   });
   md.push(`${image(nn)}\n${image(recall)}`);
   return { markdown: md, charts: [nn, recall] };
@@ -268,14 +444,18 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
 function cheapestSentence(r: RetrievalFile): string {
   const best = cheapestWithin(r.rows, NEAR_XL_TOLERANCE);
   const xl = xlRow(r);
-  if (!best || !xl) return `Cheapest query submodel within ${TOLERANCE_TEXT} of XL's 1-NN accuracy: not computable, the file has no XL query row (MFLOPs fraction 1).`;
+  if (!best || !xl)
+    return `Cheapest query submodel within ${TOLERANCE_TEXT} of XL's 1-NN accuracy: not computable, the file has no XL query row (MFLOPs fraction 1).`;
   return `Cheapest query submodel within ${TOLERANCE_TEXT} of XL's 1-NN accuracy: **${cell(best.name)}** at ${pct(best.mflopsFraction)}% of XL's MFLOPs (exact 1-NN ${pct(best.exact.top1)}% vs XL's ${pct(xl.exact.top1)}%).`;
 }
 
 function mixnmatch(items: Item<MixnmatchFile>[]): Section {
   if (items.length === 0) return { markdown: [], charts: [] };
   const names = firstUnique(items.map((x) => [x.label, `${x.label} on ${x.result.data}`, x.file]));
-  const md = ["## Mix'n'Match", "Least-slope configs (granularity non-decreasing with depth), each measured on a validation split: top-1 of its logits, recall@k of its query embedding against the XL queries' neighbours in an XL-embedded corpus, batch-1 latency (median). The front is the Pareto front over MFLOPs, top-1 and recall. In percent except MFLOPs and latency."];
+  const md = [
+    "## Mix'n'Match",
+    "Least-slope configs (granularity non-decreasing with depth), each measured on a validation split: top-1 of its logits, recall@k of its query embedding against the XL queries' neighbours in an XL-embedded corpus, batch-1 latency (median). The front is the Pareto front over MFLOPs, top-1 and recall. In percent except MFLOPs and latency.",
+  ];
   const charts: Chart[] = [];
   for (const [i, { result: r }] of items.entries()) {
     const { k, check } = r;
@@ -284,11 +464,24 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
     const byName = new Map(configs.map((c) => [c.name, c]));
     const display = (name: string) => (byName.get(name)?.uniform === false ? compact(byName.get(name)!.ffnDims) : name);
     const front = configs.filter((c) => c.onFront);
-    md.push(`### ${cell(names[i])}: ${code(r.model)}, queries ${cell(r.data)} (${r.count}) against corpus ${cell(r.corpus)}, ${r.corpusCount} items`);
-    md.push(markdownTable(
-      ['submodel', 'ffnDims', 'MFLOPs', 'of XL (%)', 'latency (ms)', 'top-1', `recall@${k}`, 'on front'],
-      configs.map((c) => [c.uniform ? cell(c.name) : 'mix', compact(c.ffnDims), c.mflops.toFixed(1), pct(c.mflops / xl.mflops), c.latencyMs.toFixed(2), pct(c.top1), pct(c.recall), c.onFront ? 'yes' : '']),
-    ));
+    md.push(
+      `### ${cell(names[i])}: ${code(r.model)}, queries ${cell(r.data)} (${r.count}) against corpus ${cell(r.corpus)}, ${r.corpusCount} items`,
+    );
+    md.push(
+      markdownTable(
+        ['submodel', 'ffnDims', 'MFLOPs', 'of XL (%)', 'latency (ms)', 'top-1', `recall@${k}`, 'on front'],
+        configs.map((c) => [
+          c.uniform ? cell(c.name) : 'mix',
+          compact(c.ffnDims),
+          c.mflops.toFixed(1),
+          pct(c.mflops / xl.mflops),
+          c.latencyMs.toFixed(2),
+          pct(c.top1),
+          pct(c.recall),
+          c.onFront ? 'yes' : '',
+        ]),
+      ),
+    );
     const failures = [
       ...(check.betweenSAndXl < check.minBetween ? [`only ${check.betweenSAndXl} front points strictly between S and XL`] : []),
       ...check.points.filter((p) => !p.atLeastAsGood).map((p) => `${display(p.name)} is worse than ${p.nearestUniform}`),
@@ -301,25 +494,67 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
         `**${check.pass ? 'pass' : 'fail'}**${failures.length ? `: ${failures.map(cell).join('; ')}` : ''}.`,
     );
     const d = (x: { diff: number; se: number }) => `${(100 * x.diff).toFixed(2)} ± ${(100 * x.se).toFixed(2)}`;
-    md.push(markdownTable(
-      ['front point', 'MFLOPs', 'nearest uniform', 'top-1 diff (pt)', 'recall diff (pt)', 'not worse', 'costliest uniform no costlier', 'top-1 diff (pt)', 'recall diff (pt)', 'not worse'],
-      check.points.map((p) => [
-        cell(display(p.name)), p.mflops.toFixed(1),
-        cell(p.nearestUniform), d(p.vsNearest.top1), d(p.vsNearest.recall), p.atLeastAsGood ? 'yes' : 'no',
-        cell(p.cheaperUniform), d(p.vsCheaper.top1), d(p.vsCheaper.recall), p.atLeastAsGoodAsCheaper ? 'yes' : 'no',
-      ]),
-    ));
+    md.push(
+      markdownTable(
+        [
+          'front point',
+          'MFLOPs',
+          'nearest uniform',
+          'top-1 diff (pt)',
+          'recall diff (pt)',
+          'not worse',
+          'costliest uniform no costlier',
+          'top-1 diff (pt)',
+          'recall diff (pt)',
+          'not worse',
+        ],
+        check.points.map((p) => [
+          cell(display(p.name)),
+          p.mflops.toFixed(1),
+          cell(p.nearestUniform),
+          d(p.vsNearest.top1),
+          d(p.vsNearest.recall),
+          p.atLeastAsGood ? 'yes' : 'no',
+          cell(p.cheaperUniform),
+          d(p.vsCheaper.top1),
+          d(p.vsCheaper.recall),
+          p.atLeastAsGoodAsCheaper ? 'yes' : 'no',
+        ]),
+      ),
+    );
     const series = (y: (c: MixnmatchFile['configs'][number]) => number): Series[] => {
-      const points = (cs: typeof configs, labelled: boolean) => cs.map((c) => ({ x: c.mflops, y: 100 * y(c), label: labelled ? c.name : undefined }));
+      const points = (cs: typeof configs, labelled: boolean) =>
+        cs.map((c) => ({ x: c.mflops, y: 100 * y(c), label: labelled ? c.name : undefined }));
       return [
-        { name: 's/m/l/xl', points: points(configs.filter((c) => c.uniform), true) },
+        {
+          name: 's/m/l/xl',
+          points: points(
+            configs.filter((c) => c.uniform),
+            true,
+          ),
+        },
         { name: 'front', points: points(front, false) },
-        { name: 'other configs', points: points(configs.filter((c) => !c.uniform && !c.onFront), false), line: false },
+        {
+          name: 'other configs',
+          points: points(
+            configs.filter((c) => !c.uniform && !c.onFront),
+            false,
+          ),
+          line: false,
+        },
       ];
     };
     const title = (what: string) => `Mix'n'Match (${names[i]}): ${what} vs MFLOPs`;
-    const top1 = chart(`mixnmatch-${i + 1}-top1.svg`, title('top-1'), { x: 'MFLOPs per image', y: 'top-1 (%)', series: series((c) => c.top1) });
-    const recall = chart(`mixnmatch-${i + 1}-recall.svg`, title(`recall@${k}`), { x: 'MFLOPs per image', y: `recall@${k} (%)`, series: series((c) => c.recall) });
+    const top1 = chart(`mixnmatch-${i + 1}-top1.svg`, title('top-1'), {
+      x: 'MFLOPs per image',
+      y: 'top-1 (%)',
+      series: series((c) => c.top1),
+    });
+    const recall = chart(`mixnmatch-${i + 1}-recall.svg`, title(`recall@${k}`), {
+      x: 'MFLOPs per image',
+      y: `recall@${k} (%)`,
+      series: series((c) => c.recall),
+    });
     md.push(`${image(top1)}\n${image(recall)}`);
     charts.push(top1, recall);
   }
@@ -328,7 +563,8 @@ function mixnmatch(items: Item<MixnmatchFile>[]): Section {
 
 /** The paper's claims: MatFormer, arXiv 2310.07707 (elastic retrieval: Figure 5; Mix'n'Match: sections 3 and 4). */
 const PAPER = {
-  headline: "MatViT-L/16 queries with a 175M Mix'n'Match submodel instead of the 300M XL cost 40% less compute for under 0.5% accuracy drop",
+  headline:
+    "MatViT-L/16 queries with a 175M Mix'n'Match submodel instead of the 300M XL cost 40% less compute for under 0.5% accuracy drop",
   baselines: 'independently trained smaller ViTs used as query encoders give nearly 0 accuracy: their metric space is a different one',
   menu: "Mix'n'Match configs with granularity increasing with least slope matched or beat evolutionary NAS; good ones are picked by a quick evaluation on a validation split and kept as an accuracy-vs-compute menu",
 };
@@ -340,16 +576,26 @@ function compareWithPaper(retrievals: Item<RetrievalFile>[], mixes: Item<Mixnmat
     const best = cheapestWithin(r.rows, NEAR_XL_TOLERANCE);
     const xl = xlRow(r);
     if (best && xl && best.mflopsFraction < 1)
-      lines.push(`- ${cell(label)}: query submodel ${cell(best.name)} costs ${pct(best.mflopsFraction)}% of XL's query MFLOPs (${pct(1 - best.mflopsFraction)}% saved) for a 1-NN change of ${signedPt(best.exact.top1 - xl.exact.top1)} pt (${pct(best.exact.top1)}% vs ${pct(xl.exact.top1)}%).`);
+      lines.push(
+        `- ${cell(label)}: query submodel ${cell(best.name)} costs ${pct(best.mflopsFraction)}% of XL's query MFLOPs (${pct(1 - best.mflopsFraction)}% saved) for a 1-NN change of ${signedPt(best.exact.top1 - xl.exact.top1)} pt (${pct(best.exact.top1)}% vs ${pct(xl.exact.top1)}%).`,
+      );
     else if (xl) {
-      const cheaper = ownRows(r).filter((x) => x.mflopsFraction < 1).sort((a, b) => b.exact.top1 - a.exact.top1 || a.mflops - b.mflops)[0];
-      lines.push(`- ${cell(label)}: no query submodel cheaper than XL stays within ${TOLERANCE_TEXT} of its 1-NN accuracy (${pct(xl.exact.top1)}%)${cheaper ? `; the most accurate cheaper one, ${cell(cheaper.name)} at ${pct(cheaper.mflopsFraction)}% of XL's MFLOPs, changes it by ${signedPt(cheaper.exact.top1 - xl.exact.top1)} pt` : ''}.`);
+      const cheaper = ownRows(r)
+        .filter((x) => x.mflopsFraction < 1)
+        .sort((a, b) => b.exact.top1 - a.exact.top1 || a.mflops - b.mflops)[0];
+      lines.push(
+        `- ${cell(label)}: no query submodel cheaper than XL stays within ${TOLERANCE_TEXT} of its 1-NN accuracy (${pct(xl.exact.top1)}%)${cheaper ? `; the most accurate cheaper one, ${cell(cheaper.name)} at ${pct(cheaper.mflopsFraction)}% of XL's MFLOPs, changes it by ${signedPt(cheaper.exact.top1 - xl.exact.top1)} pt` : ''}.`,
+      );
     }
     for (const b of baselineRows(r))
-      lines.push(`- ${cell(label)}, baseline ${cell(b.name)} (another checkpoint): 1-NN ${pct(b.exact.top1)}% in the XL corpus, ${pct(b.sameEncoderTop1)}% in a corpus it embedded itself${xl ? `; XL's own queries ${pct(xl.exact.top1)}%` : ''}.`);
+      lines.push(
+        `- ${cell(label)}, baseline ${cell(b.name)} (another checkpoint): 1-NN ${pct(b.exact.top1)}% in the XL corpus, ${pct(b.sameEncoderTop1)}% in a corpus it embedded itself${xl ? `; XL's own queries ${pct(xl.exact.top1)}%` : ''}.`,
+      );
   }
   for (const { label, result: r } of mixes)
-    lines.push(`- ${cell(label)}, Mix'n'Match: ${r.configs.filter((c) => c.onFront).length} of ${r.configs.length} least-slope configs on the front, ${r.check.betweenSAndXl} strictly between S and XL; ${r.check.noneWorse ? 'none' : 'some'} worse (beyond noise) than the uniform granularity nearest in MFLOPs.`);
+    lines.push(
+      `- ${cell(label)}, Mix'n'Match: ${r.configs.filter((c) => c.onFront).length} of ${r.configs.length} least-slope configs on the front, ${r.check.betweenSAndXl} strictly between S and XL; ${r.check.noneWorse ? 'none' : 'some'} worse (beyond noise) than the uniform granularity nearest in MFLOPs.`,
+    );
   const data = [...new Set([...retrievals.map((x) => x.result.queries), ...mixes.map((x) => x.result.data)])];
   return {
     markdown: [

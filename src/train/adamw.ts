@@ -57,17 +57,24 @@ export class AdamW {
   /** Host copy of the moments, named `m.<param>` and `v.<param>`. */
   async state(): Promise<WeightMap> {
     const out: WeightMap = {};
-    for (const [kind, arrays] of [['m', this.m], ['v', this.v]] as const)
+    for (const [kind, arrays] of [
+      ['m', this.m],
+      ['v', this.v],
+    ] as const)
       for (const [name, a] of Object.entries(arrays)) out[`${kind}.${name}`] = { shape: [...this.params[name].shape], data: a.slice() };
     return out;
   }
 
   load(state: WeightMap, t: number): void {
-    for (const [kind, arrays] of [['m', this.m], ['v', this.v]] as const)
+    for (const [kind, arrays] of [
+      ['m', this.m],
+      ['v', this.v],
+    ] as const)
       for (const [name, a] of Object.entries(arrays)) {
         const s = state[`${kind}.${name}`];
         if (!s) throw new Error(`optimizer state has no ${kind}.${name}`);
-        if (s.data.length !== a.length) throw new Error(`optimizer state ${kind}.${name} has ${s.data.length} values, the parameter ${a.length}`);
+        if (s.data.length !== a.length)
+          throw new Error(`optimizer state ${kind}.${name} has ${s.data.length} values, the parameter ${a.length}`);
         a.set(s.data);
       }
     this.t = t;
@@ -86,7 +93,10 @@ function sumSquares(g: Float32Array): number {
  * (or 1) shrinks the weight before the step.
  */
 function update(
-  w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
+  w: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
   h: { scale: number; beta1: number; beta2: number; c1: number; c2: number; lr: number; eps: number },
   keep: number,
 ): void {

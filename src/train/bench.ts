@@ -21,7 +21,10 @@ export interface TrainBench {
   kernels?: { kernel: string; forwardMs: number; stepMs: number }[];
 }
 
-export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: string; threads?: number; seconds?: number; rounds?: number; profile?: boolean } = {}): Promise<TrainBench> {
+export async function benchTrain(
+  cfgIn: TrainConfigInput,
+  opts: { backend?: string; threads?: number; seconds?: number; rounds?: number; profile?: boolean } = {},
+): Promise<TrainBench> {
   const cfg = TrainConfig.parse(cfgIn);
   const c = cfg.model;
   const backend = await initTfjs(opts.backend ?? 'auto', { threads: opts.threads });
@@ -62,10 +65,21 @@ export async function benchTrain(cfgIn: TrainConfigInput, opts: { backend?: stri
   let kernels: TrainBench['kernels'];
   if (opts.profile) {
     const [f, s] = [await kernelTimes(forward1, backend), await kernelTimes(stepXl, backend)];
-    kernels = [...new Set([...Object.keys(f), ...Object.keys(s)])].map((k) => ({ kernel: k, forwardMs: f[k] ?? 0, stepMs: s[k] ?? 0 })).sort((a, b) => b.stepMs - a.stepMs);
+    kernels = [...new Set([...Object.keys(f), ...Object.keys(s)])]
+      .map((k) => ({ kernel: k, forwardMs: f[k] ?? 0, stepMs: s[k] ?? 0 }))
+      .sort((a, b) => b.stepMs - a.stepMs);
   }
   tf.dispose(Object.values(params));
-  return { backend, threads: await wasmThreads(), model: c.name, batchSize: B, forwardImgPerSec, trainImgPerSec: { xl: trainXl, sum: trainSum }, ratio: trainXl / forwardImgPerSec, kernels };
+  return {
+    backend,
+    threads: await wasmThreads(),
+    model: c.name,
+    batchSize: B,
+    forwardImgPerSec,
+    trainImgPerSec: { xl: trainXl, sum: trainSum },
+    ratio: trainXl / forwardImgPerSec,
+    kernels,
+  };
 }
 
 /**

@@ -67,6 +67,9 @@ export const TrainConfig = z
     concurrency: z.number().int().positive().default(8),
   })
   .strict()
-  .refine((c) => c.distill?.teacher !== 'init' || c.init !== undefined, { path: ['distill', 'teacher'], message: "teacher 'init' needs --init DIR (the frozen model)" });
+  .refine((c) => c.distill?.teacher !== 'init' || c.init !== undefined, {
+    path: ['distill', 'teacher'],
+    message: "teacher 'init' needs --init DIR (the frozen model)",
+  });
 export type TrainConfig = z.infer<typeof TrainConfig>;
 export type TrainConfigInput = z.input<typeof TrainConfig>;

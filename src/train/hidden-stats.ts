@@ -26,7 +26,12 @@ export async function hiddenStats(
   let [tokens, images] = [0, 0];
   const n = Math.min(opts.samples, ds.size);
   try {
-    for await (const batch of batches(ds, Array.from({ length: n }, (_, i) => i), opts.batchSize ?? 64, c)) {
+    for await (const batch of batches(
+      ds,
+      Array.from({ length: n }, (_, i) => i),
+      opts.batchSize ?? 64,
+      c,
+    )) {
       const B = batch.labels.length;
       if (B > 0) {
         const sums: tf.Tensor[] = [];

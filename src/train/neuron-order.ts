@@ -59,7 +59,8 @@ export function permuteFfn(c: ModelConfig, w: WeightMap, perms: readonly Int32Ar
   const [D, H] = [c.dim, c.mlpDim];
   const out: WeightMap = { ...w };
   perms.forEach((perm, i) => {
-    if (perm.length !== H || new Set(perm).size !== H || perm.some((p) => p < 0 || p >= H)) throw new Error(`layer ${i}: not a permutation of 0..${H - 1}`);
+    if (perm.length !== H || new Set(perm).size !== H || perm.some((p) => p < 0 || p >= H))
+      throw new Error(`layer ${i}: not a permutation of 0..${H - 1}`);
     const p = `blocks.${i}.mlp`;
     const [w1, b1, w2] = [w[`${p}.fc1.weight`], w[`${p}.fc1.bias`], w[`${p}.fc2.weight`]];
     const nw1 = new Float32Array(D * H); // [D, H]: columns move
@@ -72,4 +73,3 @@ export function permuteFfn(c: ModelConfig, w: WeightMap, perms: readonly Int32Ar
   });
   return out;
 }
-

@@ -59,8 +59,17 @@ export function teacherOutputs(c: ModelConfig, weights: Record<string, tf.Tensor
  * The step's inputs: smoothed one-hot targets, and mixup when enabled (its lambda seeded by step,
  * so a resumed run mixes the same way). images [B, C, H, W] -> images, targets [B, K].
  */
-export function mixBatch(cfg: TrainConfig, images: Float32Array, labels: Int32Array, step: number): { images: Float32Array; targets: Float32Array } {
-  return mixup(images, labels, cfg.model.numClasses, { alpha: cfg.mixup, smoothing: cfg.labelSmoothing, rng: seedrandom(`${cfg.seed}:mixup:${step}`) });
+export function mixBatch(
+  cfg: TrainConfig,
+  images: Float32Array,
+  labels: Int32Array,
+  step: number,
+): { images: Float32Array; targets: Float32Array } {
+  return mixup(images, labels, cfg.model.numClasses, {
+    alpha: cfg.mixup,
+    smoothing: cfg.labelSmoothing,
+    rng: seedrandom(`${cfg.seed}:mixup:${step}`),
+  });
 }
 
 /**
@@ -119,7 +128,16 @@ export function toVariables(c: ModelConfig, w: WeightMap): Record<string, tf.Var
 
 /** AdamW over `params` with the config's hyper-parameters; decay on the names whose spec asks for it. */
 export function makeOptimizer(cfg: TrainConfig, params: Record<string, tf.Variable>): AdamW {
-  const decay = new Set(weightSpecs(cfg.model).filter((s) => s.decay).map((s) => s.name));
-  return new AdamW(params, decay, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.adamEps, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
+  const decay = new Set(
+    weightSpecs(cfg.model)
+      .filter((s) => s.decay)
+      .map((s) => s.name),
+  );
+  return new AdamW(params, decay, {
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    eps: cfg.adamEps,
+    weightDecay: cfg.weightDecay,
+    clipNorm: cfg.clipNorm,
+  });
 }
-

@@ -31,7 +31,12 @@ import { makeOptimizer, mixBatch, stepSubmodels, teacherOutputs, toVariables, tr
 
 // bestScore is null until the first validation (JSON has no -Infinity).
 const TrainState = z
-  .object({ step: z.number().int().nonnegative(), adamT: z.number().int().nonnegative(), bestScore: z.number().nullable(), config: TrainConfig })
+  .object({
+    step: z.number().int().nonnegative(),
+    adamT: z.number().int().nonnegative(),
+    bestScore: z.number().nullable(),
+    config: TrainConfig,
+  })
   .strict();
 type TrainState = z.infer<typeof TrainState>;
 
@@ -73,7 +78,13 @@ async function hostWeights(params: Record<string, tf.Variable>): Promise<WeightM
 }
 
 /** Writes a complete step directory, then points `latest` at it; older step directories are removed. */
-async function saveTrainCheckpoint(outDir: string, cfg: TrainConfig, params: Record<string, tf.Variable>, opt: AdamW, state: TrainState): Promise<void> {
+async function saveTrainCheckpoint(
+  outDir: string,
+  cfg: TrainConfig,
+  params: Record<string, tf.Variable>,
+  opt: AdamW,
+  state: TrainState,
+): Promise<void> {
   const name = `step-${String(state.step).padStart(7, '0')}`;
   const dir = path.join(outDir, 'ckpt', name);
   saveCheckpoint(dir, cfg.model, await hostWeights(params), { provenance: { trainConfig: cfg, step: state.step } });
@@ -90,7 +101,11 @@ function withClassNames(model: ModelConfig, ds: Dataset): ModelConfig {
   return model;
 }
 
-export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts: TrainOptions = {}): Promise<{ step: number; bestScore: number }> {
+export async function train(
+  cfgIn: TrainConfig | undefined,
+  outDir: string,
+  opts: TrainOptions = {},
+): Promise<{ step: number; bestScore: number }> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   // --- config (a resumed run keeps the config saved in its checkpoint) ---
   const resumeDir = opts.resume ? latestCheckpoint(outDir) : undefined;
@@ -98,7 +113,8 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
   const saved = resumeDir ? TrainState.parse(JSON.parse(fs.readFileSync(path.join(resumeDir, 'state.json'), 'utf8'))) : undefined;
   if (!saved && !cfgIn) throw new Error(`nothing to resume in ${outDir} and no training config given (--preset or --config)`);
   const cfg0 = saved ? { ...saved.config, epochs: opts.epochs ?? saved.config.epochs } : TrainConfig.parse(cfgIn);
-  if (saved && opts.epochs !== undefined && opts.epochs !== saved.config.epochs) log(`schedule changed on resume: ${saved.config.epochs} -> ${opts.epochs} epochs`);
+  if (saved && opts.epochs !== undefined && opts.epochs !== saved.config.epochs)
+    log(`schedule changed on resume: ${saved.config.epochs} -> ${opts.epochs} epochs`);
 
   // --- data ---
   const trainDs = await parseDatasetSpec(cfg0.data);
@@ -134,7 +150,8 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
     if (!valDs) return;
     const encoder = await createEncoder('onnx', c, await hostWeights(params));
     try {
-      const subs = cfg.baselineFfn !== undefined ? stepSubmodels(cfg, 0) : GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
+      const subs =
+        cfg.baselineFfn !== undefined ? stepSubmodels(cfg, 0) : GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
       const { rows } = await classify(encoder, valDs, subs, { batchSize: 256, concurrency: cfg.concurrency });
       const top1 = Object.fromEntries(rows.map((r) => [r.name, r.top1]));
       // Model selection: the mean top-1 over the trained submodels, so no width is sacrificed.
@@ -175,7 +192,9 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
       const distill = cfg.distill;
       const needsTeacher = distill && subs.some((s) => distill.teacher === 'init' || s.ffnDims.some((d) => d !== c.mlpDim));
       const teacher = needsTeacher ? teacherOutputs(c, teacherWeights, images, distill) : undefined;
-      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr, teacher).finally(() => teacher && tf.dispose([teacher.logits, teacher.embedding]));
+      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr, teacher).finally(
+        () => teacher && tf.dispose([teacher.logits, teacher.embedding]),
+      );
       step += 1;
       seen += B;
       if (step % cfg.logEvery === 0 || step === stopAt) {
@@ -184,7 +203,9 @@ export async function train(cfgIn: TrainConfig | undefined, outDir: string, opts
         const loss = Object.fromEntries(subs.map((s, i) => [s.name, lossValues[i]]));
         metric({ step, epoch: step / stepsPerEpoch, lr, loss, gradNorm, imgPerSec });
         const eta = ((totalSteps - step) * cfg.batchSize) / imgPerSec;
-        log(`step ${step}/${totalSteps} epoch ${(step / stepsPerEpoch).toFixed(2)} lr ${lr.toExponential(2)} loss ${subs.map((s, i) => `${s.name} ${lossValues[i].toFixed(3)}`).join(' ')} ${imgPerSec.toFixed(1)} img/s eta ${formatSeconds(eta)}`);
+        log(
+          `step ${step}/${totalSteps} epoch ${(step / stepsPerEpoch).toFixed(2)} lr ${lr.toExponential(2)} loss ${subs.map((s, i) => `${s.name} ${lossValues[i].toFixed(3)}`).join(' ')} ${imgPerSec.toFixed(1)} img/s eta ${formatSeconds(eta)}`,
+        );
         seen = 0;
         t0 = performance.now();
       }
@@ -217,7 +238,10 @@ function initialWeights(dir: string, c: ModelConfig): WeightMap {
 /** Metrics logged after the checkpoint being resumed would be repeated: drop them. */
 function dropMetricsAfter(file: string, step: number): void {
   if (!fs.existsSync(file)) return;
-  const keep = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && JSON.parse(l).step <= step);
+  const keep = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l && JSON.parse(l).step <= step);
   writeFileAtomic(file, keep.map((l) => l + '\n').join(''));
 }
 

@@ -16,7 +16,10 @@ export interface ServeChild {
 
 /** Starts `matvit serve --port 0 ARGS...` and resolves once it listens (its first stderr line names the URL). */
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeChild> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -28,7 +31,7 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
     exit.then((code) => reject(new Error(`matvit serve exited ${code} before listening:\n${stderr}`)));
   });
   const ready = async (timeoutMs = 30_000) => {
-    for (const t0 = performance.now(); (await fetch(`${url}/readyz`)).status !== 200; ) {
+    for (const t0 = performance.now(); (await fetch(`${url}/readyz`)).status !== 200;) {
       if (performance.now() - t0 > timeoutMs) throw new Error(`not ready within ${timeoutMs} ms:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 100));
     }

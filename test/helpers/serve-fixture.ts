@@ -15,8 +15,16 @@ import { initWeights } from '../../src/model/weights.ts';
 import { tinyConfig } from './tiny.ts';
 
 export const SERVE_CONFIG: ModelConfig = tinyConfig({
-  name: 'tiny-serve', imageSize: 28, patchSize: 14, channels: 1, mean: [0.3], std: [0.35], numClasses: 10, classNames: FASHION_MNIST_CLASSES,
-  interpolation: 'bilinear', cropPct: 1,
+  name: 'tiny-serve',
+  imageSize: 28,
+  patchSize: 14,
+  channels: 1,
+  mean: [0.3],
+  std: [0.35],
+  numClasses: 10,
+  classNames: FASHION_MNIST_CLASSES,
+  interpolation: 'bilinear',
+  cropPct: 1,
 });
 
 export interface ServeFixture {
@@ -45,5 +53,7 @@ export async function serveFixture(n = 120): Promise<ServeFixture> {
 /** Fashion-MNIST test image i as a PNG file's bytes (a query the way a client sends one). */
 export async function fmnistPng(i: number): Promise<Buffer> {
   const ds = await parseDatasetSpec('fashion-mnist:test');
-  return sharp(await ds.bytes(i), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  return sharp(await ds.bytes(i), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
 }

@@ -3,6 +3,16 @@ import { ModelConfig, type ModelConfigInput } from '../../src/model/config.ts';
 
 export const tinyConfig = (o: Partial<ModelConfigInput> = {}): ModelConfig =>
   ModelConfig.parse({
-    name: 'tiny', imageSize: 8, patchSize: 4, channels: 3, dim: 16, depth: 2, heads: 2, mlpDim: 32, numClasses: 5,
-    mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], ...o,
+    name: 'tiny',
+    imageSize: 8,
+    patchSize: 4,
+    channels: 3,
+    dim: 16,
+    depth: 2,
+    heads: 2,
+    mlpDim: 32,
+    numClasses: 5,
+    mean: [0.5, 0.5, 0.5],
+    std: [0.25, 0.25, 0.25],
+    ...o,
   });
