@@ -38,20 +38,23 @@ const ACCEPTED_TYPES = 'multipart/form-data (image in field "image"), image/* (t
 /** Query parameters whose values are credentials: never logged, whatever their value. */
 const SECRET_PARAM = /token|key|secret|passw|auth|session/i;
 
-/** The URL as logged: credential-like query values, and the admin token anywhere, replaced. */
+/** The URL as logged: the values of credential-like query parameters, and of any holding the admin token, replaced. */
 export function redactUrl(url: string, adminToken?: string): string {
   const q = url.indexOf('?');
-  const name = (part: string) => {
-    const k = part.split('=')[0].replace(/\+/g, ' ');
+  if (q < 0) return url;
+  const decode = (s: string) => {
     try {
-      return decodeURIComponent(k);
+      return decodeURIComponent(s.replace(/\+/g, ' '));
     } catch {
-      return k;
+      return s;
     }
   };
-  let out = q < 0 ? url : `${url.slice(0, q)}?${url.slice(q + 1).split('&').map((p) => (SECRET_PARAM.test(name(p)) ? `${p.split('=')[0]}=[redacted]` : p)).join('&')}`;
-  if (adminToken) for (const form of new Set([adminToken, encodeURIComponent(adminToken)])) out = out.split(form).join('[redacted]');
-  return out;
+  const params = url.slice(q + 1).split('&').map((p) => {
+    const eq = p.indexOf('=');
+    const [key, value] = eq < 0 ? [p, ''] : [p.slice(0, eq), p.slice(eq + 1)];
+    return SECRET_PARAM.test(decode(key)) || (adminToken && decode(value).includes(adminToken)) ? `${key}=[redacted]` : p;
+  });
+  return `${url.slice(0, q)}?${params.join('&')}`;
 }
 
 /**
@@ -98,7 +101,8 @@ export function createApp(deps: AppDeps): express.Express {
     pinoHttp({
       logger: log,
       autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url ?? '') },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+      // 503 is a state the service reports (overloaded, warming, read-only, shutting down), not a failure of its own.
+      customLogLevel: (_req, res, err) => (res.statusCode === 503 ? 'warn' : err || res.statusCode >= 500 ? 'error' : 'info'),
       customProps: (_req, res) => ({ encoder: (res as Response).locals?.encoder }),
       // Lean request records: never the Authorization header, nor a token sent in the query string.
       serializers: {
@@ -106,6 +110,8 @@ export function createApp(deps: AppDeps): express.Express {
           id: r.id, method: r.method, url: redactUrl(r.url, deps.adminToken), remoteAddress: r.remoteAddress, contentType: r.headers['content-type'], contentLength: r.headers['content-length'],
         }),
         res: (r: { statusCode: number }) => ({ statusCode: r.statusCode }),
+        // pino-http's own "failed with status code N" carries no information in its stack; errors of the service are logged with theirs below.
+        err: (e: Error) => (/^failed with status code \d+$/.test(e.message) ? { message: e.message } : pino.stdSerializers.err(e)),
       },
     }),
   );
