@@ -67,14 +67,11 @@ export interface CalibrateResult {
   skipped: number;
 }
 
-/** How many of its own items calibrate samples when given no queries. */
-export const OWN_SAMPLE = 5000;
-
 /**
  * A seeded sample of `n` items of the corpus the index was built from (the manifest's spec): as
  * queries they are items of the index, which embedQueries searches without themselves.
  */
-export async function ownItemsSample(corpus: Corpus, n = OWN_SAMPLE, seed = 'calibrate'): Promise<Dataset> {
+export async function ownItemsSample(corpus: Corpus, n: number, seed = 'calibrate'): Promise<Dataset> {
   const spec = corpus.index.info().manifest.corpus.spec;
   if (typeof spec !== 'string') throw new Error(`${corpus.index.dir}: the manifest records no corpus spec to sample queries from; pass --queries SPEC (labelled images)`);
   const ds = await parseDatasetSpec(spec);
