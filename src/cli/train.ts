@@ -144,7 +144,7 @@ export const trainCommand = trainOptions(
   const o = parseOptions(Options, given(raw, cmd));
   const { train } = await import('../train/trainer.ts');
   // On --resume the config saved in the checkpoint wins; the flags still need to parse.
-  const cfg = o.resume && !o.preset && !o.config ? undefined : resolveConfig(o);
+  const cfg = o.resume && !o.preset && !o.config && !o.init ? undefined : resolveConfig(o);
   // --epochs with --resume re-plans the schedule's length; other overrides of a resumed run are ignored.
   const result = await train(cfg, o.out, {
     resume: o.resume,
