@@ -62,7 +62,7 @@ export interface Speedup {
 /** The summary under bench serve's table, in the table's own figures (s and xl rows). */
 export function speedupLine(s: Speedup): string {
   const head = `s vs xl: ${s.qps.toFixed(2)}x the QPS at 1/${s.mflops.toFixed(2)} of the MFLOPs per query`;
-  if (s.qps <= 1) return `${head}: s is not faster here, so the encoder is not what limits throughput (decoding, HTTP and search are)`;
+  if (s.qps <= 1) return `${head}: s is not faster in this run, so the encoder is not what limits its throughput (decoding, HTTP, search or other load on the machine is)`;
   return `${head}: ${(100 * s.realized).toFixed(0)}% of the ${s.mflops.toFixed(2)}x a compute-bound server would reach`;
 }
 
