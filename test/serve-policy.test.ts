@@ -336,7 +336,7 @@ describe("bench serve's summary line", () => {
     const qps = 714.5 / 624.5, mf = 41.2 / 17.8;
     const line = speedupLine({ qps, mflops: mf, realized: (qps - 1) / (mf - 1) });
     assert.equal(line, `s vs xl: 1.14x the QPS at 1/2.31 of the MFLOPs per query: ${Math.round((100 * (qps - 1)) / (mf - 1))}% of the 2.31x a compute-bound server would reach`);
-    assert.match(speedupLine({ qps: 0.95, mflops: 2.31, realized: -0.05 / 1.31 }), /s is not faster here/);
+    assert.match(speedupLine({ qps: 0.95, mflops: 2.31, realized: -0.05 / 1.31 }), /s is not faster in this run/);
   });
 });
 
