@@ -15,6 +15,7 @@ import { type BuildSummary, buildIndex } from '../src/index/build.ts';
 import { parseShard, runPipeline, shardOf } from '../src/index/pipeline.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { VectorIndex, STORE_FILE } from '../src/index/vector-index.ts';
+import { verifyIndex } from '../src/index/verify.ts';
 import { Store } from '../src/index/store.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { ModelConfig, granularityDims } from '../src/model/config.ts';
@@ -99,7 +100,7 @@ function queriesFrom(indexDir: string, n: number): Float32Array[] {
  * 10th within that noise, where either may make the cut.
  */
 function assertSameExact(a: string, b: string, queries: Float32Array[]): void {
-  const [ia, ib] = [VectorIndex.open(a, { readOnly: true }), VectorIndex.open(b, { readOnly: true })];
+  const [ia, ib] = [VectorIndex.open(a, { mode: 'read' }), VectorIndex.open(b, { mode: 'read' })];
   try {
     for (const q of queries) {
       const [ha, hb] = [ia.searchExact(q, 10), ib.searchExact(q, 10)];
@@ -140,7 +141,7 @@ describe('index build', () => {
     assert.equal(s.skipped.count + s.alreadyIndexed, 0);
     const live = liveItems(ref);
     assert.equal(live.size, s.added);
-    const index = VectorIndex.open(ref, { readOnly: true });
+    const index = VectorIndex.open(ref, { mode: 'read' });
     const { manifest } = index.info();
     const first = index.item(1)!;
     index.close();
@@ -209,7 +210,7 @@ describe('index build', () => {
     assert.equal(r.live, refSummary.added);
     assert.deepEqual(bySource(liveItems(merged)), bySource(liveItems(ref)));
     assertSameExact(merged, ref, queriesFrom(ref, 5));
-    const m = VectorIndex.open(merged, { readOnly: true });
+    const m = VectorIndex.open(merged, { mode: 'read' });
     assert.equal(path.resolve(merged, m.info().manifest.modelPath!), model, 'the merged index records where the model is');
     m.close();
   });
@@ -240,7 +241,7 @@ describe('index add, remove, compact', () => {
     assert.equal(added.added, 3);
     const again = await json<BuildSummary>('index', 'add', '--index', out, corpus, '--no-progress');
     assert.deepEqual([again.added, again.alreadyIndexed], [0, 14], 'adding the whole folder again adds nothing');
-    let index = VectorIndex.open(out, { readOnly: true });
+    let index = VectorIndex.open(out, { mode: 'read' });
     const items = [...liveItems(out).values()];
     const info = (source: string) => index.item(items.find((v) => v.source === source)!.id)!;
     assert.deepEqual([info('dog/new1.png').label, info('dog/new1.png').labelName], [1, 'dog'], 'a file added into a class folder gets its label');
@@ -256,7 +257,7 @@ describe('index add, remove, compact', () => {
     const goneVectors = gone.map((g) => store.vectorsOf([g.id]));
     store.close();
     const neverReturned = () => {
-      const ix = VectorIndex.open(out, { readOnly: true });
+      const ix = VectorIndex.open(out, { mode: 'read' });
       for (const q of [...queries, ...goneVectors])
         for (const hits of [ix.search(q, 13), ix.searchExact(q, 13)]) for (const g of gone) assert.ok(!hits.some((h) => h.id === g.id), `removed item ${g.source} returned`);
       ix.close();
@@ -265,31 +266,41 @@ describe('index add, remove, compact', () => {
     const c = await json<{ before: number; after: number; live: number }>('index', 'compact', '--index', out);
     assert.deepEqual([c.before, c.after, c.live], [15, 13, 13]);
     neverReturned();
-    const verified = VectorIndex.open(out, { readOnly: true });
-    assert.ok(verified.verify().ok);
+    const verified = VectorIndex.open(out, { mode: 'read' });
+    assert.ok(verifyIndex(verified).ok);
     verified.close();
     // Removed content can be added again: it is new then, with a new id.
     const readd = await json<BuildSummary>('index', 'add', '--index', out, n1, '--no-progress');
     assert.equal(readd.added, 1);
-    index = VectorIndex.open(out, { readOnly: true });
+    index = VectorIndex.open(out, { mode: 'read' });
     const back = index.searchExact(goneVectors[0], 1)[0];
     assert.ok(back.source === 'dog/new1.png' && back.id > 15, `re-added with a new id: ${JSON.stringify(back)}`);
     index.close();
   });
 
-  test('a truncated snapshot is rebuilt on open; a wrong model is refused, naming both fingerprints', async () => {
+  test('a truncated snapshot: reported by info and verify, rebuilt by a writable open; a wrong model is refused, naming both fingerprints', async () => {
     const out = dir('damaged');
     fs.cpSync(ref, out, { recursive: true });
     const graph = path.join(out, 'graph.bin');
     fs.truncateSync(graph, Math.floor(fs.statSync(graph).size / 2));
-    const info = await json<{ opened: { snapshot: string; rebuilt: boolean; reason: string } }>('index', 'info', '--index', out);
+    const info = await json<{ opened: { snapshot: string; rebuilt: boolean; reason: string; damage: string[] } }>('index', 'info', '--index', out);
     assert.deepEqual([info.opened.snapshot, info.opened.rebuilt], ['corrupt', true]);
     assert.match(info.opened.reason, /graph\.bin has \d+ bytes, the sidecar says \d+/);
-    assert.ok((await json<{ ok: boolean }>('index', 'verify', '--index', out)).ok);
-    VectorIndex.open(out).close(); // a writable open writes the rebuilt graph back
-    const reopened = VectorIndex.open(out, { readOnly: true });
+    assert.match(info.opened.damage.join('\n'), /^graph snapshot corrupt \(graph\.bin has \d+ bytes/);
+    const damaged = await matvit('index', 'verify', '--index', out, '--json');
+    assert.equal(damaged.code, 1, 'the snapshot on disk is still damaged: verify opens read-only');
+    assert.match(
+      JSON.parse(damaged.stdout).problems.join('\n'),
+      /^graph snapshot corrupt \(graph\.bin has \d+ bytes, the sidecar says \d+ \(truncated or replaced\)\): rebuilt the graph from the \d+ live stored vectors in \d+ ms in memory \(read-only: the files are left as they are\)$/,
+    );
+    const repaired = VectorIndex.open(out); // a writable open writes the rebuilt graph back, and says so
+    assert.deepEqual(repaired.opened.damage, []);
+    assert.match(repaired.opened.warnings.join('\n'), /^graph snapshot corrupt \(.*\): rebuilt the graph from the \d+ live stored vectors in \d+ ms and wrote a new snapshot$/m);
+    repaired.close();
+    const reopened = VectorIndex.open(out, { mode: 'read' });
     assert.equal(reopened.info().opened.snapshot, 'loaded');
     reopened.close();
+    assert.ok((await json<{ ok: boolean }>('index', 'verify', '--index', out)).ok);
 
     // verify fails (exit code 1) when the parts disagree: here a manifest whose counts were edited.
     const manifestFile = path.join(out, 'manifest.json');
@@ -322,7 +333,7 @@ describe('index add, remove, compact', () => {
     for (const [args, message] of cases) await assert.rejects(indexCommand.parseAsync(args, { from: 'user' }), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
     await assert.rejects(benchIndexCommand.parseAsync(['--index', ref, '--ef-construction', '64,x'], { from: 'user' }), (e: Error) => e instanceof UsageError && /^--ef-construction: expected a comma-separated list of positive integers \(received "64,x"\)$/.test(e.message));
     for (const sub of indexCommand.commands) assert.match(sub.helpInformation(), new RegExp(`^Usage: index ${sub.name()} `), sub.name());
-    assert.deepEqual(indexCommand.commands.map((c) => c.name()), ['build', 'add', 'remove', 'compact', 'info', 'verify', 'merge']);
+    assert.deepEqual(indexCommand.commands.map((c) => c.name()), ['build', 'add', 'remove', 'compact', 'info', 'verify', 'recover', 'merge']);
     const r = await matvit('index', 'build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '1/0');
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^error: --shard: shard "1\/0": expected i\/n/);

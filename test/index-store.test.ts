@@ -9,6 +9,7 @@ import seedrandom from 'seedrandom';
 import { benchIndex } from '../src/index/bench.ts';
 import { mergeIndexes } from '../src/index/merge.ts';
 import { type IndexParamsInput, type NewItem, VectorIndex } from '../src/index/vector-index.ts';
+import { verifyIndex } from '../src/index/verify.ts';
 import { CRASH_DIM, CRASH_SEED, FP_A, FP_B, makeItems, sha256 } from './fixtures/index-items.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-index-test-'));
@@ -136,9 +137,9 @@ describe('VectorIndex', () => {
     assert.equal(index.size, 830);
     for (const q of items.slice(0, 50)) assert.ok(index.search(q.vector, 10).every((h) => !gone.includes(h.id)));
     assert.equal(index.search(items[700].vector, 1)[0].id, ids[700]);
-    const v = index.verify({ sampleSize: 100 });
+    const v = verifyIndex(index, { sampleSize: 100 });
     assert.deepEqual(v.problems, []);
-    assert.ok(v.recall.recallAt10 >= 0.99, `recall@10 ${v.recall.recallAt10}`);
+    assert.ok(v.recall!.recallAt10 >= 0.99, `recall@10 ${v.recall!.recallAt10}`);
     index.close();
   });
 
@@ -156,7 +157,7 @@ describe('VectorIndex', () => {
     const reopened = VectorIndex.open(dir);
     assert.deepEqual([reopened.info().opened.snapshot, reopened.info().opened.replayed], ['loaded', { added: 200, deleted: 0 }]);
     assert.equal(reopened.search(items[10].vector, 1)[0].id, ids[10]);
-    assert.deepEqual(reopened.verify({ sampleSize: 50 }).problems, []);
+    assert.deepEqual(verifyIndex(reopened, { sampleSize: 50 }).problems, []);
     reopened.close();
   });
 
@@ -176,7 +177,7 @@ describe('VectorIndex', () => {
       assert.equal(opened.rebuilt, true);
       assert.match(opened.reason!, reason);
       assert.equal(index.size, 790);
-      assert.deepEqual(index.verify({ sampleSize: 50 }).problems, []);
+      assert.deepEqual(verifyIndex(index, { sampleSize: 50 }).problems, []);
       assert.equal(index.search(items[500].vector, 1)[0].id, ids[500]);
       assert.ok(index.search(items[0].vector, 10).every((h) => h.id > 10), 'removed items stay removed after a rebuild');
       index.close();
@@ -242,13 +243,13 @@ describe('VectorIndex', () => {
     for (let i = 0; i < items.length; i += 1000) addAll(index, items.slice(i, i + 1000));
     index.remove([1, 2, 3]);
     index.snapshot();
-    const v = index.verify({ sampleSize: 300, minRecall: 0.99 });
+    const v = verifyIndex(index, { sampleSize: 300, minRecall: 0.99 });
     assert.deepEqual(v.problems, []);
     assert.ok(v.ok);
-    assert.equal(v.recall.ef, 128);
-    assert.ok(v.recall.recallAt10 >= 0.99, `recall@10 ${v.recall.recallAt10}`);
-    assert.deepEqual(v.counts.manifest, { live: 4997, deleted: 3, seq: 5003 });
-    assert.deepEqual([v.counts.graphPoints, v.counts.graphLive], [5000, 4997]);
+    assert.equal(v.recall!.ef, 128);
+    assert.ok(v.recall!.recallAt10 >= 0.99, `recall@10 ${v.recall!.recallAt10}`);
+    assert.deepEqual(v.counts!.manifest, { live: 4997, deleted: 3, seq: 5003 });
+    assert.deepEqual([v.counts!.graphPoints, v.counts!.graphLive], [5000, 4997]);
     index.close();
   });
 
@@ -274,7 +275,7 @@ describe('VectorIndex', () => {
     const queries = makeItems(20, 32, 'merge-queries');
     for (const q of queries) assert.deepEqual(strip(merged.searchExact(q.vector, 10)), strip(single.searchExact(q.vector, 10)));
     assert.ok(recall(merged, queries, 10) >= 0.95, 'the merged graph finds them too');
-    assert.deepEqual(merged.verify({ sampleSize: 50 }).problems, []);
+    assert.deepEqual(verifyIndex(merged, { sampleSize: 50 }).problems, []);
     merged.close();
     single.close();
     // Running it again (e.g. after an interruption) adds nothing.
@@ -300,7 +301,7 @@ describe('VectorIndex', () => {
     assert.equal(a.size, 300);
     assert.equal(a.search(items[150].vector, 1)[0].id, idsB[50]);
     assert.ok(a.search(items[0].vector, 10).every((h) => h.id !== idsA[0]));
-    for (const ix of [a, b]) assert.deepEqual(ix.verify({ sampleSize: 50 }).problems, []);
+    for (const ix of [a, b]) assert.deepEqual(verifyIndex(ix, { sampleSize: 50 }).problems, []);
     a.close();
     b.close();
     const reopened = VectorIndex.open(dir);
@@ -323,7 +324,7 @@ describe('VectorIndex', () => {
     addAll(index, makeItems(30, 16, 'meta'));
     index.setMeta('calibration', { s: { recallAt10: 0.97 } });
     index.close();
-    const ro = VectorIndex.open(dir, { readOnly: true });
+    const ro = VectorIndex.open(dir, { mode: 'read' });
     assert.deepEqual(ro.getMeta('calibration'), { s: { recallAt10: 0.97 } });
     assert.equal(ro.getMeta('absent'), undefined);
     const info = ro.info();
@@ -362,7 +363,7 @@ describe('VectorIndex', () => {
       for (const [id, i] of committed) assert.deepEqual(index.existing([expectedSha.get(i)!]).get(expectedSha.get(i)!), id, `round ${round}: committed item ${i} (id ${id})`);
       assert.equal(index.size, index.info().counts.live);
       assert.ok(index.size >= committed.size);
-      assert.deepEqual(index.verify({ sampleSize: 50 }).problems, [], `round ${round}`);
+      assert.deepEqual(verifyIndex(index, { sampleSize: 50 }).problems, [], `round ${round}`);
       if (round === 3) liveBeforeLast = index.size;
       index.close({ snapshot: rng() < 0.5 }); // sometimes leave the replay to the child
     }

@@ -73,7 +73,7 @@ test('SIGTERM: requests in flight finish, the write is persisted, the process ex
   assert.equal(done[5].status, 201);
   assert.equal(await exit, 0, stderr);
 
-  const index = VectorIndex.open(f.indexDir, { readOnly: true });
+  const index = VectorIndex.open(f.indexDir, { mode: 'read' });
   try {
     const sha = createHash('sha256').update(added).digest('hex');
     assert.equal(index.existing([sha]).get(sha), done[5].body.id, 'the write is in the store');

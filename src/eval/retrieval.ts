@@ -162,7 +162,7 @@ interface SearchedCorpus {
 
 /** An existing index (opened read-only), refused when built with another model: the error names both fingerprints. */
 function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
-  const index = VectorIndex.open(dir, { expectedFingerprint: fingerprint, readOnly: true });
+  const index = VectorIndex.open(dir, { expectedFingerprint: fingerprint, mode: 'read' });
   try {
     const { ids, labels, vectors } = index.liveMatrix(); // exactly the items the graph holds
     const { M, efConstruction, ef } = index.params;

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.ts';
+import type { OpenMode } from './open.ts';
 import { VectorIndex } from './vector-index.ts';
 import { readManifest } from './manifest.ts';
 
@@ -33,9 +34,9 @@ export const modelPathFor = (indexDir: string, modelDir: string) => path.relativ
  * Loads the model and opens the index, refusing a model of another fingerprint (the error names
  * both). The caller closes `index`.
  */
-export function openCorpus(indexDir: string, opts: { model?: string; readOnly?: boolean } = {}): Corpus {
+export function openCorpus(indexDir: string, opts: { model?: string; mode?: OpenMode } = {}): Corpus {
   const modelDir = modelDirOf(indexDir, opts.model);
   const checkpoint = loadCheckpoint(modelDir);
-  const index = VectorIndex.open(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, readOnly: opts.readOnly });
+  const index = VectorIndex.open(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, mode: opts.mode });
   return { index, checkpoint, modelDir };
 }

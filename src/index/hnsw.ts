@@ -145,6 +145,16 @@ export class Graph {
     }
   }
 
+  /** The sidecar's store id and the newest watermark it names, read without graph.bin; undefined when unreadable. */
+  static watermark(dir: string): { storeId: string; seq: number } | undefined {
+    try {
+      const sidecar = Sidecar.parse(JSON.parse(fs.readFileSync(path.join(dir, SIDECAR_FILE), 'utf8')));
+      return { storeId: sidecar.storeId, seq: sidecar.graph.seq };
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Loads the snapshot in `dir` if it is usable for this store as of `storeSeq`; otherwise says
    * why not. Never passes a file to hnswlib unless its size and sha256 match the sidecar.
@@ -178,7 +188,7 @@ export class Graph {
     }
     const hnswlibNode = softwareVersions().hnswlibNode;
     if (entry.hnswlibNode !== hnswlibNode) return { problem: 'stale', reason: `${GRAPH_FILE} was written by hnswlib-node ${entry.hnswlibNode}, this is ${hnswlibNode}` };
-    if (entry.seq > store.seq) return { problem: 'stale', reason: `snapshot holds changes up to seq ${entry.seq}, the store only up to ${store.seq}` };
+    if (entry.seq > store.seq) return { problem: 'ahead', reason: `snapshot holds changes up to seq ${entry.seq}, the store only up to ${store.seq}` };
     let graph: Graph;
     try {
       graph = Graph.load(file, params);
@@ -190,7 +200,8 @@ export class Graph {
   }
 }
 
-export type SnapshotProblem = 'missing' | 'corrupt' | 'stale';
+/** ahead: the snapshot holds changes the store does not, which only a store that lost commits can show (acked.ts). */
+export type SnapshotProblem = 'missing' | 'corrupt' | 'stale' | 'ahead';
 
 /** One graph file: the last store change it reflects (its watermark), checksum, size, points. */
 export const GraphFile = z

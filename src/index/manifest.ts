@@ -89,10 +89,18 @@ export function softwareVersions(): Manifest['versions'] {
 
 export function readManifest(dir: string): Manifest {
   const file = path.join(dir, MANIFEST_FILE);
-  if (!fs.existsSync(file)) throw new Error(`${dir} is not a MatViT index: ${file} is missing`);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // existsSync would call a file this process may not read "missing" too.
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Error(`${dir} is not a MatViT index: ${file} is missing`);
+    throw new Error(`${file} cannot be read by this process (uid ${process.getuid?.() ?? '?'}): ${code ?? (e as Error).message}`);
+  }
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
   }

@@ -15,121 +15,13 @@
 // sets deleted_seq (a tombstone), so any past state "as of seq S" can be queried.
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { type VectorLike, unitVector } from './vectors.ts';
+import { corruptionError } from './errors.ts';
+import {
+  APPLICATION_ID, type Counts, type Duplicate, type InsertResult, ITEM_COLUMNS, type Item, type NewItem, type RemoveResult, type Row, SCHEMA, SCHEMA_VERSION,
+  type VectorChunk, checkItem, migrate, toItem, vectorCheck,
+} from './store-schema.ts';
 
-/** 'MtVi': marks the SQLite file as a MatViT index store (PRAGMA application_id). */
-const APPLICATION_ID = 0x4d745669;
-const SCHEMA_VERSION = 1;
-const SHA256 = /^[0-9a-f]{64}$/;
-
-const SCHEMA = `
-CREATE TABLE items (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT, -- AUTOINCREMENT: an id is never reused
-  source      TEXT    NOT NULL,                  -- path relative to the corpus root, or 'idx:#123'
-  label       INTEGER NOT NULL,                  -- class index, -1 when unknown
-  label_name  TEXT,
-  sha256      TEXT    NOT NULL,                  -- of the content (image file bytes)
-  bytes       INTEGER NOT NULL,
-  added_at    TEXT    NOT NULL,                  -- ISO 8601
-  vector      BLOB    NOT NULL,                  -- float32 little-endian, unit length
-  seq         INTEGER NOT NULL UNIQUE,           -- change seq of the insert
-  deleted_seq INTEGER UNIQUE                     -- change seq of the delete; NULL while live
-) STRICT;
-CREATE UNIQUE INDEX items_live_sha256 ON items (sha256) WHERE deleted_seq IS NULL;
-CREATE INDEX items_live_source ON items (source) WHERE deleted_seq IS NULL;
-CREATE INDEX items_label ON items (label, seq); -- exact search within a label, in seq (= id) order
-CREATE TABLE state (
-  one      INTEGER PRIMARY KEY CHECK (one = 1),
-  store_id TEXT    NOT NULL, -- random, so a graph snapshot can tell which store it was built from
-  dim      INTEGER NOT NULL,
-  seq      INTEGER NOT NULL  -- the last change seq handed out
-) STRICT;
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT; -- JSON values
-`;
-
-export interface NewItem {
-  /** Path relative to the corpus root, or 'idx:#123' for a record of an IDX file. */
-  source: string;
-  /** Class index; -1 (the default) when unknown. */
-  label?: number;
-  labelName?: string | null;
-  /** sha256 of the content, 64 lowercase hex digits: the identity used to detect duplicates. */
-  sha256: string;
-  bytes: number;
-  /** Stored scaled to unit length; must be finite and non-zero. */
-  vector: VectorLike;
-  /** ISO time; defaults to now (merge keeps the shard's). */
-  addedAt?: string;
-}
-
-export interface Item {
-  id: number;
-  source: string;
-  label: number;
-  labelName: string | null;
-  sha256: string;
-  bytes: number;
-  addedAt: string;
-  seq: number;
-  deletedSeq: number | null;
-}
-
-export interface Duplicate {
-  /** Position in the batch. */
-  index: number;
-  sha256: string;
-  source: string;
-  /** The live item with the same sha256 (possibly an earlier item of the same batch). */
-  existingId: number;
-  existingSource: string;
-}
-
-export interface InsertResult {
-  /** One per input item: its new id, or null when it was a duplicate (listed in `duplicates`). */
-  ids: (number | null)[];
-  duplicates: Duplicate[];
-  /** Store seq before and after the transaction; fromSeq tells whether another writer came between. */
-  fromSeq: number;
-  toSeq: number;
-}
-
-export interface RemoveResult {
-  /** Ids that were live and are now deleted, in request order. */
-  removed: number[];
-  /** Requested ids or sources that matched no live item. */
-  missing: (number | string)[];
-  fromSeq: number;
-  toSeq: number;
-}
-
-/** A chunk of vectors in id order: ids[i]'s vector is vectors[i*dim .. (i+1)*dim). */
-export interface VectorChunk {
-  ids: number[];
-  labels: number[];
-  vectors: Float32Array;
-}
-
-export interface Counts {
-  live: number;
-  deleted: number;
-}
-
-interface Row {
-  id: number;
-  source: string;
-  label: number;
-  label_name: string | null;
-  sha256: string;
-  bytes: number;
-  added_at: string;
-  seq: number;
-  deleted_seq: number | null;
-}
-const ITEM_COLUMNS = 'id, source, label, label_name, sha256, bytes, added_at, seq, deleted_seq';
-const toItem = (r: Row): Item => ({
-  id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256,
-  bytes: r.bytes, addedAt: r.added_at, seq: r.seq, deletedSeq: r.deleted_seq,
-});
+export type { Counts, Duplicate, InsertResult, Item, NewItem, RemoveResult, VectorChunk } from './store-schema.ts';
 
 // "Live as of seq S": inserted at or before S and not deleted at or before S.
 const LIVE_AT = 'seq <= @at AND (deleted_seq IS NULL OR deleted_seq > @at)';
@@ -139,6 +31,11 @@ export interface StoreOptions {
 }
 
 export class Store {
+  /** What opening migrated (see store-schema.ts), for the open report. */
+  migrated?: string;
+  /** Set on a read-only open of a store older than SCHEMA_VERSION: what the old schema lacks. */
+  outdated?: string;
+
   private constructor(
     private readonly db: Database.Database,
     readonly file: string,
@@ -169,25 +66,49 @@ export class Store {
     return Store.open(file);
   }
 
+  /** Opens a store; a writable open migrates an older schema (store-schema.ts). Damage is reported naming the file. */
   static open(file: string, opts: StoreOptions = {}): Store {
     const readOnly = opts.readOnly ?? false;
-    const db = new Database(file, { fileMustExist: true, readonly: readOnly });
+    let db: Database.Database;
+    try {
+      db = new Database(file, { fileMustExist: true, readonly: readOnly });
+    } catch (e) {
+      throw corruptionError(file, e);
+    }
     try {
       const app = db.pragma('application_id', { simple: true });
-      const version = db.pragma('user_version', { simple: true });
+      const version = db.pragma('user_version', { simple: true }) as number;
       if (app !== APPLICATION_ID) throw new Error(`${file} is not a MatViT index store (application_id ${app}, expected ${APPLICATION_ID})`);
-      if (version !== SCHEMA_VERSION) throw new Error(`${file}: store schema version ${version}, this version reads ${SCHEMA_VERSION}`);
+      if (version > SCHEMA_VERSION || version < 1) throw new Error(`${file}: store schema version ${version}, this version reads ${SCHEMA_VERSION}`);
       if (!readOnly) configure(db);
+      const migrated = readOnly ? undefined : migrate(db, file, version);
       const s = db.prepare('SELECT store_id, dim FROM state').get() as { store_id: string; dim: number };
-      return new Store(db, file, s.dim, s.store_id, readOnly);
+      const store = new Store(db, file, s.dim, s.store_id, readOnly);
+      store.migrated = migrated;
+      if (readOnly && version < SCHEMA_VERSION) store.outdated = `store.sqlite has schema ${version}, without vector checksums: they are added when the index is next opened writable (e.g. matvit index compact)`;
+      return store;
     } catch (e) {
       db.close();
-      throw e;
+      throw (readOnly && readOnlyWalError(file, e)) || corruptionError(file, e);
     }
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  /**
+   * Closes the connection. A writer leaves the file in rollback-journal mode when it is the last
+   * connection (see the header); with another connection open the switch fails at once, harmlessly.
+   * `untouched`: no switch, for an open that found the store damaged and leaves it as it is.
+   */
+  close(opts: { untouched?: boolean } = {}): void {
+    if (!this.db.open) return;
+    if (!this.readOnly && !opts.untouched) {
+      try {
+        this.db.pragma('busy_timeout = 0');
+        this.db.pragma('journal_mode = DELETE');
+      } catch {
+        // another connection holds the file: it stays in WAL mode, which that one needs
+      }
+    }
+    this.db.close();
   }
 
   /** The last change seq handed out: everything up to it is committed. */
@@ -202,8 +123,8 @@ export class Store {
   insert(items: readonly NewItem[]): InsertResult {
     const rows = items.map((it, i) => checkItem(it, i, this.dim));
     const findSha = this.stmt('SELECT id, source FROM items WHERE sha256 = ? AND deleted_seq IS NULL');
-    const ins = this.stmt(`INSERT INTO items (source, label, label_name, sha256, bytes, added_at, vector, seq)
-      VALUES (@source, @label, @labelName, @sha256, @bytes, @addedAt, @vector, @seq)`);
+    const ins = this.stmt(`INSERT INTO items (source, label, label_name, sha256, bytes, added_at, vector, vector_check, seq)
+      VALUES (@source, @label, @labelName, @sha256, @bytes, @addedAt, @vector, @vectorCheck, @seq)`);
     return this.write((fromSeq) => {
       let seq = fromSeq;
       const ids: (number | null)[] = [];
@@ -260,7 +181,68 @@ export class Store {
       if (out.toSeq !== fromSeq) this.stmt('UPDATE state SET seq = ?').run(out.toSeq);
       return { ...out, fromSeq };
     });
-    return tx.immediate();
+    try {
+      return tx.immediate();
+    } catch (e) {
+      throw corruptionError(this.file, e);
+    }
+  }
+
+  /** The highest item id ever handed out (AUTOINCREMENT's sqlite_sequence): ids above it are new. */
+  maxId(): number {
+    const r = this.stmt("SELECT seq FROM sqlite_sequence WHERE name = 'items'").get() as { seq: number } | undefined;
+    return r?.seq ?? 0;
+  }
+
+  /** Runs `fn` holding the write lock (an IMMEDIATE transaction that changes nothing), so that writers take turns. */
+  underWriteLock<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * After a loss (acked.ts): the change seq and the id counter go up to what was handed out
+   * before, so that neither is ever handed out again, and the store gets a new id, so that no
+   * graph snapshot of the old history is loaded. `record` is appended to the meta key 'losses'.
+   */
+  raiseHighWater(seq: number, maxId: number, record: Record<string, unknown>): { storeId: string; seq: number; maxId: number } {
+    const storeId = randomUUID();
+    this.db.transaction(() => {
+      this.stmt('UPDATE state SET seq = max(seq, ?), store_id = ?').run(seq, storeId);
+      if (this.stmt("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'items'").run(maxId).changes === 0)
+        this.stmt("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)").run(maxId);
+      const losses = (this.getMeta('losses') as unknown[] | undefined) ?? [];
+      this.setMeta('losses', [...losses, record]);
+    }).immediate();
+    return { storeId, seq: this.seq(), maxId: this.maxId() };
+  }
+
+  /** SQLite's own check of the file's structure (quick_check, or the slower integrity_check); [] when it finds nothing. */
+  integrityCheck(full = false): string[] {
+    try {
+      const rows = this.db.pragma(full ? 'integrity_check' : 'quick_check') as Record<string, string>[];
+      // One row may hold several lines, under a "*** in database main ***" heading.
+      const msgs = rows.flatMap((r) => Object.values(r)[0].split('\n')).filter((m) => m && !m.startsWith('***'));
+      return msgs.length === 1 && msgs[0] === 'ok' ? [] : msgs;
+    } catch (e) {
+      return [(e as Error).message];
+    }
+  }
+
+  /**
+   * Recomputes every stored vector's checksum (store-schema.ts), deleted items too: ids whose bytes
+   * changed since they were stored, and how many rows have no checksum yet (a store not yet migrated).
+   */
+  checkVectors(): { checked: number; bad: number[]; unchecked: number } {
+    const out = { checked: 0, bad: [] as number[], unchecked: 0 };
+    const stmt = this.stmt('SELECT id, vector, vector_check FROM items WHERE id > @after ORDER BY id LIMIT @limit');
+    for (const page of this.pages<{ id: number; vector: Buffer; vector_check: Buffer | null }>(stmt, {}, 4096)) {
+      for (const r of page) {
+        if (r.vector_check === null) out.unchecked++;
+        else if (!vectorCheck(r.vector).equals(r.vector_check)) out.bad.push(r.id);
+        else out.checked++;
+      }
+    }
+    return out;
   }
 
   get(id: number): Item | undefined {
@@ -310,18 +292,23 @@ export class Store {
    * Vectors of the items inserted after `afterSeq` and live as of `atSeq`, in id order, `chunk`
    * at a time: bounded memory whatever the store's size. afterSeq 0 streams everything live.
    * Pages are keyed on seq, which orders inserts as id does (both are handed out in insertion
-   * order under the write lock), so the seq index serves both the range and the order.
+   * order under the write lock), so the seq index serves both the range and the order. With
+   * `bad`, each vector is checked against its checksum and the ids that fail are pushed there.
    */
-  *liveVectors(opts: { afterSeq?: number; atSeq?: number; label?: number; chunk?: number } = {}): Generator<VectorChunk> {
-    const { afterSeq = 0, atSeq = this.seq(), label, chunk = 1024 } = opts;
+  *liveVectors(opts: { afterSeq?: number; atSeq?: number; label?: number; chunk?: number; bad?: number[] } = {}): Generator<VectorChunk> {
+    const { afterSeq = 0, atSeq = this.seq(), label, chunk = 1024, bad } = opts;
     const byLabel = label === undefined ? '' : 'AND label = @label';
-    const stmt = this.stmt(`SELECT id, label, vector, seq FROM items
+    const stmt = this.stmt(`SELECT id, label, vector, seq${bad ? ', vector_check' : ''} FROM items
       WHERE seq > @after AND ${LIVE_AT} ${byLabel} ORDER BY seq LIMIT @limit`);
     const params = label === undefined ? { at: atSeq } : { at: atSeq, label };
-    for (const page of this.pages<{ id: number; label: number; vector: Buffer; seq: number }, 'seq'>(stmt, params, chunk, 'seq', afterSeq)) {
+    type R = { id: number; label: number; vector: Buffer; seq: number; vector_check?: Buffer | null };
+    for (const page of this.pages<R, 'seq'>(stmt, params, chunk, 'seq', afterSeq)) {
       const vectors = new Float32Array(page.length * this.dim);
       const dst = Buffer.from(vectors.buffer);
-      page.forEach((r, i) => r.vector.copy(dst, i * this.dim * 4));
+      page.forEach((r, i) => {
+        r.vector.copy(dst, i * this.dim * 4);
+        if (bad && r.vector_check && !vectorCheck(r.vector).equals(r.vector_check)) bad.push(r.id);
+      });
       yield { ids: page.map((r) => r.id), labels: page.map((r) => r.label), vectors };
     }
   }
@@ -390,24 +377,18 @@ export class Store {
   }
 }
 
+/**
+ * A read-only open that failed because SQLite could not create the -shm file beside a leftover
+ * write-ahead log (a writer was killed, and this process cannot write the directory), said so.
+ */
+function readOnlyWalError(file: string, e: unknown): Error | undefined {
+  if (!/^SQLITE_(READONLY|CANTOPEN)/.test(String((e as { code?: unknown })?.code))) return undefined;
+  return new Error(
+    `${file} cannot be opened read-only here: its write-ahead log ${file}-wal is left from a writer that did not close, and SQLite needs to create ${file}-shm beside it, which this process may not (${(e as Error).message}). Have a user who can write the directory open the index once (e.g. matvit index compact), then read it`,
+  );
+}
+
 function configure(db: Database.Database): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL'); // why FULL: see the header
-}
-
-/** Validates an item; returns the row to insert (unit vector as a float32 blob). */
-function checkItem(it: NewItem, i: number, dim: number) {
-  const where = `items[${i}]`;
-  if (typeof it.source !== 'string' || it.source.length === 0) throw new Error(`${where}.source = ${JSON.stringify(it.source)}: expected a non-empty path or 'idx:#N'`);
-  const label = it.label ?? -1;
-  if (!Number.isInteger(label) || label < -1) throw new Error(`${where}.label = ${label}: expected an integer >= 0, or -1 for unknown`);
-  if (typeof it.sha256 !== 'string' || !SHA256.test(it.sha256)) throw new Error(`${where}.sha256 = ${JSON.stringify(it.sha256)}: expected 64 lowercase hex digits`);
-  if (!Number.isSafeInteger(it.bytes) || it.bytes < 0) throw new Error(`${where}.bytes = ${it.bytes}: expected an integer >= 0`);
-  const addedAt = it.addedAt ?? new Date().toISOString();
-  if (Number.isNaN(Date.parse(addedAt))) throw new Error(`${where}.addedAt = ${JSON.stringify(addedAt)}: expected an ISO 8601 time`);
-  const v = unitVector(it.vector, dim, `${where}.vector`);
-  return {
-    source: it.source, label, labelName: it.labelName ?? null, sha256: it.sha256, bytes: it.bytes, addedAt,
-    vector: Buffer.from(v.buffer, v.byteOffset, v.byteLength),
-  };
 }

@@ -5,71 +5,30 @@
 // Every change is committed to the store first, then applied to the in-memory graph; the graph
 // on disk is only a cache of "the store up to seq W". Opening loads that cache if it is intact,
 // replays what the store holds past W, and rebuilds from the stored vectors otherwise. So a
-// crash at any point loses nothing committed, and a change never costs a rebuild.
+// crash at any point loses nothing committed, and a change never costs a rebuild. Every write
+// also records what it acknowledged in acked.json (acked.ts), and opening checks the store
+// against it first (open.ts): a store that lost acknowledged changes is never served silently.
 //
 // All methods are synchronous: better-sqlite3 is, and only hnswlib's sync calls are used, so all
 // graph calls on an index are serialized by the JS thread without a mutex. A snapshot of a large
 // graph therefore blocks the event loop while it is written (about 0.1 s per 30 MB).
 import fs from 'node:fs';
 import path from 'node:path';
-import { removeStaleTemps } from '../util/durable.ts';
-import { GRAPH_FILE, Graph, type GraphFile, type GraphParams, SIDECAR_FILE, type SnapshotProblem } from './hnsw.ts';
-import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, readManifest, softwareVersions, writeManifest } from './manifest.ts';
-import { LiveSet } from './live-set.ts';
-import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
 import { type Scored, TopK } from '../util/topk.ts';
+import { writeAcked } from './acked.ts';
+import { badVectorsMessage } from './errors.ts';
+import { Graph, type GraphFile, type GraphParams } from './hnsw.ts';
+import { LiveSet } from './live-set.ts';
+import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, softwareVersions, writeManifest } from './manifest.ts';
+import { type Checked, type OpenOptions, checkOnOpen, createFiles } from './open.ts';
+import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
+import type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
 import { type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
-import { type VerifyOptions, type VerifyReport, verifyIndex } from './verify.ts';
 
 export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts';
+export { type OpenMode, type OpenOptions, STORE_FILE } from './open.ts';
 export type { Duplicate, InsertResult, Item, NewItem, RemoveResult } from './store.ts';
-
-export const STORE_FILE = 'store.sqlite';
-
-export interface OpenOptions {
-  /** The fingerprint of the model that will embed queries or new items; omit only for tools that embed nothing (info, verify, merge). */
-  expectedFingerprint?: string;
-  /** No writes at all: no snapshot, no manifest update, store opened read-only. */
-  readOnly?: boolean;
-}
-
-export interface SearchOptions {
-  /** Search breadth for this query (default: the index's ef). */
-  ef?: number;
-  /** Only items with this label. */
-  label?: number;
-}
-
-export interface SearchHit {
-  id: number;
-  /** Dot product ('ip') or cosine similarity ('cosine'): higher is better. */
-  score: number;
-  label: number;
-  source: string;
-}
-
-/** What opening did: load the snapshot and replay, or rebuild (and why). */
-export interface OpenReport {
-  snapshot: 'loaded' | SnapshotProblem | 'none';
-  reason?: string;
-  rebuilt: boolean;
-  /** Store changes applied on top of the snapshot (or all live items on a rebuild). */
-  replayed: { added: number; deleted: number };
-  ms: number;
-}
-
-export interface IndexInfo {
-  dir: string;
-  manifest: Manifest;
-  storeSeq: number;
-  counts: { live: number; deleted: number };
-  labels: Record<string, number>;
-  metaKeys: string[];
-  graph: { points: number; capacity: number; deletedSlots: number; appliedSeq: number; ef: number };
-  snapshot: { seq: number; writtenAt: string; bytes: number; behind: number } | null;
-  files: Record<string, number>;
-  opened: OpenReport;
-}
+export type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
 
 export class VectorIndex {
   private live = new LiveSet();
@@ -78,7 +37,7 @@ export class VectorIndex {
   /** The graph file on disk and its watermark, when this process knows it to be valid. */
   private onDisk: GraphFile | null = null;
   private graph!: Graph; // set by loadGraph
-  private opened!: OpenReport;
+  private report!: OpenReport;
 
   private constructor(
     readonly dir: string,
@@ -97,48 +56,32 @@ export class VectorIndex {
     return this.live.size;
   }
 
+  /** What opening found and did (see OpenReport). */
+  get opened(): OpenReport {
+    return this.report;
+  }
+
   // ---- lifecycle -------------------------------------------------------------------------------
 
-  /** Creates an empty index in `dir` (new or empty). The manifest is written last: it marks a complete index. */
+  /** Creates an empty index in `dir` (new or empty): open.ts's createFiles, then open. */
   static create(dir: string, input: IndexParamsInput): VectorIndex {
     const params = parseIndexParams(input);
-    if (fs.existsSync(path.join(dir, MANIFEST_FILE))) throw new Error(`${dir} already holds an index (${MANIFEST_FILE}); open it instead`);
-    fs.mkdirSync(dir, { recursive: true });
-    const storeFile = path.join(dir, STORE_FILE);
-    if (fs.existsSync(storeFile)) {
-      // A store without a manifest: a create that did not finish (empty store, safe to replace),
-      // or an index whose manifest was lost (items: never deleted here).
-      const old = Store.open(storeFile, { readOnly: true });
-      const seq = old.seq();
-      old.close();
-      if (seq > 0) throw new Error(`${dir} has no ${MANIFEST_FILE} but its ${STORE_FILE} holds ${seq} changes; restore the manifest, or move the directory away to start a new index`);
-      for (const f of [STORE_FILE, `${STORE_FILE}-wal`, `${STORE_FILE}-shm`]) fs.rmSync(path.join(dir, f), { force: true });
-    }
-    const foreign = fs.readdirSync(dir);
-    if (foreign.length > 0) throw new Error(`${dir} is not empty (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); an index is created in a new or empty directory`);
-    Store.create(storeFile, params.dim).close();
-    const now = new Date().toISOString();
-    writeManifest(dir, { format: 'matvit-index', version: 1, ...params, counts: { live: 0, deleted: 0, seq: 0 }, versions: softwareVersions(), createdAt: now, updatedAt: now });
+    createFiles(dir, params);
     return VectorIndex.open(dir, { expectedFingerprint: params.fingerprint });
   }
 
-  /** Opens an index; see the file header for what happens to the graph. */
+  /** Opens an index: the checks of open.ts, then the graph (see the file header). */
   static open(dir: string, opts: OpenOptions = {}): VectorIndex {
     const t0 = performance.now();
-    const manifest = readManifest(dir);
-    if (opts.expectedFingerprint !== undefined && opts.expectedFingerprint !== manifest.fingerprint)
-      throw new Error(`${dir} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Queries embedded by another model live in another metric space: use that model, or build a new index`);
-    const readOnly = opts.readOnly ?? false;
-    if (!readOnly) removeStaleTemps(dir);
-    const store = Store.open(path.join(dir, STORE_FILE), { readOnly });
+    const checked = checkOnOpen(dir, opts);
+    const readOnly = checked.readOnlyReason !== undefined;
     try {
-      if (store.dim !== manifest.dim) throw new Error(`${dir}: the store holds ${store.dim}-d vectors, the manifest says dim ${manifest.dim}`);
-      const index = new VectorIndex(dir, manifest, store, readOnly);
-      index.opened = index.loadGraph();
-      index.opened.ms = Math.round(performance.now() - t0);
+      const index = new VectorIndex(dir, checked.manifest, checked.store, readOnly);
+      index.report = index.loadGraph(checked);
+      index.report.ms = Math.round(performance.now() - t0);
       return index;
     } catch (e) {
-      store.close();
+      checked.store.close();
       throw e;
     }
   }
@@ -175,8 +118,10 @@ export class VectorIndex {
 
   // ---- graph state -----------------------------------------------------------------------------
 
-  /** Loads the snapshot (or rebuilds) and replays the store past its watermark. */
-  private loadGraph(): OpenReport {
+  /** Loads the snapshot (or rebuilds) and replays the store past its watermark; says what it did. */
+  private loadGraph(checked: Checked): OpenReport {
+    const { readOnlyReason, loss, damage, warnings } = checked;
+    const base = { writable: !this.readOnly, ...(readOnlyReason && { readOnlyReason }), ...(loss && { loss }), damage, warnings, ms: 0 };
     const seq = this.store.seq();
     const snap = Graph.readSnapshot(this.dir, this.params, { storeId: this.store.storeId, seq });
     if ('graph' in snap) {
@@ -184,21 +129,29 @@ export class VectorIndex {
       this.onDisk = snap.file;
       this.appliedSeq = snap.file.seq;
       for (const chunk of this.store.liveLabels(this.appliedSeq)) for (const r of chunk) this.live.add(r.id, r.label);
-      return { snapshot: 'loaded', rebuilt: false, replayed: this.catchUp(), ms: 0 };
+      return { ...base, snapshot: 'loaded', rebuilt: false, replayed: this.catchUp() };
     }
     // An empty store has nothing to rebuild: that is the normal state of a new index.
-    const none = seq === 0 && snap.problem === 'missing';
-    const replayed = this.rebuild();
-    if (!this.readOnly && !none) this.snapshot(); // else every open would rebuild again
-    return { snapshot: none ? 'none' : snap.problem, reason: none ? undefined : snap.reason, rebuilt: !none, replayed, ms: 0 };
+    if (seq === 0 && snap.problem === 'missing') return { ...base, snapshot: 'none', rebuilt: false, replayed: this.rebuild() };
+    const t = performance.now();
+    const bad: number[] = []; // a rebuild reads every vector: their checksums cost little more
+    const replayed = this.rebuild(bad);
+    const did = `rebuilt the graph from the ${this.live.size} live stored vectors in ${Math.round(performance.now() - t)} ms`;
+    if (!this.readOnly) this.snapshot(); // else every open would rebuild again
+    if (bad.length) damage.push(badVectorsMessage(this.store.file, bad));
+    const note = `graph snapshot ${snap.problem} (${snap.reason}): ${did}${this.readOnly ? ' in memory (read-only: the files are left as they are)' : ' and wrote a new snapshot'}`;
+    // Damage is what remains on disk: a writable open has repaired it; a stale snapshot (another
+    // hnswlib version, or a store recovered from a loss) is expected to be rebuilt.
+    (snap.problem === 'stale' || !this.readOnly ? warnings : damage).push(note);
+    return { ...base, snapshot: snap.problem, reason: snap.reason, rebuilt: true, replayed };
   }
 
   /** A new graph from the live stored vectors only: deleted items leave no slots behind. */
-  private rebuild(): { added: number; deleted: number } {
+  private rebuild(bad?: number[]): { added: number; deleted: number } {
     this.graph = Graph.create(this.params, this.store.counts().live);
     this.live = new LiveSet();
     this.appliedSeq = 0;
-    return this.catchUp();
+    return this.catchUp(bad);
   }
 
   /**
@@ -206,11 +159,11 @@ export class VectorIndex {
    * are added, items the graph holds that were deleted since are marked deleted. Also picks up
    * what other processes committed to the same store.
    */
-  private catchUp(): { added: number; deleted: number } {
+  private catchUp(bad?: number[]): { added: number; deleted: number } {
     const to = this.store.seq();
     let added = 0, deleted = 0;
     if (to === this.appliedSeq) return { added, deleted };
-    for (const c of this.store.liveVectors({ afterSeq: this.appliedSeq, atSeq: to })) {
+    for (const c of this.store.liveVectors({ afterSeq: this.appliedSeq, atSeq: to, bad })) {
       this.applyAdds(c.ids, c.labels, c.vectors);
       added += c.ids.length;
     }
@@ -244,6 +197,7 @@ export class VectorIndex {
   add(items: readonly NewItem[]): InsertResult {
     const vectors = items.map((it, i) => unitVector(it.vector, this.manifest.dim, `items[${i}].vector`));
     const r = this.store.insert(items.map((it, i) => ({ ...it, vector: vectors[i] })));
+    this.ack(r);
     if (r.fromSeq !== this.appliedSeq) {
       this.catchUp(); // another writer came between: replay everything, ours included
       return r;
@@ -272,12 +226,22 @@ export class VectorIndex {
   }
 
   private applyRemove(r: RemoveResult): RemoveResult {
+    this.ack(r);
     if (r.fromSeq !== this.appliedSeq) this.catchUp();
     else {
       for (const id of r.removed) this.applyDelete(id);
       this.appliedSeq = r.toSeq;
     }
     return r;
+  }
+
+  /**
+   * Records a committed write in acked.json before it is acknowledged (see acked.ts), holding the
+   * store's write lock, so that concurrent writers record in commit order and the file only grows.
+   */
+  private ack(r: { fromSeq: number; toSeq: number }): void {
+    if (r.toSeq === r.fromSeq) return;
+    this.store.underWriteLock(() => writeAcked(this.dir, { storeId: this.store.storeId, seq: this.store.seq(), maxId: this.store.maxId() }));
   }
 
   /** The live items among these content hashes, so a build can skip decoding and encoding them. */
@@ -375,13 +339,22 @@ export class VectorIndex {
     return this.onDisk;
   }
 
-  /** Rebuilds the graph from the live stored vectors (reclaiming deleted slots), then snapshots it. */
-  compact(): { before: number; after: number; ms: number } {
+  /**
+   * Rebuilds the graph from the live stored vectors (reclaiming deleted slots), then snapshots it;
+   * `badVectors`: live items whose stored vector fails its checksum (they are in the graph as they are).
+   */
+  compact(): { before: number; after: number; ms: number; badVectors: number[] } {
     const t0 = performance.now();
     const before = this.graph.count;
-    this.rebuild();
+    const badVectors: number[] = [];
+    this.rebuild(badVectors);
     if (!this.readOnly) this.snapshot();
-    return { before, after: this.graph.count, ms: Math.round(performance.now() - t0) };
+    return { before, after: this.graph.count, ms: Math.round(performance.now() - t0), badVectors };
+  }
+
+  /** Every stored vector against its checksum (a full read of the store: about 1 s per 60k 128-d items here). */
+  checkVectors(): { checked: number; bad: number[]; unchecked: number } {
+    return this.store.checkVectors();
   }
 
   info(): IndexInfo {
@@ -398,13 +371,8 @@ export class VectorIndex {
       graph: { points: this.graph.count, capacity: this.graph.capacity, deletedSlots: this.graph.count - this.live.size, appliedSeq: this.appliedSeq, ef: this.manifest.ef },
       snapshot: this.onDisk && { seq: this.onDisk.seq, writtenAt: this.onDisk.writtenAt, bytes: this.onDisk.bytes, behind: storeSeq - this.onDisk.seq },
       files,
-      opened: this.opened,
+      opened: this.report,
     };
-  }
-
-  /** See verify.ts. */
-  verify(opts: VerifyOptions = {}): VerifyReport {
-    return verifyIndex(this, opts);
   }
 
   /** The parts verify.ts inspects, caught up with the store; other callers use the methods above. */

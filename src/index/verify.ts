@@ -1,8 +1,16 @@
-// `matvit index verify`: manifest, store and graph agree, and the graph's recall@10 against exact search.
+// `matvit index verify`: every check an index can be put through. What opening found (open.ts,
+// vector-index.ts: a lost write, a bad graph snapshot), SQLite's own structure check, every stored
+// vector against its checksum, manifest, store and graph agreeing, and the graph's recall@10
+// against exact search. Any of it failing is a problem (exit code 1), named with the file and what
+// to do; notes are what is worth knowing but harms nothing.
+import path from 'node:path';
 import { seededSample } from '../util/sample.ts';
 import { neighbours, recallAt } from '../util/recall.ts';
+import { badVectorsMessage } from './errors.ts';
 import type { Manifest } from './manifest.ts';
-import type { VectorIndex } from './vector-index.ts';
+import { STORE_FILE, integrityMessage } from './open.ts';
+import { Store } from './store.ts';
+import { VectorIndex } from './vector-index.ts';
 
 export interface VerifyOptions {
   /** Stored vectors used as queries for recall@10 (seeded, so reruns use the same queries). */
@@ -10,22 +18,85 @@ export interface VerifyOptions {
   seed?: string;
   /** Also fail when recall@10 is below this. */
   minRecall?: number;
+  /** SQLite's integrity_check (every index checked against its table) instead of quick_check. */
+  full?: boolean;
 }
 
 export interface VerifyReport {
   ok: boolean;
   problems: string[];
-  counts: { manifest: Manifest['counts']; store: { live: number; deleted: number }; graphPoints: number; graphLive: number };
-  recall: { k: number; ef: number; queries: number; recallAt10: number; graphQps: number; exactMs: number };
+  notes: string[];
+  integrity: { check: 'quick_check' | 'integrity_check'; faults: string[] } | null;
+  vectors: { checked: number; bad: number[]; unchecked: number } | null;
+  /** Unset when the index could not be opened. */
+  counts?: { manifest: Manifest['counts']; store: { live: number; deleted: number }; graphPoints: number; graphLive: number };
+  recall?: { k: number; ef: number; queries: number; recallAt10: number; graphQps: number; exactMs: number };
 }
 
 const some = (ids: number[]) => ids.slice(0, 5).join(', ') + (ids.length > 5 ? ', ...' : '');
 
+/** Opens `dir` read-only and checks it; an index that cannot be opened is a report with that problem, not a throw. */
+export function verifyDir(dir: string, opts: VerifyOptions = {}): VerifyReport {
+  let index: VectorIndex;
+  try {
+    index = VectorIndex.open(dir, { mode: 'read', quickCheck: false }); // verify runs the check it is asked for
+  } catch (e) {
+    const report: VerifyReport = { ok: false, problems: [(e as Error).message], notes: [], integrity: null, vectors: null };
+    // What SQLite says of the file, when it opens at all, tells what the open could not.
+    let store: Store | undefined;
+    try {
+      store = Store.open(path.join(dir, STORE_FILE), { readOnly: true });
+      report.integrity = storeChecks(store, opts, report);
+    } catch {
+      // the first problem already says why the store cannot be read
+    } finally {
+      store?.close();
+    }
+    return report;
+  }
+  try {
+    return verifyIndex(index, opts);
+  } finally {
+    index.close();
+  }
+}
+
+/** SQLite's check of the store, and every vector against its checksum; problems and notes go into `r`. */
+function storeChecks(store: Store, opts: VerifyOptions, r: VerifyReport): VerifyReport['integrity'] {
+  const check = opts.full ? 'integrity_check' : 'quick_check';
+  const faults = store.integrityCheck(opts.full);
+  if (faults.length) r.problems.push(integrityMessage(store.file, check, faults));
+  try {
+    const v = store.checkVectors();
+    r.vectors = v;
+    if (v.bad.length) r.problems.push(badVectorsMessage(store.file, v.bad));
+    if (v.unchecked) r.notes.push(`${v.unchecked} stored vector(s) have no checksum yet (a store of schema 1 opened read-only): they are added when the index is next opened writable`);
+  } catch (e) {
+    r.problems.push(`the stored vectors of ${store.file} cannot be read: ${(e as Error).message}`);
+  }
+  return { check, faults };
+}
+
 /** Checks an open index (see the file header). */
 export function verifyIndex(index: VectorIndex, opts: VerifyOptions = {}): VerifyReport {
+  const r: VerifyReport = { ok: false, problems: [...index.opened.damage], notes: [...index.opened.warnings], integrity: null, vectors: null };
+  const { store } = index.internals();
+  r.integrity = storeChecks(store, opts, r);
+  try {
+    consistency(index, opts, r);
+  } catch (e) {
+    r.problems.push(`${index.dir}: the check of manifest, store and graph failed: ${(e as Error).message}`);
+  }
+  r.problems = [...new Set(r.problems)];
+  r.ok = r.problems.length === 0;
+  return r;
+}
+
+/** Manifest, store and graph agree; the graph's copy of sampled vectors; recall@10 against exact search. */
+function consistency(index: VectorIndex, opts: VerifyOptions, r: VerifyReport): void {
   const { sampleSize = 200, seed = 'verify', minRecall } = opts;
   const { store, graph, live, appliedSeq, manifest: m, exact } = index.internals();
-  const problems: string[] = [];
+  const problems = r.problems;
   const counts = store.counts(appliedSeq);
   // Manifest: its counts are as of its own seq; compare with the store at that seq.
   if (m.counts.seq > appliedSeq) problems.push(`manifest counts are as of seq ${m.counts.seq}, past the store's ${appliedSeq}`);
@@ -47,6 +118,7 @@ export function verifyIndex(index: VectorIndex, opts: VerifyOptions = {}): Verif
   for (const id of liveIds) if (graph.point(id) === undefined) missing.push(id);
   if (missing.length) problems.push(`${missing.length} live items missing from the graph (ids ${some(missing)})`);
   if (extra.length) problems.push(`${extra.length} graph points not live in the store (ids ${some(extra)})`);
+  r.counts = { manifest: m.counts, store: counts, graphPoints: graph.count, graphLive };
   // Recall@10 on a seeded sample of stored vectors, and the graph's copy of them.
   const sample = seededSample(liveIds, sampleSize, seed);
   const n = sample.length;
@@ -67,10 +139,5 @@ export function verifyIndex(index: VectorIndex, opts: VerifyOptions = {}): Verif
   const exactMs = performance.now() - t;
   const recallAt10 = n === 0 ? 1 : recallAt(neighbours(approx, k), neighbours(truth, k));
   if (minRecall !== undefined && recallAt10 < minRecall) problems.push(`recall@10 ${recallAt10.toFixed(4)} is below ${minRecall} at ef ${m.ef}`);
-  return {
-    ok: problems.length === 0,
-    problems,
-    counts: { manifest: m.counts, store: counts, graphPoints: graph.count, graphLive },
-    recall: { k, ef: m.ef, queries: n, recallAt10, graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)), exactMs: Math.round(exactMs) },
-  };
+  r.recall = { k, ef: m.ef, queries: n, recallAt10, graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)), exactMs: Math.round(exactMs) };
 }

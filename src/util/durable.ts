@@ -51,16 +51,22 @@ export function renameDurable(from: string, to: string): void {
 }
 
 /**
- * Deletes temp files (`NAME.tmp-PID...`) left in `dir` by writers that were killed mid-write.
- * Those of live processes stay: another process may be writing a snapshot right now.
+ * Deletes temp files (`NAME.tmp-PID...`) left in `dir` by writers that were killed mid-write, and
+ * returns their names. Those of live processes stay: another process may be writing a snapshot
+ * right now. One that cannot be deleted (a read-only directory) is passed to `failed`, never thrown.
  */
-export function removeStaleTemps(dir: string): string[] {
+export function removeStaleTemps(dir: string, failed?: (file: string, reason: string) => void): string[] {
   const removed: string[] = [];
   for (const f of fs.readdirSync(dir)) {
     const pid = Number(/\.tmp-(\d+)/.exec(f)?.[1]);
     if (!pid || pidAlive(pid)) continue;
-    fs.rmSync(path.join(dir, f), { force: true });
-    removed.push(f);
+    try {
+      fs.unlinkSync(path.join(dir, f)); // not rmSync: it reports a refused unlink as ENOTDIR
+      removed.push(f);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') failed?.(f, code ?? (e as Error).message);
+    }
   }
   return removed;
 }
