@@ -2,40 +2,31 @@
 // (build.ts and pipeline.ts embed, vector-index.ts holds the index, verify.ts and merge.ts).
 import fs from 'node:fs';
 import path from 'node:path';
-import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { ENGINES } from '../engine/encoder.ts';
-import { type BuildSummary, addPaths, buildIndex } from '../index/build.ts';
-import { benchIndex } from '../index/bench.ts';
-import { modelPathFor } from '../index/corpus.ts';
-import { badVectorsMessage } from '../index/errors.ts';
-import { corpusOf, sourcesToRemove } from '../index/file-list.ts';
-import { mergeIndexes } from '../index/merge.ts';
-import { recoverIndex } from '../index/recover.ts';
-import { type Progress, parseShard } from '../index/pipeline.ts';
-import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
-import { STORE_FILE, VectorIndex } from '../index/vector-index.ts';
-import { verifyDir } from '../index/verify.ts';
-import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
-import { loadCheckpoint } from '../model/checkpoint.ts';
-import { submodelName } from '../model/config.ts';
 import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
-import { UsageError, csv, parseOptions, printJson, submodelOption } from './common.ts';
+import { ENGINES } from '../engine/encoder.ts';
+import type { BuildSummary } from '../index/build.ts';
+import { IndexParams, MANIFEST_FILE, readManifest } from '../index/manifest.ts';
+import type { Progress } from '../index/pipeline.ts';
+import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
+import { submodelName } from '../model/config.ts';
+import { UsageError, csv, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
+import { phaseBar } from './progress.ts';
 import { markdownTable } from '../util/format.ts';
 
 const count = (min: number) => {
   const error = `expected an integer >= ${min}`;
   return z.coerce.number({ error }).int(error).min(min, error);
 };
-const Shard = z.string().transform((s, ctx) => {
+/** `--flag value` parsed by `parse` (loaded with the action); its error names the flag and the value. */
+function parsedFlag<T>(name: string, value: string, parse: (v: string) => T): T {
   try {
-    return parseShard(s);
+    return parse(value);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
+    throw new UsageError(`${name}: ${(e as Error).message} (received ${JSON.stringify(value)})`);
   }
-});
+}
 
 /** Options of every command that embeds images. */
 const Pipeline = {
@@ -43,44 +34,28 @@ const Pipeline = {
   workers: count(1).optional(),
   batch: count(1).optional(),
   concurrency: count(1).optional(),
-  snapshotEvery: count(0).optional(),
-  maxPixels: count(1).optional(),
+  snapshotEvery: count(0).default(DEFAULT_SNAPSHOT_EVERY),
+  maxPixels: count(1).default(DEFAULT_PIXEL_LIMIT),
   progress: z.boolean().default(true),
   json: z.boolean().default(false),
 };
-const withPipeline = (cmd: Command) =>
+const withPipeline = (cmd: Command, O: z.ZodObject) =>
   cmd
-    .option('--engine <name>', `engine: ${ENGINES.join(', ')}`, 'onnx')
-    .option('--workers <n>', 'onnx: encoder worker threads sharing the cores, each running whole batches and holding a copy of the model (default: one per core under 1000 MFLOPs per image, else 1)')
-    .option('--batch <n>', 'images per encoder call (default: 256 for small inputs, 32 for 224x224)')
-    .option('--concurrency <n>', 'images read and decoded at once (default: 2 per core)')
-    .option('--snapshot-every <n>', `write the graph snapshot every N batches; 0: only at the end (default ${DEFAULT_SNAPSHOT_EVERY})`)
-    .option('--max-pixels <n>', `refuse images of more pixels, a decompression-bomb guard (default ${DEFAULT_PIXEL_LIMIT})`)
-    .option('--no-progress', 'no progress bar')
-    .option('--json', 'print the summary as JSON');
+    .addOption(flag(O, '--engine <name>', `engine: ${ENGINES.join(', ')}`))
+    .addOption(flag(O, '--workers <n>', 'onnx: encoder worker threads sharing the cores, each running whole batches and holding a copy of the model (default: one per core under 1000 MFLOPs per image, else 1)'))
+    .addOption(flag(O, '--batch <n>', 'images per encoder call (default: 256 for small inputs, 32 for 224x224)'))
+    .addOption(flag(O, '--concurrency <n>', 'images read and decoded at once (default: 2 per core)'))
+    .addOption(flag(O, '--snapshot-every <n>', 'write the graph snapshot every N batches; 0: only at the end'))
+    .addOption(flag(O, '--max-pixels <n>', 'refuse images of more pixels, a decompression-bomb guard'))
+    .addOption(flag(O, '--no-progress', 'no progress bar'))
+    .addOption(flag(O, '--json', 'print the summary as JSON'));
 
-/** A progress bar on stderr (cli-progress draws nothing when stderr is not a terminal). */
-function progressBar(enabled: boolean): { onProgress?: (p: Progress) => void; stop: () => void } {
+/** The pipeline's progress on the CLI's progress bar (none with --no-progress). */
+function buildProgress(enabled: boolean): { onProgress?: (p: Progress) => void; stop: () => void } {
   if (!enabled) return { stop: () => {} };
-  const bar = new cliProgress.SingleBar(
-    {
-      format: 'index [{bar}] {value}/{total} {percentage}% | {speed} img/s | eta {eta_formatted} | added {added}, duplicates {duplicates}, already indexed {indexed}, skipped {skipped}',
-      stream: process.stderr,
-      etaBuffer: 100,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    onProgress: (p) => {
-      const payload = { speed: ((p.processed * 1000) / Math.max(p.elapsedMs, 1)).toFixed(0), added: p.added, duplicates: p.duplicates, indexed: p.alreadyIndexed, skipped: p.skipped };
-      if (!started) {
-        bar.start(p.total, p.processed, payload);
-        started = true;
-      } else bar.update(p.processed, payload);
-    },
-    stop: () => started && bar.stop(),
-  };
+  const bar = phaseBar();
+  const counts = (p: Progress) => `added ${p.added}, duplicates ${p.duplicates}, already indexed ${p.alreadyIndexed}, skipped ${p.skipped}`;
+  return { onProgress: (p) => bar.update('index', p.processed, p.total, 'img', counts(p)), stop: bar.stop };
 }
 
 function printSummary(s: BuildSummary, json: boolean): void {
@@ -100,39 +75,43 @@ function printSummary(s: BuildSummary, json: boolean): void {
 // ---- build -------------------------------------------------------------------------------------
 
 const BuildOptions = z.object({
-  model: z.string().min(1),
+  model: modelDir,
   data: z.string().min(1),
   out: z.string().min(1),
   granularity: z.string().optional(),
   ffnDims: z.string().optional(),
-  shard: Shard.optional(),
+  shard: z.string().optional(),
   m: count(2).optional(),
   efConstruction: count(1).optional(),
   ef: count(1).optional(),
   ...Pipeline,
 });
 
+const B = BuildOptions;
 const buildCommand = withPipeline(
   new Command('build')
     .description('embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption')
-    .requiredOption('--model <dir>', 'checkpoint directory')
-    .requiredOption('--data <spec>', 'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]')
-    .requiredOption('--out <dir>', 'index directory (created, or continued when it holds an index of this model)')
-    .option('--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)')
-    .option('--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)")
-    .option('--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`')
-    .option('--m <n>', 'HNSW links per node (new index; default 16)')
-    .option('--ef-construction <n>', 'HNSW build breadth (new index; default 64)')
-    .option('--ef <n>', 'HNSW search breadth (new index; default 128)'),
+    .addOption(flag(B, '--model <dir>', 'checkpoint directory'))
+    .addOption(flag(B, '--data <spec>', 'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]'))
+    .addOption(flag(B, '--out <dir>', 'index directory (created, or continued when it holds an index of this model)'))
+    .addOption(flag(B, '--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)'))
+    .addOption(flag(B, '--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)"))
+    .addOption(flag(B, '--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`'))
+    .addOption(flag(IndexParams, '--m <n>', 'HNSW links per node (new index)', 'M'))
+    .addOption(flag(IndexParams, '--ef-construction <n>', 'HNSW build breadth (new index)'))
+    .addOption(flag(IndexParams, '--ef <n>', 'HNSW search breadth (new index)')),
+  B,
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
+  const [{ loadCheckpoint }, { buildIndex }, { parseShard }] = await Promise.all([import('../model/checkpoint.ts'), import('../index/build.ts'), import('../index/pipeline.ts')]);
+  const shard = o.shard === undefined ? undefined : parsedFlag('--shard', o.shard, parseShard);
   const checkpoint = loadCheckpoint(o.model);
   const sub = submodelOption(checkpoint.meta.model, o);
-  const bar = progressBar(o.progress);
+  const bar = buildProgress(o.progress);
   let s: BuildSummary;
   try {
     s = await buildIndex({
-      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, workers: o.workers, shard: o.shard,
+      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, workers: o.workers, shard,
       M: o.m, efConstruction: o.efConstruction, ef: o.ef, batch: o.batch, concurrency: o.concurrency, snapshotEvery: o.snapshotEvery,
       maxPixels: o.maxPixels, onProgress: bar.onProgress,
     });
@@ -152,17 +131,19 @@ function calibrationHint(dir: string): void {
 
 // ---- add ---------------------------------------------------------------------------------------
 
-const AddOptions = z.object({ index: z.string().min(1), model: z.string().min(1).optional(), ...Pipeline });
+const AddOptions = z.object({ index: z.string().min(1), model: modelDir.optional(), ...Pipeline });
 
 const addCommand = withPipeline(
   new Command('add')
     .description("embed image files (folders: every image inside, recursively) with the index's model and corpus submodel and add what is new")
-    .requiredOption('--index <dir>', 'index directory')
-    .option('--model <dir>', "the index's model, when not where the manifest's modelPath says (its fingerprint must match)")
+    .addOption(flag(AddOptions, '--index <dir>', 'index directory'))
+    .addOption(flag(AddOptions, '--model <dir>', "the index's model, when not where the manifest's modelPath says (its fingerprint must match)"))
     .argument('<paths...>', 'image files or folders'),
+  AddOptions,
 ).action(async (paths: string[], raw) => {
   const o = parseOptions(AddOptions, raw);
-  const bar = progressBar(o.progress);
+  const { addPaths } = await import('../index/build.ts');
+  const bar = buildProgress(o.progress);
   let s: BuildSummary;
   try {
     s = await addPaths({ ...o, paths, onProgress: bar.onProgress });
@@ -183,12 +164,13 @@ const RemoveOptions = z.object({
 
 const removeCommand = new Command('remove')
   .description('delete items by id or by source path; removed items are never returned again (compact reclaims their space)')
-  .requiredOption('--index <dir>', 'index directory')
-  .option('--id <ids...>', 'item ids')
-  .option('--path <paths...>', 'sources as stored (relative to the corpus root, idx:#N), or files as given to `index add`')
-  .option('--json', 'print JSON')
-  .action((raw) => {
+  .addOption(flag(RemoveOptions, '--index <dir>', 'index directory'))
+  .addOption(flag(RemoveOptions, '--id <ids...>', 'item ids'))
+  .addOption(flag(RemoveOptions, '--path <paths...>', 'sources as stored (relative to the corpus root, idx:#N), or files as given to `index add`'))
+  .addOption(flag(RemoveOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
     const o = parseOptions(RemoveOptions, raw);
+    const [{ VectorIndex }, { sourcesToRemove }] = await Promise.all([import('../index/vector-index.ts'), import('../index/file-list.ts')]);
     if (!o.id === !o.path) throw new UsageError('give one of --id ID... or --path PATH...');
     const index = VectorIndex.open(o.index);
     try {
@@ -204,14 +186,18 @@ const removeCommand = new Command('remove')
     }
   });
 
+/** Options of the commands that only name an index. */
+const IndexOnly = z.object({ index: z.string().min(1), json: z.boolean().default(false) });
+
 // ---- compact -----------------------------------------------------------------------------------
 
 const compactCommand = new Command('compact')
   .description('rebuild the graph from the stored vectors, reclaiming the slots of removed items')
-  .requiredOption('--index <dir>', 'index directory')
-  .option('--json', 'print JSON')
-  .action((raw) => {
-    const o = parseOptions(z.object({ index: z.string().min(1), json: z.boolean().default(false) }), raw);
+  .addOption(flag(IndexOnly, '--index <dir>', 'index directory'))
+  .addOption(flag(IndexOnly, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(IndexOnly, raw);
+    const [{ VectorIndex, STORE_FILE }, { badVectorsMessage }] = await Promise.all([import('../index/vector-index.ts'), import('../index/errors.ts')]);
     const index = VectorIndex.open(o.index);
     try {
       const r = index.compact();
@@ -231,10 +217,11 @@ const compactCommand = new Command('compact')
 
 const infoCommand = new Command('info')
   .description("an index's model, parameters, counts, labels, graph snapshot and files, and what opening it found (opens read-only; `index verify` checks it all)")
-  .requiredOption('--index <dir>', 'index directory')
-  .option('--json', 'print JSON')
-  .action((raw) => {
-    const o = parseOptions(z.object({ index: z.string().min(1), json: z.boolean().default(false) }), raw);
+  .addOption(flag(IndexOnly, '--index <dir>', 'index directory'))
+  .addOption(flag(IndexOnly, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(IndexOnly, raw);
+    const [{ VectorIndex }, { corpusOf }] = await Promise.all([import('../index/vector-index.ts'), import('../index/file-list.ts')]);
     const index = VectorIndex.open(o.index, { mode: 'read' });
     try {
       const i = index.info();
@@ -277,13 +264,14 @@ const VerifyOptions = z.object({
 
 const verifyCommand = new Command('verify')
   .description("check the index (opens read-only): what opening finds (lost acknowledged writes, a missing or damaged graph snapshot), SQLite's check of the store, every stored vector against its checksum, manifest, store and graph agreeing, and recall@10 of the graph against exact search; exit code 1 when not ok")
-  .requiredOption('--index <dir>', 'index directory')
-  .option('--sample <n>', 'stored vectors used as queries for recall@10', '200')
-  .option('--min-recall <r>', 'also fail when recall@10 is below r')
-  .option('--full', "SQLite's integrity_check (every index against its table; slower) instead of quick_check")
-  .option('--json', 'print JSON')
-  .action((raw) => {
+  .addOption(flag(VerifyOptions, '--index <dir>', 'index directory'))
+  .addOption(flag(VerifyOptions, '--sample <n>', 'stored vectors used as queries for recall@10'))
+  .addOption(flag(VerifyOptions, '--min-recall <r>', 'also fail when recall@10 is below r'))
+  .addOption(flag(VerifyOptions, '--full', "SQLite's integrity_check (every index against its table; slower) instead of quick_check"))
+  .addOption(flag(VerifyOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
     const o = parseOptions(VerifyOptions, raw);
+    const { verifyDir } = await import('../index/verify.ts');
     const r = verifyDir(o.index, { sampleSize: o.sample, minRecall: o.minRecall, full: o.full });
     if (o.json) printJson(r);
     else {
@@ -303,13 +291,16 @@ const verifyCommand = new Command('verify')
 
 // ---- recover -----------------------------------------------------------------------------------
 
+const RecoverOptions = z.object({ index: z.string().min(1), acceptLoss: z.boolean().default(false), json: z.boolean().default(false) });
+
 const recoverCommand = new Command('recover')
   .description('after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice')
-  .requiredOption('--index <dir>', 'index directory')
-  .option('--accept-loss', 'give up the missing changes (without it, only says what is missing)')
-  .option('--json', 'print JSON')
-  .action((raw) => {
-    const o = parseOptions(z.object({ index: z.string().min(1), acceptLoss: z.boolean().default(false), json: z.boolean().default(false) }), raw);
+  .addOption(flag(RecoverOptions, '--index <dir>', 'index directory'))
+  .addOption(flag(RecoverOptions, '--accept-loss', 'give up the missing changes (without it, only says what is missing)'))
+  .addOption(flag(RecoverOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(RecoverOptions, raw);
+    const { recoverIndex } = await import('../index/recover.ts');
     const r = recoverIndex(o.index, { acceptLoss: o.acceptLoss });
     if (o.json) return void printJson(r);
     if (!r.after) return void process.stdout.write(`${o.index}: nothing to recover: the store holds every acknowledged change\n`);
@@ -321,13 +312,20 @@ const recoverCommand = new Command('recover')
 
 // ---- merge -------------------------------------------------------------------------------------
 
+const MergeOptions = z.object({ out: z.string().min(1), json: z.boolean().default(false) });
+
 const mergeCommand = new Command('merge')
   .description('join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge')
-  .requiredOption('--out <dir>', 'the merged index (created, or continued)')
-  .option('--json', 'print JSON')
+  .addOption(flag(MergeOptions, '--out <dir>', 'the merged index (created, or continued)'))
+  .addOption(flag(MergeOptions, '--json', 'print JSON'))
   .argument('<shards...>', 'shard index directories')
-  .action((shards: string[], raw) => {
-    const o = parseOptions(z.object({ out: z.string().min(1), json: z.boolean().default(false) }), raw);
+  .action(async (shards: string[], raw) => {
+    const o = parseOptions(MergeOptions, raw);
+    const [{ modelPathFor }, { VectorIndex }, { mergeIndexes }] = await Promise.all([
+      import('../index/corpus.ts'),
+      import('../index/vector-index.ts'),
+      import('../index/merge.ts'),
+    ]);
     const manifests = shards.map((d) => readManifest(d));
     const first = manifests[0];
     // The merged index records where the shards' model is, so that `index add` and `serve` find
@@ -364,13 +362,14 @@ const BenchIndexOptions = z.object({
 
 export const benchIndexCommand = new Command('index')
   .description("insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors")
-  .requiredOption('--index <dir>', 'index directory (read only)')
-  .option('--ef-construction <list>', 'build breadths to compare', '200,100,64,48')
-  .option('--ef <list>', "search breadths (default: the index's ef)")
-  .option('--sample <n>', 'stored items used as queries for recall@10', '500')
-  .option('--json', 'print JSON')
+  .addOption(flag(BenchIndexOptions, '--index <dir>', 'index directory (read only)'))
+  .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare'))
+  .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef)"))
+  .addOption(flag(BenchIndexOptions, '--sample <n>', 'stored items used as queries for recall@10'))
+  .addOption(flag(BenchIndexOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(BenchIndexOptions, raw);
+    const [{ VectorIndex }, { benchIndex }] = await Promise.all([import('../index/vector-index.ts'), import('../index/bench.ts')]);
     const index = VectorIndex.open(o.index, { mode: 'read' });
     try {
       const r = await benchIndex(index, o.efConstruction, { efs: o.ef, sample: o.sample });
@@ -388,4 +387,4 @@ export const benchIndexCommand = new Command('index')
   });
 
 export const indexCommand = new Command('index').description('corpus indexes: build, add, remove, compact, info, verify, recover, merge');
-for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, recoverCommand, mergeCommand]) indexCommand.addCommand(cmd.exitOverride());
+for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, recoverCommand, mergeCommand]) indexCommand.addCommand(cmd);
