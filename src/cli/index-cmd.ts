@@ -10,7 +10,7 @@ import type { BuildSummary } from '../index/build.ts';
 import { IndexParams, MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import type { Progress } from '../index/pipeline.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
-import { submodelName } from '../model/config.ts';
+import { type ModelConfig, submodelName } from '../model/config.ts';
 import { UsageError, csv, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
 import { phaseBar } from './progress.ts';
 import { markdownTable } from '../util/format.ts';
@@ -107,6 +107,7 @@ const buildCommand = withPipeline(
   const shard = o.shard === undefined ? undefined : parsedFlag('--shard', o.shard, parseShard);
   const checkpoint = loadCheckpoint(o.model);
   const sub = submodelOption(checkpoint.meta.model, o);
+  await warnCorpusFit(o.data, checkpoint.meta.model, o.model);
   const bar = buildProgress(o.progress);
   let s: BuildSummary;
   try {
@@ -121,6 +122,17 @@ const buildCommand = withPipeline(
   printSummary(s, o.json);
   if (!o.json) calibrationHint(o.out);
 });
+
+/** Says on stderr when the corpus does not look like the model's input (colour for a grayscale model, sizes far off), before anything is embedded. */
+async function warnCorpusFit(spec: string, c: ModelConfig, modelDir: string): Promise<void> {
+  const [{ parseDatasetSpec }, { corpusFit }] = await Promise.all([import('../data/dataset.ts'), import('../data/corpus-fit.ts')]);
+  const fit = await corpusFit(await parseDatasetSpec(spec), c);
+  for (const w of fit.warnings) process.stderr.write(`warning: ${w}\n`);
+  if (fit.warnings.length)
+    process.stderr.write(
+      `warning: embeddings of images unlike a model's training data are not meaningful (every pair may score near 1); ${modelDir} is for images like its own. For other images import a pretrained ViT (matvit import, README "Use your own ViT").\n`,
+    );
+}
 
 /** After a build of a labelled corpus: the command that makes `auto` save compute (until it runs, serve's auto is the corpus submodel). */
 function calibrationHint(dir: string): void {
