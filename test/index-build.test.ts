@@ -12,7 +12,8 @@ import seedrandom from 'seedrandom';
 import sharp, { type CreateRaw } from 'sharp';
 import type { Dataset } from '../src/data/dataset.ts';
 import { type BuildSummary, buildIndex } from '../src/index/build.ts';
-import { parseShard, runPipeline, shardOf } from '../src/index/pipeline.ts';
+import { runPipeline } from '../src/index/pipeline.ts';
+import { parseShard, shardOf } from '../src/index/shard.ts';
 import { createEncoder } from '../src/engine/encoder.ts';
 import { VectorIndex, STORE_FILE } from '../src/index/vector-index.ts';
 import { verifyIndex } from '../src/index/verify.ts';
@@ -29,8 +30,19 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 const dir = (name: string) => path.join(root, name);
 
 const TINY = ModelConfig.parse({
-  name: 'tiny-index', imageSize: 28, patchSize: 14, channels: 1, dim: 16, depth: 2, heads: 2, mlpDim: 32, numClasses: 10,
-  mean: [0.286], std: [0.353], interpolation: 'bilinear', cropPct: 1,
+  name: 'tiny-index',
+  imageSize: 28,
+  patchSize: 14,
+  channels: 1,
+  dim: 16,
+  depth: 2,
+  heads: 2,
+  mlpDim: 32,
+  numClasses: 10,
+  mean: [0.286],
+  std: [0.353],
+  interpolation: 'bilinear',
+  cropPct: 1,
 });
 
 /**
@@ -39,7 +51,8 @@ const TINY = ModelConfig.parse({
  */
 function makeModel(out: string, seed: number): string {
   const w = initWeights(TINY, seed);
-  for (const t of Object.values(w)) if (t.shape.length === 2) for (let i = 0; i < t.data.length; i++) t.data[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
+  for (const t of Object.values(w))
+    if (t.shape.length === 2) for (let i = 0; i < t.data.length; i++) t.data[i] *= 1 / (0.02 * Math.sqrt(t.shape[0]));
   return saveCheckpoint(out, TINY, w).fingerprint;
 }
 
@@ -51,7 +64,8 @@ interface Run {
 }
 const finished = (child: ChildProcess): Promise<Run> =>
   new Promise((resolve, reject) => {
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));
     child.stderr!.on('data', (d) => (stderr += d));
     child.on('error', reject);
@@ -71,10 +85,11 @@ function liveItems(indexDir: string): Map<string, { id: number; source: string }
   const store = Store.open(path.join(indexDir, STORE_FILE), { readOnly: true });
   try {
     const out = new Map<string, { id: number; source: string }>();
-    for (const chunk of store.liveItems()) for (const it of chunk) {
-      assert.ok(!out.has(it.sha256), `sha256 ${it.sha256} is live twice`);
-      out.set(it.sha256, { id: it.id, source: it.source });
-    }
+    for (const chunk of store.liveItems())
+      for (const it of chunk) {
+        assert.ok(!out.has(it.sha256), `sha256 ${it.sha256} is live twice`);
+        out.set(it.sha256, { id: it.id, source: it.source });
+      }
     return out;
   } finally {
     store.close();
@@ -84,7 +99,10 @@ const bySource = (m: Map<string, { source: string }>) => new Map([...m].map(([sh
 
 /** A few stored vectors of an index, as queries. */
 function queriesFrom(indexDir: string, n: number): Float32Array[] {
-  const ids = [...liveItems(indexDir).values()].map((v) => v.id).filter((_, i) => i % 97 === 3).slice(0, n);
+  const ids = [...liveItems(indexDir).values()]
+    .map((v) => v.id)
+    .filter((_, i) => i % 97 === 3)
+    .slice(0, n);
   const store = Store.open(path.join(indexDir, STORE_FILE), { readOnly: true });
   try {
     const flat = store.vectorsOf(ids);
@@ -107,7 +125,11 @@ function assertSameExact(a: string, b: string, queries: Float32Array[]): void {
       assert.equal(ha.length, hb.length);
       ha.forEach((h, i) => assert.ok(Math.abs(h.score - hb[i].score) < 1e-5, `rank ${i}: score ${h.score} vs ${hb[i].score}`));
       const edge = ha[ha.length - 1].score;
-      const clear = (hs: typeof ha) => hs.filter((h) => h.score > edge + 1e-5).map((h) => h.source).sort();
+      const clear = (hs: typeof ha) =>
+        hs
+          .filter((h) => h.score > edge + 1e-5)
+          .map((h) => h.source)
+          .sort();
       assert.deepEqual(clear(ha), clear(hb));
     }
   } finally {
@@ -146,7 +168,10 @@ describe('index build', () => {
     const first = index.item(1)!;
     index.close();
     assert.deepEqual([first.source, first.bytes], ['idx:#0', 28 * 28]);
-    assert.equal(first.labelName, ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'][first.label]);
+    assert.equal(
+      first.labelName,
+      ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'][first.label],
+    );
     assert.equal(manifest.fingerprint, fingerprint);
     assert.deepEqual(manifest.ffnDims, [32, 32], 'XL by default');
     assert.equal(path.resolve(ref, manifest.modelPath!), model);
@@ -156,7 +181,21 @@ describe('index build', () => {
   test('SIGKILL after the first batch, mid-run and during a snapshot; each resume keeps what was committed and ends equal to an uninterrupted build', async (t) => {
     const out = dir('crash');
     fs.mkdirSync(out); // an empty directory is a valid place for a new index, and can be watched from the start
-    const args = ['index', 'build', '--model', model, '--data', DATA, '--out', out, '--batch', '8', '--snapshot-every', '4', '--no-progress'];
+    const args = [
+      'index',
+      'build',
+      '--model',
+      model,
+      '--data',
+      DATA,
+      '--out',
+      out,
+      '--batch',
+      '8',
+      '--snapshot-every',
+      '4',
+      '--no-progress',
+    ];
     let committed = new Map<string, { id: number; source: string }>();
     const kills: [string, (child: ChildProcess) => () => void][] = [
       ['after the first committed batch', (child) => killAtSeq(child, out, 1)],
@@ -172,7 +211,8 @@ describe('index build', () => {
       const now = liveItems(out);
       const temps = fs.readdirSync(out).filter((f) => f.includes('.tmp-'));
       t.diagnostic(`killed ${when}: ${now.size} items committed${temps.length ? `, left ${temps.join(', ')}` : ''}`);
-      for (const [sha, v] of committed) assert.deepEqual(now.get(sha), v, `item ${v.source} committed before an earlier kill is still there with its id`);
+      for (const [sha, v] of committed)
+        assert.deepEqual(now.get(sha), v, `item ${v.source} committed before an earlier kill is still there with its id`);
       assert.ok(now.size >= committed.size);
       committed = now;
       VectorIndex.open(out, { expectedFingerprint: fingerprint }).close(); // opens (replaying or rebuilding the graph)
@@ -199,7 +239,16 @@ describe('index build', () => {
     const shards = [1, 2].map((i) => dir(`shard${i}`));
     const summaries: BuildSummary[] = [];
     for (const [k, out] of shards.entries())
-      summaries.push(await buildIndex({ checkpoint: loadCheckpoint(model), modelDir: model, data: DATA, out, batch: 32, shard: { index: k + 1, count: 2 } }));
+      summaries.push(
+        await buildIndex({
+          checkpoint: loadCheckpoint(model),
+          modelDir: model,
+          data: DATA,
+          out,
+          batch: 32,
+          shard: { index: k + 1, count: 2 },
+        }),
+      );
     assert.equal(summaries[0].items + summaries[1].items, N, 'the shards split the corpus');
     assert.ok(Math.min(summaries[0].items, summaries[1].items) > N / 3, `a hash split is roughly even: ${summaries.map((s) => s.items)}`);
     const [a, b] = shards.map(liveItems);
@@ -244,13 +293,25 @@ describe('index add, remove, compact', () => {
     let index = VectorIndex.open(out, { mode: 'read' });
     const items = [...liveItems(out).values()];
     const info = (source: string) => index.item(items.find((v) => v.source === source)!.id)!;
-    assert.deepEqual([info('dog/new1.png').label, info('dog/new1.png').labelName], [1, 'dog'], 'a file added into a class folder gets its label');
+    assert.deepEqual(
+      [info('dog/new1.png').label, info('dog/new1.png').labelName],
+      [1, 'dog'],
+      'a file added into a class folder gets its label',
+    );
     assert.equal(info(path.resolve(outside)).label, -1, 'a file outside the corpus root: absolute path, no label');
     index.close();
 
     const gone = [items.find((v) => v.source === 'dog/new1.png')!, items.find((v) => v.source === 'cat/0.png')!];
     const byPath = await json<{ removed: number[] }>('index', 'remove', '--index', out, '--path', n1);
-    const byId = await json<{ removed: number[]; missing: number[] }>('index', 'remove', '--index', out, '--id', String(gone[1].id), '9999');
+    const byId = await json<{ removed: number[]; missing: number[] }>(
+      'index',
+      'remove',
+      '--index',
+      out,
+      '--id',
+      String(gone[1].id),
+      '9999',
+    );
     assert.deepEqual([byPath.removed, byId.removed, byId.missing], [[gone[0].id], [gone[1].id], [9999]]);
     const queries = queriesFrom(out, 20);
     const store = Store.open(path.join(out, STORE_FILE), { readOnly: true });
@@ -259,7 +320,8 @@ describe('index add, remove, compact', () => {
     const neverReturned = () => {
       const ix = VectorIndex.open(out, { mode: 'read' });
       for (const q of [...queries, ...goneVectors])
-        for (const hits of [ix.search(q, 13), ix.searchExact(q, 13)]) for (const g of gone) assert.ok(!hits.some((h) => h.id === g.id), `removed item ${g.source} returned`);
+        for (const hits of [ix.search(q, 13), ix.searchExact(q, 13)])
+          for (const g of gone) assert.ok(!hits.some((h) => h.id === g.id), `removed item ${g.source} returned`);
       ix.close();
     };
     neverReturned();
@@ -283,7 +345,12 @@ describe('index add, remove, compact', () => {
     fs.cpSync(ref, out, { recursive: true });
     const graph = path.join(out, 'graph.bin');
     fs.truncateSync(graph, Math.floor(fs.statSync(graph).size / 2));
-    const info = await json<{ opened: { snapshot: string; rebuilt: boolean; reason: string; damage: string[] } }>('index', 'info', '--index', out);
+    const info = await json<{ opened: { snapshot: string; rebuilt: boolean; reason: string; damage: string[] } }>(
+      'index',
+      'info',
+      '--index',
+      out,
+    );
     assert.deepEqual([info.opened.snapshot, info.opened.rebuilt], ['corrupt', true]);
     assert.match(info.opened.reason, /graph\.bin has \d+ bytes, the sidecar says \d+/);
     assert.match(info.opened.damage.join('\n'), /^graph snapshot corrupt \(graph\.bin has \d+ bytes/);
@@ -295,7 +362,10 @@ describe('index add, remove, compact', () => {
     );
     const repaired = VectorIndex.open(out); // a writable open writes the rebuilt graph back, and says so
     assert.deepEqual(repaired.opened.damage, []);
-    assert.match(repaired.opened.warnings.join('\n'), /^graph snapshot corrupt \(.*\): rebuilt the graph from the \d+ live stored vectors in \d+ ms and wrote a new snapshot$/m);
+    assert.match(
+      repaired.opened.warnings.join('\n'),
+      /^graph snapshot corrupt \(.*\): rebuilt the graph from the \d+ live stored vectors in \d+ ms and wrote a new snapshot$/m,
+    );
     repaired.close();
     const reopened = VectorIndex.open(out, { mode: 'read' });
     assert.equal(reopened.info().opened.snapshot, 'loaded');
@@ -313,7 +383,10 @@ describe('index add, remove, compact', () => {
 
     const image = dir('one/image.png');
     await noisePng(image, 'one');
-    for (const args of [['build', '--data', DATA, '--out', out], ['add', '--index', out, image]]) {
+    for (const args of [
+      ['build', '--data', DATA, '--out', out],
+      ['add', '--index', out, image],
+    ]) {
       const r = await matvit('index', ...args, '--model', modelB, '--no-progress');
       assert.equal(r.code, 1, r.stderr);
       assert.ok(r.stderr.includes(fingerprint) && r.stderr.includes(fingerprintB), `both fingerprints named: ${r.stderr}`);
@@ -323,17 +396,39 @@ describe('index add, remove, compact', () => {
   test('bad options name the flag, the value and what is accepted; every command has --help', async () => {
     // In-process (commander resets its state on every parse), then once as a user sees it.
     const cases: [string[], RegExp][] = [
-      [['build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '3/2'], /^--shard: shard "3\/2": expected i\/n with 1 <= i <= n.*\(received "3\/2"\)$/],
-      [['build', '--model', model, '--data', DATA, '--out', dir('x'), '--batch', '0'], /^--batch: expected an integer >= 1 \(received "0"\)$/],
-      [['build', '--model', model, '--data', DATA, '--out', dir('x'), '--granularity', 'xxl'], /^--granularity: submodel "xxl": expected one of s, m, l, xl/],
+      [
+        ['build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '3/2'],
+        /^--shard: shard "3\/2": expected i\/n with 1 <= i <= n.*\(received "3\/2"\)$/,
+      ],
+      [
+        ['build', '--model', model, '--data', DATA, '--out', dir('x'), '--batch', '0'],
+        /^--batch: expected an integer >= 1 \(received "0"\)$/,
+      ],
+      [
+        ['build', '--model', model, '--data', DATA, '--out', dir('x'), '--granularity', 'xxl'],
+        /^--granularity: submodel "xxl": expected one of s, m, l, xl/,
+      ],
       [['remove', '--index', ref], /^give one of --id ID\.\.\. or --path PATH\.\.\.$/],
       [['remove', '--index', ref, '--id', 'seven'], /^--id: expected an integer >= 1 \(received \["seven"\]\)$/],
       [['verify', '--index', ref, '--min-recall', '2'], /^--min-recall: expected a number in 0\.\.1 \(received "2"\)$/],
     ];
-    for (const [args, message] of cases) await assert.rejects(indexCommand.parseAsync(args, { from: 'user' }), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
-    await assert.rejects(benchIndexCommand.parseAsync(['--index', ref, '--ef-construction', '64,x'], { from: 'user' }), (e: Error) => e instanceof UsageError && /^--ef-construction: expected a comma-separated list of positive integers \(received "64,x"\)$/.test(e.message));
+    for (const [args, message] of cases)
+      await assert.rejects(
+        indexCommand.parseAsync(args, { from: 'user' }),
+        (e: Error) => e instanceof UsageError && message.test(e.message),
+        args.join(' '),
+      );
+    await assert.rejects(
+      benchIndexCommand.parseAsync(['--index', ref, '--ef-construction', '64,x'], { from: 'user' }),
+      (e: Error) =>
+        e instanceof UsageError &&
+        /^--ef-construction: expected a comma-separated list of positive integers \(received "64,x"\)$/.test(e.message),
+    );
     for (const sub of indexCommand.commands) assert.match(sub.helpInformation(), new RegExp(`^Usage: index ${sub.name()} `), sub.name());
-    assert.deepEqual(indexCommand.commands.map((c) => c.name()), ['build', 'add', 'remove', 'compact', 'info', 'verify', 'recover', 'merge']);
+    assert.deepEqual(
+      indexCommand.commands.map((c) => c.name()),
+      ['build', 'add', 'remove', 'compact', 'info', 'verify', 'recover', 'merge'],
+    );
     const r = await matvit('index', 'build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '1/0');
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^error: --shard: shard "1\/0": expected i\/n/);
@@ -345,7 +440,8 @@ describe('bad and unusual image files', () => {
     const d = dir('odd');
     fs.mkdirSync(d, { recursive: true });
     const rng = seedrandom('odd');
-    const noise = (w: number, h: number, c: 3 | 4) => sharp(Buffer.from(Array.from({ length: w * h * c }, () => Math.floor(rng() * 256))), { raw: { width: w, height: h, channels: c } });
+    const noise = (w: number, h: number, c: 3 | 4) =>
+      sharp(Buffer.from(Array.from({ length: w * h * c }, () => Math.floor(rng() * 256))), { raw: { width: w, height: h, channels: c } });
     const jpeg = await noise(64, 48, 3).jpeg().toBuffer();
     const png = await noise(60, 60, 3).png().toBuffer();
     const frames = Buffer.concat([await noise(8, 8, 3).raw().toBuffer(), await noise(8, 8, 3).raw().toBuffer()]);
@@ -363,7 +459,12 @@ describe('bad and unusual image files', () => {
       ['truncated.jpg', jpeg.subarray(0, Math.floor(jpeg.length * 0.6))],
       ['zero.png', Buffer.alloc(0)],
       ['text.jpg', 'this is not an image\n'],
-      ['bomb.png', await sharp({ create: { width: 3000, height: 2000, channels: 3, background: '#336699' } }).png().toBuffer()],
+      [
+        'bomb.png',
+        await sharp({ create: { width: 3000, height: 2000, channels: 3, background: '#336699' } })
+          .png()
+          .toBuffer(),
+      ],
     ];
     for (const [name, data] of files) fs.writeFileSync(path.join(d, name), data);
     const cmyk = await sharp(path.join(d, 'cmyk.jpg')).metadata();
@@ -373,11 +474,26 @@ describe('bad and unusual image files', () => {
     const args = ['index', 'build', '--model', model, '--data', `files:${d}`, '--out', out, '--max-pixels', '1000000', '--no-progress'];
     const s = await json<BuildSummary>(...args);
     const reasons = Object.fromEntries(s.skipped.items.map((k) => [k.ref, k.reason]));
-    assert.deepEqual(reasons, { 'bomb.png': 'too-many-pixels', 'corrupt.png': 'corrupt', 'text.jpg': 'unsupported-format', 'truncated.jpg': 'truncated', 'zero.png': 'empty' });
+    assert.deepEqual(reasons, {
+      'bomb.png': 'too-many-pixels',
+      'corrupt.png': 'corrupt',
+      'text.jpg': 'unsupported-format',
+      'truncated.jpg': 'truncated',
+      'zero.png': 'empty',
+    });
     assert.deepEqual(s.skipped.byReason, { 'too-many-pixels': 1, corrupt: 1, 'unsupported-format': 1, truncated: 1, empty: 1 });
     assert.ok(s.skipped.items.every((k) => k.message.length > 0));
     assert.equal(s.added, 8);
-    assert.deepEqual([...liveItems(out).values()].map((v) => v.source).sort(), ['alpha.png', 'anim.gif', 'anim.webp', 'cmyk.jpg', 'deep.png', 'ok.jpg', 'palette.png', 'rotated.jpg']);
+    assert.deepEqual([...liveItems(out).values()].map((v) => v.source).sort(), [
+      'alpha.png',
+      'anim.gif',
+      'anim.webp',
+      'cmyk.jpg',
+      'deep.png',
+      'ok.jpg',
+      'palette.png',
+      'rotated.jpg',
+    ]);
     // The human summary lists them too.
     fs.rmSync(out, { recursive: true });
     const text = (await matvit(...args)).stdout;
@@ -386,44 +502,75 @@ describe('bad and unusual image files', () => {
 });
 
 describe('duplicates', () => {
-  for (const [batch, concurrency] of [[2, 1], [6, 6]])
+  for (const [batch, concurrency] of [
+    [2, 1],
+    [6, 6],
+  ])
     test(`the first in dataset order is kept, the others are reported, within and across batches (batch ${batch}, concurrency ${concurrency})`, async () => {
       const d = dir(`dups-${batch}`);
       await noisePng(path.join(d, '0.png'), 'X');
       await noisePng(path.join(d, '1.png'), 'Y');
       await noisePng(path.join(d, '3.png'), 'Z');
-      for (const [from, to] of [['0', '2'], ['1', '4'], ['0', '5']]) fs.copyFileSync(path.join(d, `${from}.png`), path.join(d, `${to}.png`));
+      for (const [from, to] of [
+        ['0', '2'],
+        ['1', '4'],
+        ['0', '5'],
+      ])
+        fs.copyFileSync(path.join(d, `${from}.png`), path.join(d, `${to}.png`));
       const out = dir(`dups-${batch}-index`);
       const build = () => buildIndex({ checkpoint: loadCheckpoint(model), modelDir: model, data: `files:${d}`, out, batch, concurrency });
       const s = await build();
       assert.equal(s.added, 3);
       assert.deepEqual([...liveItems(out).values()].map((v) => v.source).sort(), ['0.png', '1.png', '3.png']);
-      assert.deepEqual(s.duplicates.items.map((x) => [x.ref, x.sameAs]).sort(), [['2.png', '0.png'], ['4.png', '1.png'], ['5.png', '0.png']]);
+      assert.deepEqual(s.duplicates.items.map((x) => [x.ref, x.sameAs]).sort(), [
+        ['2.png', '0.png'],
+        ['4.png', '1.png'],
+        ['5.png', '0.png'],
+      ]);
       const again = await build();
       assert.deepEqual([again.added, again.duplicates.count, again.alreadyIndexed], [0, 0, 6], 'a re-run finds every item indexed');
     });
 
   test('reads finishing in reverse order still keep the first in dataset order', async () => {
     // A dataset whose later items are read first: the pipeline sees a copy before its original.
-    const [x, y] = await Promise.all(['X', 'Y'].map(async (seed) => {
-      const f = dir(`rev-${seed}.png`);
-      await noisePng(f, seed);
-      return fs.readFileSync(f);
-    }));
-    const files: [string, Buffer][] = [['a.png', x], ['b.png', y], ['c.png', x], ['d.png', x]];
+    const [x, y] = await Promise.all(
+      ['X', 'Y'].map(async (seed) => {
+        const f = dir(`rev-${seed}.png`);
+        await noisePng(f, seed);
+        return fs.readFileSync(f);
+      }),
+    );
+    const files: [string, Buffer][] = [
+      ['a.png', x],
+      ['b.png', y],
+      ['c.png', x],
+      ['d.png', x],
+    ];
     const ds: Dataset = {
-      spec: 'reversed', size: files.length, classNames: [],
+      spec: 'reversed',
+      size: files.length,
+      classNames: [],
       item: (i) => ({ index: i, label: -1, path: files[i][0], ref: files[i][0] }),
       bytes: (i) => new Promise((resolve) => setTimeout(() => resolve(files[i][1]), 20 * (files.length - i))),
-      load: () => { throw new Error('the pipeline decodes the bytes it hashed'); },
+      load: () => {
+        throw new Error('the pipeline decodes the bytes it hashed');
+      },
     };
     const { meta, weights } = loadCheckpoint(model);
-    const index = VectorIndex.create(dir('rev-index'), { fingerprint: meta.fingerprint, modelName: TINY.name, ffnDims: granularityDims(TINY, 'xl'), dim: TINY.dim });
+    const index = VectorIndex.create(dir('rev-index'), {
+      fingerprint: meta.fingerprint,
+      modelName: TINY.name,
+      ffnDims: granularityDims(TINY, 'xl'),
+      dim: TINY.dim,
+    });
     const encoder = await createEncoder('onnx', TINY, weights);
     try {
       const r = await runPipeline(index, encoder, granularityDims(TINY, 'xl'), ds, { batch: 4, concurrency: 4 });
       assert.equal(r.added, 2);
-      assert.deepEqual(r.duplicates.items.map((d) => [d.ref, d.sameAs]).sort(), [['c.png', 'a.png'], ['d.png', 'a.png']]);
+      assert.deepEqual(r.duplicates.items.map((d) => [d.ref, d.sameAs]).sort(), [
+        ['c.png', 'a.png'],
+        ['d.png', 'a.png'],
+      ]);
       assert.deepEqual([index.item(1)!.source, index.item(2)!.source], ['a.png', 'b.png'], 'ids in dataset order');
     } finally {
       await encoder.dispose();

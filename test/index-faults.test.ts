@@ -39,11 +39,14 @@ interface Run {
 
 /** Runs as another user (uid, gid) when `as` is given: setpriv, as root can. */
 const command = (args: string[], as?: number): [string, string[]] =>
-  as === undefined ? [process.execPath, [BIN, ...args]] : ['setpriv', [`--reuid=${as}`, `--regid=${as}`, '--clear-groups', process.execPath, BIN, ...args]];
+  as === undefined
+    ? [process.execPath, [BIN, ...args]]
+    : ['setpriv', [`--reuid=${as}`, `--regid=${as}`, '--clear-groups', process.execPath, BIN, ...args]];
 
 function collect(child: ChildProcess): Promise<Run> {
   return new Promise((resolve, reject) => {
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));
     child.stderr!.on('data', (d) => (stderr += d));
     child.on('error', reject);
@@ -84,7 +87,11 @@ async function serve(dir: string, as?: number): Promise<Served> {
   if (url === null) return { ...(await done), listened: false };
   try {
     const index = (await (await fetch(`${url}/v1/index`)).json()).index;
-    const r = await fetch(`${url}/v1/items`, { method: 'POST', headers: { authorization: 'Bearer faults', 'content-type': 'image/png' }, body: new Uint8Array(fs.readFileSync(path.join(f.root, 'query.png'))) });
+    const r = await fetch(`${url}/v1/items`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer faults', 'content-type': 'image/png' },
+      body: new Uint8Array(fs.readFileSync(path.join(f.root, 'query.png'))),
+    });
     const write = { status: r.status, body: await r.json() };
     child.kill('SIGTERM');
     return { ...(await done), listened: true, index, write };
@@ -123,7 +130,11 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('graph snapshot', () => {
   const faults: [string, (dir: string) => void, RegExp][] = [
-    ['truncated', (dir) => fs.truncateSync(path.join(dir, 'graph.bin'), fs.statSync(path.join(dir, 'graph.bin')).size >> 1), /corrupt \(graph\.bin has \d+ bytes, the sidecar says \d+ \(truncated or replaced\)\)/],
+    [
+      'truncated',
+      (dir) => fs.truncateSync(path.join(dir, 'graph.bin'), fs.statSync(path.join(dir, 'graph.bin')).size >> 1),
+      /corrupt \(graph\.bin has \d+ bytes, the sidecar says \d+ \(truncated or replaced\)\)/,
+    ],
     ['deleted', (dir) => fs.rmSync(path.join(dir, 'graph.bin')), /missing \(graph\.bin is missing\)/],
     [
       'corrupted',
@@ -143,7 +154,9 @@ describe('graph snapshot', () => {
       const { verify, info } = await inspect(dir);
       assert.equal(verify.code, 1, verify.stderr);
       assert.match(verify.stdout, /: NOT OK\n/);
-      const found = new RegExp(String.raw`graph snapshot ${what.source}: rebuilt the graph from the ${N} live stored vectors in ${ms} in memory \(read-only: the files are left as they are\)`);
+      const found = new RegExp(
+        String.raw`graph snapshot ${what.source}: rebuilt the graph from the ${N} live stored vectors in ${ms} in memory \(read-only: the files are left as they are\)`,
+      );
       assert.match(verify.stdout, new RegExp(`  problem: ${found.source}`));
       assert.match(verify.stdout, new RegExp(`recall@10 1\\.0000 at ef 128 over ${N} queries`), 'the in-memory graph is whole');
       assert.equal(info.code, 0, info.stderr);
@@ -153,7 +166,13 @@ describe('graph snapshot', () => {
       assert.ok(s.listened, s.stderr);
       assert.equal(s.index?.counts.live, N);
       // The log (pino, on stdout) says what opening found and did.
-      assert.match(s.stdout, new RegExp(String.raw`"index: graph snapshot ${what.source}: rebuilt the graph from the ${N} live stored vectors in ${ms} and wrote a new snapshot"`), 'serve logs what it found and did');
+      assert.match(
+        s.stdout,
+        new RegExp(
+          String.raw`"index: graph snapshot ${what.source}: rebuilt the graph from the ${N} live stored vectors in ${ms} and wrote a new snapshot"`,
+        ),
+        'serve logs what it found and did',
+      );
       assert.equal(s.code, 0, s.stderr);
       const again = await matvit(['index', 'verify', '--index', dir]);
       assert.equal(again.code, 0, `repaired by serve: ${again.stdout}`);
@@ -204,7 +223,11 @@ describe('store', () => {
     const dir = copy('sqlite-page');
     const page = damagePage(dir);
     const file = path.join(dir, 'store.sqlite');
-    const report = new RegExp(escape(`${file} is damaged: SQLite's quick_check reports Tree ${page} page ${page}: btreeInitPage() returns error code 11. Restore the index directory from a backup, or build the index again`));
+    const report = new RegExp(
+      escape(
+        `${file} is damaged: SQLite's quick_check reports Tree ${page} page ${page}: btreeInitPage() returns error code 11. Restore the index directory from a backup, or build the index again`,
+      ),
+    );
     const { verify, info } = await inspect(dir);
     assert.equal(verify.code, 1);
     assert.match(verify.stdout, /SQLite quick_check: 1 fault\(s\)/);
@@ -227,7 +250,14 @@ describe('store', () => {
     assert.equal(verify.code, 1);
     assert.match(verify.stdout, /SQLite quick_check: ok/, 'SQLite does not check the bytes inside a blob');
     assert.match(verify.stdout, /vector checksums: 99 match, 1 do not/);
-    assert.match(verify.stdout, new RegExp(escape(`  problem: 1 stored vector(s) of ${dir}/store.sqlite do not match their checksum (ids 7): their bytes changed outside SQLite.`)));
+    assert.match(
+      verify.stdout,
+      new RegExp(
+        escape(
+          `  problem: 1 stored vector(s) of ${dir}/store.sqlite do not match their checksum (ids 7): their bytes changed outside SQLite.`,
+        ),
+      ),
+    );
     assert.doesNotMatch(verify.stdout, /graph points differ/, 'a change this small is invisible to the sampled comparison with the graph');
     assert.equal(info.code, 0);
     const s = await serve(dir);
@@ -257,8 +287,15 @@ describe('write-ahead log', () => {
     });
     child.kill('SIGKILL');
     await done;
-    const acked = out.trim().split('\n').slice(0, 3).flatMap((l) => JSON.parse(l).ids as number[]);
-    assert.deepEqual(acked, Array.from({ length: 15 }, (_, i) => N + 1 + i));
+    const acked = out
+      .trim()
+      .split('\n')
+      .slice(0, 3)
+      .flatMap((l) => JSON.parse(l).ids as number[]);
+    assert.deepEqual(
+      acked,
+      Array.from({ length: 15 }, (_, i) => N + 1 + i),
+    );
     assert.ok(fs.statSync(path.join(dir, 'store.sqlite-wal')).size > 0, 'the acknowledged writes are in the log');
     fs.rmSync(path.join(dir, 'store.sqlite-wal'));
 
@@ -289,7 +326,9 @@ describe('write-ahead log', () => {
     const ok = await matvit(['index', 'verify', '--index', dir]);
     assert.equal(ok.code, 0, ok.stdout);
     // The next item gets a new id, never one of the lost ones.
-    const next = await collect(spawn(process.execPath, ['--import', 'tsx', ACK_CHILD, dir, '16', '1', '1', 'close'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const next = await collect(
+      spawn(process.execPath, ['--import', 'tsx', ACK_CHILD, dir, '16', '1', '1', 'close'], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
     assert.deepEqual(JSON.parse(next.stdout.split('\n')[0]).ids, [N + 16], next.stderr);
   });
 });
@@ -298,55 +337,78 @@ describe('read-only directory', () => {
   const uid = process.getuid?.();
   // Root writes anywhere: the unprivileged user runs the commands (setpriv, util-linux); a user
   // without root is unprivileged already, and the directory is made read-only for it.
-  const setpriv = uid === 0 && (() => {
-    try {
-      execFileSync('setpriv', ['--version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const setpriv =
+    uid === 0 &&
+    (() => {
+      try {
+        execFileSync('setpriv', ['--version'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
   const as = setpriv ? 65534 : undefined;
   const reason = uid === 0 && !setpriv ? 'running as root without setpriv: no unprivileged user to run as' : undefined;
   if (reason) console.log(`# skipped read-only directory tests: ${reason}`);
 
-  test('verify and info work, writes are refused naming the directory and permission, serve serves read-only', { skip: reason }, async (t) => {
-    const dir = copy('read-only');
-    // Root-owned 755 is not writable by the unprivileged user; a user of its own needs 555.
-    if (as === undefined) {
-      fs.chmodSync(dir, 0o555);
-      t.after(() => fs.chmodSync(dir, 0o755));
-    }
-    // A temp file of a killed writer: a read-only open must leave it (and not trip on it).
-    fs.writeFileSync(path.join(dir, 'graph.bin.tmp-999999-left'), 'partial');
-    const runAs = as ?? uid!;
-    const { verify, info } = await inspect(dir, as);
-    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
-    assert.equal(info.code, 0, info.stderr);
-    assert.match(info.stdout, /opened: snapshot loaded/);
-    const compact = await matvit(['index', 'compact', '--index', dir], as);
-    assert.equal(compact.code, 1);
-    assert.match(compact.stderr, new RegExp(escape(`error: ${dir} cannot be opened for writing: ${dir} is not writable by this process (mode ${as === undefined ? '555' : '755'}, owner uid ${fs.statSync(dir).uid}, this process runs as uid ${runAs}): EACCES.`)));
-    const s = await serve(dir, as);
-    assert.ok(s.listened, s.stderr);
-    assert.equal(s.index?.counts.live, N);
-    assert.equal(s.write?.status, 503, JSON.stringify(s.write));
-    assert.equal(s.write?.body.error?.code, 'read-only');
-    assert.equal(s.code, 0, s.stderr);
-    assert.ok(fs.existsSync(path.join(dir, 'graph.bin.tmp-999999-left')));
-  });
+  test(
+    'verify and info work, writes are refused naming the directory and permission, serve serves read-only',
+    { skip: reason },
+    async (t) => {
+      const dir = copy('read-only');
+      // Root-owned 755 is not writable by the unprivileged user; a user of its own needs 555.
+      if (as === undefined) {
+        fs.chmodSync(dir, 0o555);
+        t.after(() => fs.chmodSync(dir, 0o755));
+      }
+      // A temp file of a killed writer: a read-only open must leave it (and not trip on it).
+      fs.writeFileSync(path.join(dir, 'graph.bin.tmp-999999-left'), 'partial');
+      const runAs = as ?? uid!;
+      const { verify, info } = await inspect(dir, as);
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+      assert.equal(info.code, 0, info.stderr);
+      assert.match(info.stdout, /opened: snapshot loaded/);
+      const compact = await matvit(['index', 'compact', '--index', dir], as);
+      assert.equal(compact.code, 1);
+      assert.match(
+        compact.stderr,
+        new RegExp(
+          escape(
+            `error: ${dir} cannot be opened for writing: ${dir} is not writable by this process (mode ${as === undefined ? '555' : '755'}, owner uid ${fs.statSync(dir).uid}, this process runs as uid ${runAs}): EACCES.`,
+          ),
+        ),
+      );
+      const s = await serve(dir, as);
+      assert.ok(s.listened, s.stderr);
+      assert.equal(s.index?.counts.live, N);
+      assert.equal(s.write?.status, 503, JSON.stringify(s.write));
+      assert.equal(s.write?.body.error?.code, 'read-only');
+      assert.equal(s.code, 0, s.stderr);
+      assert.ok(fs.existsSync(path.join(dir, 'graph.bin.tmp-999999-left')));
+    },
+  );
 
-  test("a writable open's temp cleanup reports a file it cannot delete instead of throwing", { skip: reason ?? (as === undefined ? 'needs root to make a file the test user cannot delete' : undefined) }, async () => {
-    // A sticky, world-writable directory: the unprivileged user may write in it but not delete root's files.
-    const dir = path.join(f.root, 'sticky');
-    fs.mkdirSync(dir);
-    fs.chmodSync(dir, 0o1777);
-    fs.writeFileSync(path.join(dir, 'graph.bin.tmp-999999-left'), 'partial');
-    const script = `import { removeStaleTemps } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/util/durable.ts'))};
+  test(
+    "a writable open's temp cleanup reports a file it cannot delete instead of throwing",
+    { skip: reason ?? (as === undefined ? 'needs root to make a file the test user cannot delete' : undefined) },
+    async () => {
+      // A sticky, world-writable directory: the unprivileged user may write in it but not delete root's files.
+      const dir = path.join(f.root, 'sticky');
+      fs.mkdirSync(dir);
+      fs.chmodSync(dir, 0o1777);
+      fs.writeFileSync(path.join(dir, 'graph.bin.tmp-999999-left'), 'partial');
+      const script = `import { removeStaleTemps } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/util/durable.ts'))};
       const failed = []; const removed = removeStaleTemps(${JSON.stringify(dir)}, (f, why) => failed.push([f, why]));
       console.log(JSON.stringify({ removed, failed }));`;
-    const r = await collect(spawn('setpriv', [`--reuid=${as}`, `--regid=${as}`, '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] }));
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { removed: [], failed: [['graph.bin.tmp-999999-left', 'EPERM']] });
-  });
+      const r = await collect(
+        spawn(
+          'setpriv',
+          [`--reuid=${as}`, `--regid=${as}`, '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { removed: [], failed: [['graph.bin.tmp-999999-left', 'EPERM']] });
+    },
+  );
 });

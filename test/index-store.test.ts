@@ -30,7 +30,8 @@ function addAll(index: VectorIndex, items: NewItem[]): number[] {
 
 /** Share of the exact top-k that the graph search returns, over these queries. */
 function recall(index: VectorIndex, queries: NewItem[], k: number): number {
-  let hit = 0, total = 0;
+  let hit = 0,
+    total = 0;
   for (const q of queries) {
     const got = new Set(index.search(q.vector, k).map((h) => h.id));
     const truth = index.searchExact(q.vector, k);
@@ -45,7 +46,11 @@ describe('VectorIndex', () => {
     const items = makeItems(1000, 32, 'basic');
     const index = create(newDir(), 32);
     const ids = addAll(index, items);
-    assert.deepEqual(ids, Array.from({ length: 1000 }, (_, i) => i + 1), 'ids are assigned 1, 2, ... in input order');
+    assert.deepEqual(
+      ids,
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+      'ids are assigned 1, 2, ... in input order',
+    );
     for (const i of [0, 17, 999]) {
       const [top] = index.search(items[i].vector, 1);
       assert.equal(top.id, ids[i]);
@@ -77,7 +82,8 @@ describe('VectorIndex', () => {
     const ids = addAll(index, items);
     index.remove(ids.slice(0, 15));
     const live = new Set(ids.slice(15));
-    for (const k of [5, 6, 100, 5000]) { // 5000 > the graph's capacity: searchKnn would throw
+    for (const k of [5, 6, 100, 5000]) {
+      // 5000 > the graph's capacity: searchKnn would throw
       for (const ef of [1, 64]) {
         const hits = index.search(items[0].vector, k, { ef });
         assert.deepEqual(new Set(hits.map((h) => h.id)), live, `k=${k} ef=${ef}`);
@@ -85,7 +91,10 @@ describe('VectorIndex', () => {
       assert.equal(index.searchExact(items[0].vector, k).length, 5);
     }
     const label = items[19].label;
-    assert.deepEqual(index.search(items[0].vector, 10, { label }).map((h) => h.id), [ids[19]]);
+    assert.deepEqual(
+      index.search(items[0].vector, 10, { label }).map((h) => h.id),
+      [ids[19]],
+    );
     assert.deepEqual(index.search(items[0].vector, 10, { label: items[0].label }), [], 'no live item has that label');
     index.remove(ids.slice(15));
     assert.deepEqual(index.search(items[0].vector, 10), []);
@@ -101,7 +110,10 @@ describe('VectorIndex', () => {
     const r = index.add(items.slice(50, 150));
     assert.deepEqual(r.ids.slice(0, 50), Array(50).fill(null));
     assert.ok(r.ids.slice(50).every((id) => id !== null));
-    assert.deepEqual(r.duplicates.map((d) => d.existingId), first.slice(50));
+    assert.deepEqual(
+      r.duplicates.map((d) => d.existingId),
+      first.slice(50),
+    );
     assert.equal(r.duplicates[0].existingSource, items[50].source);
     // Same content under another name, within one batch.
     const twin = makeItems(1, 16, 'twin')[0];
@@ -179,7 +191,10 @@ describe('VectorIndex', () => {
       assert.equal(index.size, 790);
       assert.deepEqual(verifyIndex(index, { sampleSize: 50 }).problems, []);
       assert.equal(index.search(items[500].vector, 1)[0].id, ids[500]);
-      assert.ok(index.search(items[0].vector, 10).every((h) => h.id > 10), 'removed items stay removed after a rebuild');
+      assert.ok(
+        index.search(items[0].vector, 10).every((h) => h.id > 10),
+        'removed items stay removed after a rebuild',
+      );
       index.close();
       const again = VectorIndex.open(dir);
       assert.equal(again.info().opened.snapshot, 'loaded', 'the rebuilt graph was snapshotted');
@@ -187,31 +202,52 @@ describe('VectorIndex', () => {
     }
     const graph = (dir: string) => path.join(dir, 'graph.bin');
 
-    test('truncated graph.bin', () => damaged((d) => fs.truncateSync(graph(d), Math.floor(fs.statSync(graph(d)).size / 2)), 'corrupt', /truncated/));
-    test('bytes flipped in graph.bin', () => damaged((d) => {
-      const buf = fs.readFileSync(graph(d));
-      for (let i = 0; i < 16; i++) buf[(buf.length >> 1) + i] ^= 0xff;
-      fs.writeFileSync(graph(d), buf);
-    }, 'corrupt', /sha256 [0-9a-f]{64} does not match/));
+    test('truncated graph.bin', () =>
+      damaged((d) => fs.truncateSync(graph(d), Math.floor(fs.statSync(graph(d)).size / 2)), 'corrupt', /truncated/));
+    test('bytes flipped in graph.bin', () =>
+      damaged(
+        (d) => {
+          const buf = fs.readFileSync(graph(d));
+          for (let i = 0; i < 16; i++) buf[(buf.length >> 1) + i] ^= 0xff;
+          fs.writeFileSync(graph(d), buf);
+        },
+        'corrupt',
+        /sha256 [0-9a-f]{64} does not match/,
+      ));
     test('graph.bin missing', () => damaged((d) => fs.rmSync(graph(d)), 'missing', /graph\.bin is missing/));
-    test('graph.json unreadable', () => damaged((d) => fs.writeFileSync(path.join(d, 'graph.json'), '{"format": "matvit-gr'), 'corrupt', /graph\.json is unreadable/));
-    test('a snapshot of another store', () => damaged((d) => {
-      const other = newDir();
-      const o = create(other, 32);
-      addAll(o, items.slice(0, 5));
-      o.close();
-      for (const f of ['graph.bin', 'graph.json']) fs.copyFileSync(path.join(other, f), path.join(d, f));
-    }, 'stale', /snapshot storeId is .*, the index's is/));
+    test('graph.json unreadable', () =>
+      damaged((d) => fs.writeFileSync(path.join(d, 'graph.json'), '{"format": "matvit-gr'), 'corrupt', /graph\.json is unreadable/));
+    test('a snapshot of another store', () =>
+      damaged(
+        (d) => {
+          const other = newDir();
+          const o = create(other, 32);
+          addAll(o, items.slice(0, 5));
+          o.close();
+          for (const f of ['graph.bin', 'graph.json']) fs.copyFileSync(path.join(other, f), path.join(d, f));
+        },
+        'stale',
+        /snapshot storeId is .*, the index's is/,
+      ));
   });
 
   test('an index of another model is refused, naming both fingerprints', () => {
     const dir = newDir();
     create(dir, 16).close();
-    assert.throws(() => VectorIndex.open(dir, { expectedFingerprint: FP_B }), (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B));
-    assert.throws(() => VectorIndex.openOrCreate(dir, { fingerprint: FP_A, modelName: 'test', ffnDims: [64], dim: 24 }), /dim 16; asked for dim 24/);
+    assert.throws(
+      () => VectorIndex.open(dir, { expectedFingerprint: FP_B }),
+      (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B),
+    );
+    assert.throws(
+      () => VectorIndex.openOrCreate(dir, { fingerprint: FP_A, modelName: 'test', ffnDims: [64], dim: 24 }),
+      /dim 16; asked for dim 24/,
+    );
     assert.throws(() => create(dir, 16), /already holds an index/);
     assert.throws(() => VectorIndex.open(path.join(root, 'nowhere')), /is not a MatViT index: .*manifest\.json is missing/);
-    assert.throws(() => create(newDir(), 16, { space: 'l2' as 'ip' }), /space: Invalid option: expected one of "ip"\|"cosine" \(received "l2"\)/);
+    assert.throws(
+      () => create(newDir(), 16, { space: 'l2' as 'ip' }),
+      /space: Invalid option: expected one of "ip"\|"cosine" \(received "l2"\)/,
+    );
   });
 
   test('compact reclaims deleted slots and keeps the results', () => {
@@ -227,7 +263,10 @@ describe('VectorIndex', () => {
     const c = index.compact();
     assert.deepEqual([c.before, c.after], [1000, 600]);
     assert.deepEqual([index.info().graph.points, index.info().graph.deletedSlots], [600, 0]);
-    assert.deepEqual(queries.map((q) => index.searchExact(q.vector, 10)), exactBefore);
+    assert.deepEqual(
+      queries.map((q) => index.searchExact(q.vector, 10)),
+      exactBefore,
+    );
     assert.ok(recall(index, queries, 10) >= 0.99);
     for (const q of queries) assert.ok(index.search(q.vector, 10).every((h) => !gone.has(h.id)));
     index.close();
@@ -257,21 +296,34 @@ describe('VectorIndex', () => {
     const items = makeItems(1200, 32, 'merge');
     const [a, b, one, out] = [newDir(), newDir(), newDir(), newDir()];
     const shardA = create(a, 32, { corpus: { shard: '0/2' } });
-    addAll(shardA, items.filter((_, i) => i % 2 === 0));
+    addAll(
+      shardA,
+      items.filter((_, i) => i % 2 === 0),
+    );
     shardA.add([items[1]]); // also in shard b: merged once
     shardA.close();
     const shardB = create(b, 32, { corpus: { shard: '1/2' } });
-    addAll(shardB, items.filter((_, i) => i % 2 === 1));
+    addAll(
+      shardB,
+      items.filter((_, i) => i % 2 === 1),
+    );
     shardB.close();
     const single = create(one, 32);
     addAll(single, items);
 
     const report = mergeIndexes(out, [a, b]);
-    assert.deepEqual(report.shards.map((s) => [s.live, s.added, s.duplicates]), [[601, 601, 0], [600, 599, 1]]);
+    assert.deepEqual(
+      report.shards.map((s) => [s.live, s.added, s.duplicates]),
+      [
+        [601, 601, 0],
+        [600, 599, 1],
+      ],
+    );
     assert.equal(report.live, 1200);
     const merged = VectorIndex.open(out, { expectedFingerprint: FP_A });
     assert.equal(merged.existing(items.map((it) => it.sha256)).size, 1200, 'the same set of sha256');
-    const strip = (hits: { score: number; source: string; label: number }[]) => hits.map(({ score, source, label }) => ({ score, source, label }));
+    const strip = (hits: { score: number; source: string; label: number }[]) =>
+      hits.map(({ score, source, label }) => ({ score, source, label }));
     const queries = makeItems(20, 32, 'merge-queries');
     for (const q of queries) assert.deepEqual(strip(merged.searchExact(q.vector, 10)), strip(single.searchExact(q.vector, 10)));
     assert.ok(recall(merged, queries, 10) >= 0.95, 'the merged graph finds them too');
@@ -279,10 +331,16 @@ describe('VectorIndex', () => {
     merged.close();
     single.close();
     // Running it again (e.g. after an interruption) adds nothing.
-    assert.deepEqual(mergeIndexes(out, [a, b]).shards.map((s) => s.added), [0, 0]);
+    assert.deepEqual(
+      mergeIndexes(out, [a, b]).shards.map((s) => s.added),
+      [0, 0],
+    );
     const c = newDir();
     VectorIndex.create(c, { fingerprint: FP_B, modelName: 'other', ffnDims: [64], dim: 32 }).close();
-    assert.throws(() => mergeIndexes(newDir(), [a, c]), (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B));
+    assert.throws(
+      () => mergeIndexes(newDir(), [a, c]),
+      (e: Error) => e.message.includes(FP_A) && e.message.includes(FP_B),
+    );
   });
 
   test('two writers on one index: each applies what the other committed', () => {
@@ -328,27 +386,39 @@ describe('VectorIndex', () => {
     assert.deepEqual(ro.getMeta('calibration'), { s: { recallAt10: 0.97 } });
     assert.equal(ro.getMeta('absent'), undefined);
     const info = ro.info();
-    assert.deepEqual([info.counts, info.manifest.counts.live, info.manifest.corpus], [{ live: 30, deleted: 0 }, 30, { data: 'fashion-mnist:train' }]);
-    assert.equal(Object.values(info.labels).reduce((s, n) => s + n, 0), 30);
+    assert.deepEqual(
+      [info.counts, info.manifest.counts.live, info.manifest.corpus],
+      [{ live: 30, deleted: 0 }, 30, { data: 'fashion-mnist:train' }],
+    );
+    assert.equal(
+      Object.values(info.labels).reduce((s, n) => s + n, 0),
+      30,
+    );
     assert.deepEqual(info.metaKeys, ['calibration']);
     const { id, label, labelName, source, deletedSeq } = ro.item(1)!;
-    assert.deepEqual({ id, label, labelName, source, deletedSeq }, { id: 1, label: 0, labelName: 'class0', source: 'class0/img0.png', deletedSeq: null });
+    assert.deepEqual(
+      { id, label, labelName, source, deletedSeq },
+      { id: 1, label: 0, labelName: 'class0', source: 'class0/img0.png', deletedSeq: null },
+    );
     assert.throws(() => ro.add(makeItems(1, 16, 'late')), /read-only/);
     ro.close();
   });
 
   test('SIGKILL at random points: nothing committed is lost, nothing duplicated, a re-run adds only the rest', async (t) => {
     const dir = newDir();
-    const total = 4000, batch = 100;
+    const total = 4000,
+      batch = 100;
     const expectedSha = new Map(makeItems(total, CRASH_DIM, CRASH_SEED).map((it, i) => [i, it.sha256]));
     const rng = seedrandom('kills');
     const committed = new Map<number, number>(); // id -> item index, as reported by the children
-    let addedByLast = 0, liveBeforeLast = 0;
+    let addedByLast = 0,
+      liveBeforeLast = 0;
     for (let round = 0; round < 5; round++) {
       const last = round === 4;
       // Kill after a random number of reported batches, plus a random delay, so that kills land
       // inside transactions, graph inserts and snapshot writes alike.
-      const killAfter = 1 + Math.floor(rng() * 8), delayMs = Math.floor(rng() * 25);
+      const killAfter = 1 + Math.floor(rng() * 8),
+        delayMs = Math.floor(rng() * 25);
       // Snapshotting after every batch in some rounds makes kills inside a snapshot write likely.
       const snapshotEvery = round % 2 === 1 ? 1 : 3;
       const run = await runChild(dir, total, batch, snapshotEvery, last ? undefined : { killAfter, delayMs });
@@ -359,8 +429,15 @@ describe('VectorIndex', () => {
       const leftovers = fs.readdirSync(dir).filter((f) => f.includes('.tmp-'));
       const index = VectorIndex.open(dir, { expectedFingerprint: FP_A });
       const { snapshot, reason, replayed } = index.info().opened;
-      t.diagnostic(`round ${round}: ${last ? 'finished' : `killed ${delayMs} ms after new batch ${killAfter}`} (snapshot every ${snapshotEvery}); ${committed.size} reported, ${index.size} live; reopen: snapshot ${snapshot}${reason ? ` (${reason})` : ''}, replayed +${replayed.added}/-${replayed.deleted}${leftovers.length ? `, temp files ${leftovers.join(' ')}` : ''}`);
-      for (const [id, i] of committed) assert.deepEqual(index.existing([expectedSha.get(i)!]).get(expectedSha.get(i)!), id, `round ${round}: committed item ${i} (id ${id})`);
+      t.diagnostic(
+        `round ${round}: ${last ? 'finished' : `killed ${delayMs} ms after new batch ${killAfter}`} (snapshot every ${snapshotEvery}); ${committed.size} reported, ${index.size} live; reopen: snapshot ${snapshot}${reason ? ` (${reason})` : ''}, replayed +${replayed.added}/-${replayed.deleted}${leftovers.length ? `, temp files ${leftovers.join(' ')}` : ''}`,
+      );
+      for (const [id, i] of committed)
+        assert.deepEqual(
+          index.existing([expectedSha.get(i)!]).get(expectedSha.get(i)!),
+          id,
+          `round ${round}: committed item ${i} (id ${id})`,
+        );
       assert.equal(index.size, index.info().counts.live);
       assert.ok(index.size >= committed.size);
       assert.deepEqual(verifyIndex(index, { sampleSize: 50 }).problems, [], `round ${round}`);
@@ -382,11 +459,22 @@ interface ChildLine {
 }
 
 /** Runs the crash child; with `kill`, SIGKILLs it `delayMs` after its `killAfter`-th batch of new items. */
-function runChild(dir: string, total: number, batch: number, snapshotEvery: number, kill?: { killAfter: number; delayMs: number }): Promise<{ lines: ChildLine[]; done: boolean }> {
+function runChild(
+  dir: string,
+  total: number,
+  batch: number,
+  snapshotEvery: number,
+  kill?: { killAfter: number; delayMs: number },
+): Promise<{ lines: ChildLine[]; done: boolean }> {
   const script = path.join(import.meta.dirname, 'fixtures', 'index-crash-child.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', script, dir, String(total), String(batch), String(snapshotEvery)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', script, dir, String(total), String(batch), String(snapshotEvery)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: ChildLine[] = [];
-  let buf = '', stderr = '', batches = 0, killing = false;
+  let buf = '',
+    stderr = '',
+    batches = 0,
+    killing = false;
   child.stderr.on('data', (d) => (stderr += d));
   child.stdout.on('data', (d) => {
     buf += d;
@@ -419,15 +507,23 @@ describe('bench index', () => {
       const r = await benchIndex(index, [400, 4], { sample: 50 });
       assert.equal(r.items, 280);
       assert.deepEqual([r.dim, r.M, r.queries], [16, 16, 50]);
-      assert.deepEqual(r.rows.map((x) => [x.efConstruction, x.search.map((q) => q.ef)]), [[400, [400]], [4, [400]]]); // the index's ef
+      assert.deepEqual(
+        r.rows.map((x) => [x.efConstruction, x.search.map((q) => q.ef)]),
+        [
+          [400, [400]],
+          [4, [400]],
+        ],
+      ); // the index's ef
       assert.equal(r.rows[0].search[0].recallAt10, 1);
       for (const x of r.rows) assert.ok(x.usPerItem > 0 && x.search[0].recallAt10 > 0 && x.search[0].recallAt10 <= 1, JSON.stringify(x));
       const widths = await benchIndex(index, [8], { efs: [10, 300], sample: 50 });
-      assert.deepEqual(widths.rows[0].search.map((q) => q.ef), [10, 300]);
+      assert.deepEqual(
+        widths.rows[0].search.map((q) => q.ef),
+        [10, 300],
+      );
       assert.equal(widths.rows[0].search[1].recallAt10, 1); // ef >= live items: exact
     } finally {
       index.close();
     }
   });
 });
-

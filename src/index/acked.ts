@@ -43,7 +43,9 @@ export function readAcked(dir: string): Acked | null {
   try {
     return Acked.parse(JSON.parse(text));
   } catch (e) {
-    throw new Error(`${file} is unreadable (${(e as Error).message.split('\n')[0]}): it records the last acknowledged change, so a lost write-ahead log could not be detected; restore it, or run matvit index recover --accept-loss to start it again from the store`);
+    throw new Error(
+      `${file} is unreadable (${(e as Error).message.split('\n')[0]}): it records the last acknowledged change, so a lost write-ahead log could not be detected; restore it, or run matvit index recover --accept-loss to start it again from the store`,
+    );
   }
 }
 
@@ -69,7 +71,12 @@ export interface Loss {
  * Compares the store with acked.json and the graph snapshot's watermark (the snapshot of this
  * store, when there is one); undefined when nothing acknowledged is missing.
  */
-export function findLoss(dir: string, store: { storeId: string; seq: number; maxId: number }, acked: Acked | null, snapshot?: { storeId: string; seq: number }): Loss | undefined {
+export function findLoss(
+  dir: string,
+  store: { storeId: string; seq: number; maxId: number },
+  acked: Acked | null,
+  snapshot?: { storeId: string; seq: number },
+): Loss | undefined {
   const snapshotSeq = snapshot && snapshot.storeId === store.storeId && snapshot.seq > store.seq ? snapshot.seq : undefined;
   const otherStore = acked !== null && acked.storeId !== store.storeId;
   const behind = acked !== null && !otherStore && (acked.seq > store.seq || acked.maxId > store.maxId);
@@ -77,9 +84,12 @@ export function findLoss(dir: string, store: { storeId: string; seq: number; max
   const file = path.join(dir, 'store.sqlite');
   const has = `${file} holds changes up to seq ${store.seq} and ids up to ${store.maxId}`;
   let what: string;
-  if (otherStore) what = `${ACKED_FILE} records the acknowledged changes of store ${acked.storeId} (up to seq ${acked.seq}, id ${acked.maxId}), but ${file} is store ${store.storeId}: the store was replaced`;
-  else if (behind) what = `${has}, but ${ACKED_FILE} records changes up to seq ${acked.seq} and ids up to ${acked.maxId} as acknowledged: ${acked.seq - store.seq} acknowledged change(s) are missing`;
-  else what = `${has}, but its graph snapshot was written at seq ${snapshotSeq}: ${snapshotSeq! - store.seq} committed change(s) are missing`;
+  if (otherStore)
+    what = `${ACKED_FILE} records the acknowledged changes of store ${acked.storeId} (up to seq ${acked.seq}, id ${acked.maxId}), but ${file} is store ${store.storeId}: the store was replaced`;
+  else if (behind)
+    what = `${has}, but ${ACKED_FILE} records changes up to seq ${acked.seq} and ids up to ${acked.maxId} as acknowledged: ${acked.seq - store.seq} acknowledged change(s) are missing`;
+  else
+    what = `${has}, but its graph snapshot was written at seq ${snapshotSeq}: ${snapshotSeq! - store.seq} committed change(s) are missing`;
   const maxId = Math.max(store.maxId, acked?.maxId ?? 0);
   const message =
     `${what}; its write-ahead log (store.sqlite-wal) was lost or the file was restored from an older copy. Nothing was changed. ` +

@@ -25,7 +25,11 @@ export interface IndexBench {
   rows: IndexBenchRow[];
 }
 
-export async function benchIndex(index: VectorIndex, efConstructions: readonly number[], opts: { efs?: readonly number[]; sample?: number; seed?: string } = {}): Promise<IndexBench> {
+export async function benchIndex(
+  index: VectorIndex,
+  efConstructions: readonly number[],
+  opts: { efs?: readonly number[]; sample?: number; seed?: string } = {},
+): Promise<IndexBench> {
   const { space, dim, M, ef } = index.params;
   const efs = opts.efs ?? [ef];
   const { vectors } = index.liveMatrix(); // [N, dim], id order: the order a build inserted them
@@ -43,7 +47,10 @@ export async function benchIndex(index: VectorIndex, efConstructions: readonly n
   for (const efConstruction of efConstructions) {
     const graph = Graph.create({ space, dim, M, efConstruction, ef }, N);
     const t = performance.now();
-    graph.add(Array.from({ length: N }, (_, i) => i), vectors); // labels = rows
+    graph.add(
+      Array.from({ length: N }, (_, i) => i),
+      vectors,
+    ); // labels = rows
     const insertSeconds = (performance.now() - t) / 1000;
     const search = efs.map((e) => {
       const t0 = performance.now();

@@ -41,7 +41,13 @@ export interface BuildSummary extends PipelineResult {
  */
 const POOL_MAX_MFLOPS = 1000;
 
-function corpusEncoder(engine: EngineName, cfg: ModelConfig, weights: WeightMap, ffnDims: readonly number[], workers?: number): Promise<Encoder> {
+function corpusEncoder(
+  engine: EngineName,
+  cfg: ModelConfig,
+  weights: WeightMap,
+  ffnDims: readonly number[],
+  workers?: number,
+): Promise<Encoder> {
   if (engine !== 'onnx') return createEncoder(engine, cfg, weights);
   const cores = os.availableParallelism();
   const n = workers ?? (mflops(cfg, ffnDims) < POOL_MAX_MFLOPS ? cores : 1);
@@ -83,14 +89,24 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
   const shard = o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null;
   const root = specRoot(ds.spec);
   const index = VectorIndex.openOrCreate(o.out, {
-    fingerprint: meta.fingerprint, modelName: cfg.name, ffnDims, dim: cfg.dim, M: o.M, efConstruction: o.efConstruction, ef: o.ef,
-    model: cfg, modelPath: modelPathFor(o.out, o.modelDir),
+    fingerprint: meta.fingerprint,
+    modelName: cfg.name,
+    ffnDims,
+    dim: cfg.dim,
+    M: o.M,
+    efConstruction: o.efConstruction,
+    ef: o.ef,
+    model: cfg,
+    modelPath: modelPathFor(o.out, o.modelDir),
     corpus: { spec: ds.spec, ...(root && { root }), classNames: ds.classNames, ...(shard && { shard }) },
   });
   try {
     const have = index.params;
     const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
-    if (clash.length) throw new Error(`${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`);
+    if (clash.length)
+      throw new Error(
+        `${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`,
+      );
     const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights, ffnDims, o.workers);
     let r: PipelineResult;
     try {
@@ -100,8 +116,16 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
       await encoder.dispose();
     }
     const summary: BuildSummary = {
-      index: o.out, model: { dir: o.modelDir, name: cfg.name, fingerprint: meta.fingerprint }, submodel: { name: submodelName(cfg, ffnDims), ffnDims },
-      engine: encoder.description, data: ds.spec, shard, ...r, live: index.size, opened: index.info().opened, peakRssMB: peakRssMB(),
+      index: o.out,
+      model: { dir: o.modelDir, name: cfg.name, fingerprint: meta.fingerprint },
+      submodel: { name: submodelName(cfg, ffnDims), ffnDims },
+      engine: encoder.description,
+      data: ds.spec,
+      shard,
+      ...r,
+      live: index.size,
+      opened: index.info().opened,
+      peakRssMB: peakRssMB(),
     };
     recordRun(index, summary);
     return summary;
@@ -113,7 +137,16 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
 /** Keeps the last runs' counts in the store's metadata, for `index info`. */
 function recordRun(index: VectorIndex, s: BuildSummary): void {
   const runs = (index.getMeta('runs') as unknown[] | undefined) ?? [];
-  const run = { at: new Date().toISOString(), data: s.data, shard: s.shard, added: s.added, duplicates: s.duplicates.count, alreadyIndexed: s.alreadyIndexed, skipped: s.skipped.count, seconds: Math.round(s.seconds * 10) / 10 };
+  const run = {
+    at: new Date().toISOString(),
+    data: s.data,
+    shard: s.shard,
+    added: s.added,
+    duplicates: s.duplicates.count,
+    alreadyIndexed: s.alreadyIndexed,
+    skipped: s.skipped.count,
+    seconds: Math.round(s.seconds * 10) / 10,
+  };
   index.setMeta('runs', [...runs.slice(-49), run]);
 }
 
@@ -142,8 +175,16 @@ export async function addPaths(o: AddOptions): Promise<BuildSummary> {
       await encoder.dispose();
     }
     const summary: BuildSummary = {
-      index: o.index, model: { dir: modelDir, name: cfg.name, fingerprint: checkpoint.meta.fingerprint }, submodel: { name: submodelName(cfg, ffnDims), ffnDims },
-      engine: encoder.description, data: ds.spec, shard: null, ...r, live: index.size, opened: index.info().opened, peakRssMB: peakRssMB(),
+      index: o.index,
+      model: { dir: modelDir, name: cfg.name, fingerprint: checkpoint.meta.fingerprint },
+      submodel: { name: submodelName(cfg, ffnDims), ffnDims },
+      engine: encoder.description,
+      data: ds.spec,
+      shard: null,
+      ...r,
+      live: index.size,
+      opened: index.info().opened,
+      peakRssMB: peakRssMB(),
     };
     recordRun(index, summary);
     return summary;

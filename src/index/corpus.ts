@@ -17,7 +17,8 @@ export interface Corpus {
 export function modelDirOf(indexDir: string, override?: string): string {
   if (override) return override;
   const m = readManifest(indexDir);
-  if (!m.modelPath) throw new Error(`${indexDir}: the manifest records no modelPath; pass --model DIR (a checkpoint with fingerprint ${m.fingerprint})`);
+  if (!m.modelPath)
+    throw new Error(`${indexDir}: the manifest records no modelPath; pass --model DIR (a checkpoint with fingerprint ${m.fingerprint})`);
   const dir = path.resolve(indexDir, m.modelPath);
   if (!fs.existsSync(path.join(dir, 'config.json')))
     throw new Error(

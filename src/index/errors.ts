@@ -34,3 +34,14 @@ const some = (ids: readonly number[]) => ids.slice(0, 5).join(', ') + (ids.lengt
 export function badVectorsMessage(file: string, ids: readonly number[]): string {
   return `${ids.length} stored vector(s) of ${file} do not match their checksum (ids ${some(ids)}): their bytes changed outside SQLite. Remove those items (matvit index remove --id ...) and add their images again, or restore the index directory from a backup`;
 }
+
+/**
+ * A read-only open that failed because SQLite could not create the -shm file beside a leftover
+ * write-ahead log (a writer was killed, and this process cannot write the directory), said so.
+ */
+export function readOnlyWalError(file: string, e: unknown): Error | undefined {
+  if (!/^SQLITE_(READONLY|CANTOPEN)/.test(String((e as { code?: unknown })?.code))) return undefined;
+  return new Error(
+    `${file} cannot be opened read-only here: its write-ahead log ${file}-wal is left from a writer that did not close, and SQLite needs to create ${file}-shm beside it, which this process may not (${(e as Error).message}). Have a user who can write the directory open the index once (e.g. matvit index compact), then read it`,
+  );
+}

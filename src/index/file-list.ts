@@ -23,7 +23,11 @@ export function sourceForFile(file: string, root: string | undefined): string {
 
 /** The corpus root and class names a manifest records (index build writes them). */
 export function corpusOf(indexDir: string): { root?: string; classNames: string[] } {
-  const c = readManifest(indexDir).corpus as { root?: unknown; classNames?: unknown; mergedFrom?: { root?: unknown; classNames?: unknown }[] };
+  const c = readManifest(indexDir).corpus as {
+    root?: unknown;
+    classNames?: unknown;
+    mergedFrom?: { root?: unknown; classNames?: unknown }[];
+  };
   // A merged index: its shards' corpus (they share one, or the first one's is as good as any).
   const src = c.mergedFrom?.[0] ?? c;
   return {
@@ -36,12 +40,17 @@ export function corpusOf(indexDir: string): { root?: string; classNames: string[
  * A dataset of the files given, folders walked recursively. Sources follow sourceForFile; a file
  * in a class folder of the corpus root (root/<class>/...) gets that class's label.
  */
-export async function fileListDataset(paths: readonly string[], corpus: { root?: string; classNames: string[] }, decode: DecodeOptions = {}): Promise<Dataset> {
+export async function fileListDataset(
+  paths: readonly string[],
+  corpus: { root?: string; classNames: string[] },
+  decode: DecodeOptions = {},
+): Promise<Dataset> {
   const files: string[] = [];
   for (const p of paths) {
     const st = await fs.stat(p).catch(() => undefined);
     if (st?.isDirectory()) files.push(...(await listImages(p)).map((f) => path.resolve(p, f)));
-    else if (st?.isFile()) files.push(path.resolve(p)); // named explicitly: tried whatever its extension
+    else if (st?.isFile())
+      files.push(path.resolve(p)); // named explicitly: tried whatever its extension
     else throw new Error(`${p}: no such file or folder`);
   }
   const unique = [...new Set(files)];

@@ -50,7 +50,12 @@ export class Graph {
 
   static create(params: GraphParams, capacity: number): Graph {
     const h = new hnswlib.HierarchicalNSW(params.space, params.dim);
-    h.initIndex({ maxElements: Math.max(MIN_CAPACITY, Math.ceil(capacity)), m: params.M, efConstruction: params.efConstruction, randomSeed: RANDOM_SEED });
+    h.initIndex({
+      maxElements: Math.max(MIN_CAPACITY, Math.ceil(capacity)),
+      m: params.M,
+      efConstruction: params.efConstruction,
+      randomSeed: RANDOM_SEED,
+    });
     return new Graph(h, params);
   }
 
@@ -91,13 +96,15 @@ export class Graph {
   search(query: Float32Array, k: number, ef: number, allow?: (id: number) => boolean): { ids: number[]; scores: number[] } {
     if (k < 1) return { ids: [], scores: [] };
     const kk = Math.min(k, this.capacity); // searchKnn throws above maxElements
-    const filter = allow && ((id: number) => {
-      try {
-        return allow(id) === true;
-      } catch {
-        return false;
-      }
-    });
+    const filter =
+      allow &&
+      ((id: number) => {
+        try {
+          return allow(id) === true;
+        } catch {
+          return false;
+        }
+      });
     if (ef !== this.params.ef) this.h.setEf(ef);
     try {
       const r = this.h.searchKnn(Array.from(query), kk, filter);
@@ -133,7 +140,13 @@ export class Graph {
     const tmp = tempPath(file);
     try {
       this.h.writeIndexSync(tmp);
-      const current: GraphFile = { seq, ...hashFile(tmp), count: this.count, hnswlibNode: softwareVersions().hnswlibNode, writtenAt: new Date().toISOString() };
+      const current: GraphFile = {
+        seq,
+        ...hashFile(tmp),
+        count: this.count,
+        hnswlibNode: softwareVersions().hnswlibNode,
+        writtenAt: new Date().toISOString(),
+      };
       const { space, dim, M, efConstruction } = this.params;
       const sidecar: Sidecar = { format: 'matvit-graph', version: 1, storeId, space, dim, M, efConstruction, graph: current, previous };
       fsyncFile(tmp);
@@ -159,7 +172,11 @@ export class Graph {
    * Loads the snapshot in `dir` if it is usable for this store as of `storeSeq`; otherwise says
    * why not. Never passes a file to hnswlib unless its size and sha256 match the sidecar.
    */
-  static readSnapshot(dir: string, params: GraphParams, store: { storeId: string; seq: number }): { graph: Graph; file: GraphFile } | { problem: SnapshotProblem; reason: string } {
+  static readSnapshot(
+    dir: string,
+    params: GraphParams,
+    store: { storeId: string; seq: number },
+  ): { graph: Graph; file: GraphFile } | { problem: SnapshotProblem; reason: string } {
     const file = path.join(dir, GRAPH_FILE);
     const sideFile = path.join(dir, SIDECAR_FILE);
     if (!fs.existsSync(sideFile) || !fs.existsSync(file))
@@ -181,21 +198,25 @@ export class Graph {
       const g = sidecar.graph;
       return {
         problem: 'corrupt',
-        reason: actual.bytes !== g.bytes
-          ? `${GRAPH_FILE} has ${actual.bytes} bytes, the sidecar says ${g.bytes} (truncated or replaced)`
-          : `${GRAPH_FILE} sha256 ${actual.sha256} does not match the sidecar's ${g.sha256}`,
+        reason:
+          actual.bytes !== g.bytes
+            ? `${GRAPH_FILE} has ${actual.bytes} bytes, the sidecar says ${g.bytes} (truncated or replaced)`
+            : `${GRAPH_FILE} sha256 ${actual.sha256} does not match the sidecar's ${g.sha256}`,
       };
     }
     const hnswlibNode = softwareVersions().hnswlibNode;
-    if (entry.hnswlibNode !== hnswlibNode) return { problem: 'stale', reason: `${GRAPH_FILE} was written by hnswlib-node ${entry.hnswlibNode}, this is ${hnswlibNode}` };
-    if (entry.seq > store.seq) return { problem: 'ahead', reason: `snapshot holds changes up to seq ${entry.seq}, the store only up to ${store.seq}` };
+    if (entry.hnswlibNode !== hnswlibNode)
+      return { problem: 'stale', reason: `${GRAPH_FILE} was written by hnswlib-node ${entry.hnswlibNode}, this is ${hnswlibNode}` };
+    if (entry.seq > store.seq)
+      return { problem: 'ahead', reason: `snapshot holds changes up to seq ${entry.seq}, the store only up to ${store.seq}` };
     let graph: Graph;
     try {
       graph = Graph.load(file, params);
     } catch (e) {
       return { problem: 'corrupt', reason: `hnswlib could not read ${GRAPH_FILE}: ${(e as Error).message}` };
     }
-    if (graph.count !== entry.count) return { problem: 'corrupt', reason: `${GRAPH_FILE} holds ${graph.count} points, the sidecar says ${entry.count}` };
+    if (graph.count !== entry.count)
+      return { problem: 'corrupt', reason: `${GRAPH_FILE} holds ${graph.count} points, the sidecar says ${entry.count}` };
     return { graph, file: entry };
   }
 }

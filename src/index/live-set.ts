@@ -14,7 +14,8 @@ export class LiveSet {
   add(id: number, label: number): void {
     if (id >= this.live.length) {
       const n = Math.max(id + 1, Math.ceil(this.live.length * 1.5), 1024);
-      const live = new Uint8Array(n), labels = new Int32Array(n);
+      const live = new Uint8Array(n),
+        labels = new Int32Array(n);
       live.set(this.live);
       labels.set(this.labels);
       this.live = live;

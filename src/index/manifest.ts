@@ -67,7 +67,9 @@ export const Manifest = z
     version: z.literal(1),
     ...IndexParams.shape,
     /** Item counts as of store seq `seq` (refreshed at every snapshot and close). */
-    counts: z.object({ live: z.number().int().nonnegative(), deleted: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).strict(),
+    counts: z
+      .object({ live: z.number().int().nonnegative(), deleted: z.number().int().nonnegative(), seq: z.number().int().nonnegative() })
+      .strict(),
     /** Of the last writer: the graph file format belongs to the hnswlib version. */
     versions: z.object({ package: z.string(), hnswlibNode: z.string(), betterSqlite3: z.string() }).strict(),
     createdAt: z.iso.datetime(),

@@ -16,7 +16,11 @@ export interface MergeReport {
  * new ids, and a sha256 seen before (in an earlier shard, or already in outDir) is not added
  * twice; so an interrupted merge is finished by running it again.
  */
-export function mergeIndexes(outDir: string, shardDirs: readonly string[], opts: { expectedFingerprint?: string; chunk?: number } = {}): MergeReport {
+export function mergeIndexes(
+  outDir: string,
+  shardDirs: readonly string[],
+  opts: { expectedFingerprint?: string; chunk?: number } = {},
+): MergeReport {
   if (shardDirs.length === 0) throw new Error('merge: no shard given');
   const out = path.resolve(outDir);
   const shards = shardDirs.map((d) => ({ dir: d, manifest: readManifest(d) }));
@@ -25,13 +29,28 @@ export function mergeIndexes(outDir: string, shardDirs: readonly string[], opts:
     if (path.resolve(s.dir) === out) throw new Error(`merge: shard ${s.dir} is the output directory`);
     const fp = opts.expectedFingerprint ?? first.fingerprint;
     if (s.manifest.fingerprint !== fp)
-      throw new Error(`merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${opts.expectedFingerprint ? 'the given model' : shards[0].dir})`);
+      throw new Error(
+        `merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${opts.expectedFingerprint ? 'the given model' : shards[0].dir})`,
+      );
     for (const k of ['ffnDims', 'dim', 'space'] as const)
       if (JSON.stringify(s.manifest[k]) !== JSON.stringify(first[k]))
-        throw new Error(`merge: shard ${s.dir} has ${k} ${JSON.stringify(s.manifest[k])}, shard ${shards[0].dir} has ${JSON.stringify(first[k])}`);
+        throw new Error(
+          `merge: shard ${s.dir} has ${k} ${JSON.stringify(s.manifest[k])}, shard ${shards[0].dir} has ${JSON.stringify(first[k])}`,
+        );
   }
   const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
-  const index = VectorIndex.openOrCreate(outDir, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) } });
+  const index = VectorIndex.openOrCreate(outDir, {
+    fingerprint,
+    modelName,
+    ffnDims,
+    dim,
+    space,
+    M,
+    efConstruction,
+    ef,
+    model,
+    corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) },
+  });
   try {
     const report: MergeReport = { dir: outDir, shards: [], live: 0 };
     for (const s of shards) {
@@ -39,7 +58,17 @@ export function mergeIndexes(outDir: string, shardDirs: readonly string[], opts:
       const entry = { dir: s.dir, live: 0, added: 0, duplicates: 0 };
       try {
         for (const items of src.liveItems(opts.chunk)) {
-          const r = index.add(items.map(({ source, label, labelName, sha256, bytes, addedAt, vector }) => ({ source, label, labelName, sha256, bytes, addedAt, vector })));
+          const r = index.add(
+            items.map(({ source, label, labelName, sha256, bytes, addedAt, vector }) => ({
+              source,
+              label,
+              labelName,
+              sha256,
+              bytes,
+              addedAt,
+              vector,
+            })),
+          );
           entry.live += items.length;
           entry.duplicates += r.duplicates.length;
           entry.added += items.length - r.duplicates.length;

@@ -58,21 +58,28 @@ export function integrityMessage(file: string, check: 'quick_check' | 'integrity
 export function checkOnOpen(dir: string, opts: OpenOptions): Checked {
   const manifest = readManifest(dir);
   if (opts.expectedFingerprint !== undefined && opts.expectedFingerprint !== manifest.fingerprint)
-    throw new Error(`${dir} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Queries embedded by another model live in another metric space: use that model, or build a new index`);
+    throw new Error(
+      `${dir} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Queries embedded by another model live in another metric space: use that model, or build a new index`,
+    );
   const mode = opts.mode ?? 'write';
   let readOnlyReason = mode === 'read' ? 'opened read-only' : undefined;
   if (mode !== 'read') {
     const why = notWritable(dir, SQLITE_FILES);
     if (why && mode === 'write')
-      throw new IndexError('unwritable', `${dir} cannot be opened for writing: ${why}. Give this user write permission on the directory and its files, or open the index read-only (matvit serve does so by itself, with writes disabled)`);
+      throw new IndexError(
+        'unwritable',
+        `${dir} cannot be opened for writing: ${why}. Give this user write permission on the directory and its files, or open the index read-only (matvit serve does so by itself, with writes disabled)`,
+      );
     if (why) readOnlyReason = `${why}: writes are disabled`;
   }
   const readOnly = readOnlyReason !== undefined;
   const file = path.join(dir, STORE_FILE);
   const store = Store.open(file, { readOnly });
-  const damage: string[] = [], warnings: string[] = [];
+  const damage: string[] = [],
+    warnings: string[] = [];
   try {
-    if (store.dim !== manifest.dim) throw new Error(`${dir}: the store holds ${store.dim}-d vectors, the manifest says dim ${manifest.dim}`);
+    if (store.dim !== manifest.dim)
+      throw new Error(`${dir}: the store holds ${store.dim}-d vectors, the manifest says dim ${manifest.dim}`);
     const faults = opts.quickCheck === false ? [] : store.integrityCheck();
     if (faults.length) {
       const msg = integrityMessage(file, 'quick_check', faults);
@@ -97,9 +104,14 @@ export function checkOnOpen(dir: string, opts: OpenOptions): Checked {
       if (removed.length) warnings.push(`removed ${removed.length} temp file(s) of killed writers: ${removed.join(', ')}`);
       if (acked === null && !damage.length) {
         writeAcked(dir, now);
-        warnings.push(`acked.json was missing (an index made before it existed): wrote it (seq ${now.seq}, id ${now.maxId}); a lost write-ahead log is detected from now on`);
+        warnings.push(
+          `acked.json was missing (an index made before it existed): wrote it (seq ${now.seq}, id ${now.maxId}); a lost write-ahead log is detected from now on`,
+        );
       }
-    } else if (acked === null && !damage.length) warnings.push('acked.json is missing (an index made before it existed): a lost write-ahead log cannot be detected until the index is opened writable once');
+    } else if (acked === null && !damage.length)
+      warnings.push(
+        'acked.json is missing (an index made before it existed): a lost write-ahead log cannot be detected until the index is opened writable once',
+      );
     return { manifest, store, readOnlyReason, loss, damage, warnings };
   } catch (e) {
     store.close({ untouched: true });
@@ -123,11 +135,17 @@ export function createFiles(dir: string, params: IndexParams): void {
     const old = Store.open(storeFile, { readOnly: true });
     const seq = old.seq();
     old.close();
-    if (seq > 0) throw new Error(`${dir} has no ${MANIFEST_FILE} but its ${STORE_FILE} holds ${seq} changes; restore the manifest, or move the directory away to start a new index`);
+    if (seq > 0)
+      throw new Error(
+        `${dir} has no ${MANIFEST_FILE} but its ${STORE_FILE} holds ${seq} changes; restore the manifest, or move the directory away to start a new index`,
+      );
     for (const f of fs.readdirSync(dir)) if (f.startsWith(STORE_FILE) || f === ACKED_FILE) fs.rmSync(path.join(dir, f), { force: true });
   }
   const foreign = fs.readdirSync(dir);
-  if (foreign.length > 0) throw new Error(`${dir} is not empty (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); an index is created in a new or empty directory`);
+  if (foreign.length > 0)
+    throw new Error(
+      `${dir} is not empty (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); an index is created in a new or empty directory`,
+    );
   const store = Store.create(storeFile, params.dim);
   try {
     writeAcked(dir, { storeId: store.storeId, seq: 0, maxId: 0 });
@@ -135,5 +153,13 @@ export function createFiles(dir: string, params: IndexParams): void {
     store.close();
   }
   const now = new Date().toISOString();
-  writeManifest(dir, { format: 'matvit-index', version: 1, ...params, counts: { live: 0, deleted: 0, seq: 0 }, versions: softwareVersions(), createdAt: now, updatedAt: now });
+  writeManifest(dir, {
+    format: 'matvit-index',
+    version: 1,
+    ...params,
+    counts: { live: 0, deleted: 0, seq: 0 },
+    versions: softwareVersions(),
+    createdAt: now,
+    updatedAt: now,
+  });
 }

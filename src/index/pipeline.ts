@@ -19,35 +19,17 @@
 //
 // Resume: every committed batch is in the store, and items are recognized by their content hash,
 // so re-running the same build skips everything already indexed, after a clean finish or a kill.
-import { hash } from 'node:crypto';
 import { type Dataset, type DatasetItem, type Skipped, DEFAULT_CONCURRENCY } from '../data/dataset.ts';
 import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } from '../data/preprocess.ts';
 import type { EncodeOutput, Encoder } from '../engine/encoder.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { sha256Hex } from '../util/hash.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
+import { type Shard, shardOf } from './shard.ts';
 import type { VectorIndex } from './vector-index.ts';
 
-/** One of n disjoint parts of a corpus; `index` is 1-based (as jest's and playwright's --shard i/n). */
-export interface Shard {
-  index: number;
-  count: number;
-}
-
-/** Parses "i/n" (1 <= i <= n); the error names the value and the accepted form. */
-export function parseShard(s: string): Shard {
-  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
-  const [index, count] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
-  if (!(index >= 1 && index <= count)) throw new Error(`shard "${s}": expected i/n with 1 <= i <= n (shard i of n, 1-based), e.g. 1/4`);
-  return { index, count };
-}
-
-/**
- * The shard (0-based) of an item: by a hash of its source, not its position, so the split is the
- * same on every machine, stays put when the corpus grows, and a slice of a dataset splits like
- * the whole. The shards of one n are disjoint and together hold the whole corpus.
- */
-export const shardOf = (source: string, count: number): number => hash('sha256', source, 'buffer').readUInt32BE(0) % count;
+// The CLI's --shard parser, where index build's other pieces are.
+export { parseShard } from './shard.ts';
 
 /** What the index records as an item's source: the path relative to the corpus root, or the IDX ref. */
 const sourceOf = (item: DatasetItem): string => item.path ?? item.ref;
@@ -150,8 +132,10 @@ function settings(index: VectorIndex, cfg: ModelConfig, opts: PipelineOptions): 
   const listLimit = opts.listLimit ?? 1000;
   for (const [k, v] of Object.entries({ batch, concurrency, listLimit }))
     if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${k} = ${v}: expected an integer >= 1`);
-  if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 0)) throw new Error(`snapshotEvery = ${snapshotEvery}: expected an integer >= 0 (0: only at the end)`);
-  return { batch, concurrency, snapshotEvery, listLimit, decode: { limitInputPixels: opts.maxPixels }, per: cfg.channels * cfg.imageSize * cfg.imageSize, dim: index.params.dim };
+  if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 0))
+    throw new Error(`snapshotEvery = ${snapshotEvery}: expected an integer >= 0 (0: only at the end)`);
+  const per = cfg.channels * cfg.imageSize * cfg.imageSize;
+  return { batch, concurrency, snapshotEvery, listLimit, decode: { limitInputPixels: opts.maxPixels }, per, dim: index.params.dim };
 }
 
 /** The shard's items by dataset position (null: all of them). */
@@ -187,8 +171,15 @@ class PipelineRun {
   ) {
     this.total = order ? order.length : ds.size;
     this.result = {
-      items: this.total, added: 0, duplicates: { count: 0, items: [] }, alreadyIndexed: 0,
-      skipped: { count: 0, byReason: {}, items: [] }, batches: 0, snapshots: 0, seconds: 0, imgPerSec: 0,
+      items: this.total,
+      added: 0,
+      duplicates: { count: 0, items: [] },
+      alreadyIndexed: 0,
+      skipped: { count: 0, byReason: {}, items: [] },
+      batches: 0,
+      snapshots: 0,
+      seconds: 0,
+      imgPerSec: 0,
       timings: { encodeWaitMs: 0, decodeWaitMs: 0, commitMs: 0, snapshotMs: 0, encodeCalls: 0 },
     };
   }
@@ -196,7 +187,17 @@ class PipelineRun {
   progress(done = false): void {
     if (done) this.processed = this.total;
     const r = this.result;
-    this.onProgress?.({ total: this.total, processed: this.processed, added: r.added, duplicates: r.duplicates.count, alreadyIndexed: r.alreadyIndexed, skipped: r.skipped.count, elapsedMs: performance.now() - this.t0 });
+    const { added, duplicates, alreadyIndexed, skipped } = r;
+    const elapsedMs = performance.now() - this.t0;
+    this.onProgress?.({
+      total: this.total,
+      processed: this.processed,
+      added,
+      duplicates: duplicates.count,
+      alreadyIndexed,
+      skipped: skipped.count,
+      elapsedMs,
+    });
   }
 
   private duplicate(ref: string, sha256: string, sameAs: string): DuplicateReport | undefined {
@@ -248,7 +249,15 @@ class PipelineRun {
       else this.result.alreadyIndexed++;
       return null;
     }
-    const entry: Entry = { index: i, source, label: item.label, labelName: ds.classNames[item.label] ?? null, sha256, bytes: bytes.length, input: null };
+    const entry: Entry = {
+      index: i,
+      source,
+      label: item.label,
+      labelName: ds.classNames[item.label] ?? null,
+      sha256,
+      bytes: bytes.length,
+      input: null,
+    };
     pending.set(sha256, entry);
     try {
       entry.input = ds.pixels ? await preprocessPixels(bytes, ds.pixels, this.cfg) : await preprocessImage(bytes, this.cfg, this.s.decode);
@@ -304,16 +313,22 @@ class PipelineRun {
     const { dim, snapshotEvery } = this.s;
     const r = this.result;
     const t = performance.now();
-    const res = this.index.add(entries.map((e, k) => ({
-      source: e.source, label: e.label, labelName: e.labelName, sha256: e.sha256, bytes: e.bytes,
+    const items = entries.map(({ source, label, labelName, sha256, bytes }, k) => ({
+      source,
+      label,
+      labelName,
+      sha256,
+      bytes,
       vector: embeddings.subarray(k * dim, (k + 1) * dim),
-    })));
+    }));
+    const res = this.index.add(items);
     // Only another writer adding the same content at the same time gets past `pending`.
     for (const d of res.duplicates) this.duplicate(d.source, d.sha256, d.existingSource);
-    for (const id of res.ids) if (id !== null) {
-      r.added++;
-      this.firstId = Math.min(this.firstId, id);
-    }
+    for (const id of res.ids)
+      if (id !== null) {
+        r.added++;
+        this.firstId = Math.min(this.firstId, id);
+      }
     for (const e of entries) this.pending.delete(e.sha256);
     r.batches++;
     r.timings.commitMs += performance.now() - t;
@@ -353,8 +368,21 @@ class PipelineRun {
  * index's model. Items are added in dataset order; of several items with the same content, the
  * first in dataset order is kept and the others are reported as duplicates.
  */
-export async function runPipeline(index: VectorIndex, encoder: Encoder, ffnDims: readonly number[], ds: Dataset, opts: PipelineOptions = {}): Promise<PipelineResult> {
-  const run = new PipelineRun(index, encoder.config, ds, shardOrder(ds, opts.shard), settings(index, encoder.config, opts), opts.onProgress);
+export async function runPipeline(
+  index: VectorIndex,
+  encoder: Encoder,
+  ffnDims: readonly number[],
+  ds: Dataset,
+  opts: PipelineOptions = {},
+): Promise<PipelineResult> {
+  const run = new PipelineRun(
+    index,
+    encoder.config,
+    ds,
+    shardOrder(ds, opts.shard),
+    settings(index, encoder.config, opts),
+    opts.onProgress,
+  );
   run.progress();
   // Batches handed to the encoder and not yet committed, oldest first: committed in order.
   const inFlight: { entries: Entry[]; encoding: Promise<EncodeOutput> }[] = [];

@@ -44,7 +44,13 @@ export function recoverIndex(dir: string, opts: { acceptLoss: boolean }): Recove
     if (!opts.acceptLoss) throw new IndexError('lost-writes', `${loss?.message ?? ackedUnreadable}. Pass --accept-loss to go on`);
     const seq = Math.max(now.seq, acked?.seq ?? 0, loss?.snapshotSeq ?? 0);
     const maxId = Math.max(now.maxId, acked?.maxId ?? 0);
-    const record = { at: new Date().toISOString(), store: now, acked, snapshotSeq: loss?.snapshotSeq ?? null, ackedUnreadable: ackedUnreadable ?? null };
+    const record = {
+      at: new Date().toISOString(),
+      store: now,
+      acked,
+      snapshotSeq: loss?.snapshotSeq ?? null,
+      ackedUnreadable: ackedUnreadable ?? null,
+    };
     const raised = store.raiseHighWater(seq, maxId, record);
     writeAcked(dir, raised);
     report = { dir, loss, ...(ackedUnreadable && { ackedUnreadable }), after: { ...raised, live: store.counts().live } };

@@ -57,7 +57,7 @@ export function migrate(db: Database.Database, file: string, from: number): stri
     db.exec('ALTER TABLE items ADD COLUMN vector_check BLOB');
     const read = db.prepare('SELECT id, vector FROM items WHERE id > ? ORDER BY id LIMIT 4096');
     const write = db.prepare('UPDATE items SET vector_check = ? WHERE id = ?');
-    for (let after = 0; ; ) {
+    for (let after = 0; ;) {
       const page = read.all(after) as { id: number; vector: Buffer }[];
       for (const r of page) write.run(vectorCheck(r.vector), r.id);
       n += page.length;
@@ -149,21 +149,40 @@ export interface Row {
 }
 export const ITEM_COLUMNS = 'id, source, label, label_name, sha256, bytes, added_at, seq, deleted_seq';
 export const toItem = (r: Row): Item => ({
-  id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256,
-  bytes: r.bytes, addedAt: r.added_at, seq: r.seq, deletedSeq: r.deleted_seq,
+  id: r.id,
+  source: r.source,
+  label: r.label,
+  labelName: r.label_name,
+  sha256: r.sha256,
+  bytes: r.bytes,
+  addedAt: r.added_at,
+  seq: r.seq,
+  deletedSeq: r.deleted_seq,
 });
 
 /** Validates an item; returns the row to insert (unit vector as a float32 blob, with its checksum). */
 export function checkItem(it: NewItem, i: number, dim: number) {
   const where = `items[${i}]`;
-  if (typeof it.source !== 'string' || it.source.length === 0) throw new Error(`${where}.source = ${JSON.stringify(it.source)}: expected a non-empty path or 'idx:#N'`);
+  if (typeof it.source !== 'string' || it.source.length === 0)
+    throw new Error(`${where}.source = ${JSON.stringify(it.source)}: expected a non-empty path or 'idx:#N'`);
   const label = it.label ?? -1;
-  if (!Number.isInteger(label) || label < -1 || label > MAX_LABEL) throw new Error(`${where}.label = ${label}: expected an integer in 0..${MAX_LABEL}, or -1 for unknown`);
-  if (typeof it.sha256 !== 'string' || !SHA256.test(it.sha256)) throw new Error(`${where}.sha256 = ${JSON.stringify(it.sha256)}: expected 64 lowercase hex digits`);
+  if (!Number.isInteger(label) || label < -1 || label > MAX_LABEL)
+    throw new Error(`${where}.label = ${label}: expected an integer in 0..${MAX_LABEL}, or -1 for unknown`);
+  if (typeof it.sha256 !== 'string' || !SHA256.test(it.sha256))
+    throw new Error(`${where}.sha256 = ${JSON.stringify(it.sha256)}: expected 64 lowercase hex digits`);
   if (!Number.isSafeInteger(it.bytes) || it.bytes < 0) throw new Error(`${where}.bytes = ${it.bytes}: expected an integer >= 0`);
   const addedAt = it.addedAt ?? new Date().toISOString();
   if (Number.isNaN(Date.parse(addedAt))) throw new Error(`${where}.addedAt = ${JSON.stringify(addedAt)}: expected an ISO 8601 time`);
   const v = unitVector(it.vector, dim, `${where}.vector`);
   const vector = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  return { source: it.source, label, labelName: it.labelName ?? null, sha256: it.sha256, bytes: it.bytes, addedAt, vector, vectorCheck: vectorCheck(vector) };
+  return {
+    source: it.source,
+    label,
+    labelName: it.labelName ?? null,
+    sha256: it.sha256,
+    bytes: it.bytes,
+    addedAt,
+    vector,
+    vectorCheck: vectorCheck(vector),
+  };
 }

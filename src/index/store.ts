@@ -15,11 +15,9 @@
 // sets deleted_seq (a tombstone), so any past state "as of seq S" can be queried.
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { corruptionError } from './errors.ts';
-import {
-  APPLICATION_ID, type Counts, type Duplicate, type InsertResult, ITEM_COLUMNS, type Item, type NewItem, type RemoveResult, type Row, SCHEMA, SCHEMA_VERSION,
-  type VectorChunk, checkItem, migrate, toItem, vectorCheck,
-} from './store-schema.ts';
+import { corruptionError, readOnlyWalError } from './errors.ts';
+import { APPLICATION_ID, ITEM_COLUMNS, SCHEMA, SCHEMA_VERSION, checkItem, migrate, toItem, vectorCheck } from './store-schema.ts';
+import type { Counts, Duplicate, InsertResult, Item, NewItem, RemoveResult, Row, VectorChunk } from './store-schema.ts';
 
 export type { Counts, Duplicate, InsertResult, Item, NewItem, RemoveResult, VectorChunk } from './store-schema.ts';
 
@@ -78,14 +76,17 @@ export class Store {
     try {
       const app = db.pragma('application_id', { simple: true });
       const version = db.pragma('user_version', { simple: true }) as number;
-      if (app !== APPLICATION_ID) throw new Error(`${file} is not a MatViT index store (application_id ${app}, expected ${APPLICATION_ID})`);
-      if (version > SCHEMA_VERSION || version < 1) throw new Error(`${file}: store schema version ${version}, this version reads ${SCHEMA_VERSION}`);
+      if (app !== APPLICATION_ID)
+        throw new Error(`${file} is not a MatViT index store (application_id ${app}, expected ${APPLICATION_ID})`);
+      if (version > SCHEMA_VERSION || version < 1)
+        throw new Error(`${file}: store schema version ${version}, this version reads ${SCHEMA_VERSION}`);
       if (!readOnly) configure(db);
       const migrated = readOnly ? undefined : migrate(db, file, version);
       const s = db.prepare('SELECT store_id, dim FROM state').get() as { store_id: string; dim: number };
       const store = new Store(db, file, s.dim, s.store_id, readOnly);
       store.migrated = migrated;
-      if (readOnly && version < SCHEMA_VERSION) store.outdated = `store.sqlite has schema ${version}, without vector checksums: they are added when the index is next opened writable (e.g. matvit index compact)`;
+      if (readOnly && version < SCHEMA_VERSION)
+        store.outdated = `store.sqlite has schema ${version}, without vector checksums: they are added when the index is next opened writable (e.g. matvit index compact)`;
       return store;
     } catch (e) {
       db.close();
@@ -206,13 +207,15 @@ export class Store {
    */
   raiseHighWater(seq: number, maxId: number, record: Record<string, unknown>): { storeId: string; seq: number; maxId: number } {
     const storeId = randomUUID();
-    this.db.transaction(() => {
-      this.stmt('UPDATE state SET seq = max(seq, ?), store_id = ?').run(seq, storeId);
-      if (this.stmt("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'items'").run(maxId).changes === 0)
-        this.stmt("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)").run(maxId);
-      const losses = (this.getMeta('losses') as unknown[] | undefined) ?? [];
-      this.setMeta('losses', [...losses, record]);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.stmt('UPDATE state SET seq = max(seq, ?), store_id = ?').run(seq, storeId);
+        if (this.stmt("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'items'").run(maxId).changes === 0)
+          this.stmt("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)").run(maxId);
+        const losses = (this.getMeta('losses') as unknown[] | undefined) ?? [];
+        this.setMeta('losses', [...losses, record]);
+      })
+      .immediate();
     return { storeId, seq: this.seq(), maxId: this.maxId() };
   }
 
@@ -281,10 +284,12 @@ export class Store {
   }
 
   counts(atSeq = this.seq()): Counts {
-    const r = this.stmt(`SELECT
+    const r = this.stmt(
+      `SELECT
         count(*) FILTER (WHERE ${LIVE_AT}) AS live,
         count(*) FILTER (WHERE deleted_seq <= @at) AS deleted
-      FROM items WHERE seq <= @at`).get({ at: atSeq }) as Counts;
+      FROM items WHERE seq <= @at`,
+    ).get({ at: atSeq }) as Counts;
     return { live: r.live, deleted: r.deleted };
   }
 
@@ -334,8 +339,10 @@ export class Store {
 
   /** Ids inserted at or before `afterSeq` and deleted in (afterSeq, atSeq]: the deletes to replay. */
   deletedBetween(afterSeq: number, atSeq: number): number[] {
-    const rows = this.stmt(`SELECT id FROM items
-      WHERE deleted_seq > @afterSeq AND deleted_seq <= @at AND seq <= @afterSeq ORDER BY id`).all({ afterSeq, at: atSeq });
+    const rows = this.stmt(
+      `SELECT id FROM items
+      WHERE deleted_seq > @afterSeq AND deleted_seq <= @at AND seq <= @afterSeq ORDER BY id`,
+    ).all({ afterSeq, at: atSeq });
     return (rows as { id: number }[]).map((r) => r.id);
   }
 
@@ -343,8 +350,14 @@ export class Store {
    * Keyset pagination (key > last key seen): each page is its own short statement, so no read
    * cursor stays open between pages and writes on this connection are never blocked by a scan.
    */
-  private *pages<R extends Record<K, number>, K extends string = 'id'>(stmt: Database.Statement, params: Record<string, unknown>, chunk: number, key: K = 'id' as K, from = 0): Generator<R[]> {
-    for (let after = from; ; ) {
+  private *pages<R extends Record<K, number>, K extends string = 'id'>(
+    stmt: Database.Statement,
+    params: Record<string, unknown>,
+    chunk: number,
+    key: K = 'id' as K,
+    from = 0,
+  ): Generator<R[]> {
+    for (let after = from; ;) {
       const page = stmt.all({ ...params, after, limit: chunk }) as R[];
       if (page.length === 0) return;
       yield page;
@@ -361,7 +374,11 @@ export class Store {
   /** Stores a JSON-serializable value (e.g. calibration results); undefined deletes the key. */
   setMeta(key: string, value: unknown): void {
     if (value === undefined) this.stmt('DELETE FROM meta WHERE key = ?').run(key);
-    else this.stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, JSON.stringify(value));
+    else
+      this.stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+        key,
+        JSON.stringify(value),
+      );
   }
 
   metaKeys(): string[] {
@@ -375,17 +392,6 @@ export class Store {
     if (!s) this.stmts.set(sql, (s = this.db.prepare(sql)));
     return s;
   }
-}
-
-/**
- * A read-only open that failed because SQLite could not create the -shm file beside a leftover
- * write-ahead log (a writer was killed, and this process cannot write the directory), said so.
- */
-function readOnlyWalError(file: string, e: unknown): Error | undefined {
-  if (!/^SQLITE_(READONLY|CANTOPEN)/.test(String((e as { code?: unknown })?.code))) return undefined;
-  return new Error(
-    `${file} cannot be opened read-only here: its write-ahead log ${file}-wal is left from a writer that did not close, and SQLite needs to create ${file}-shm beside it, which this process may not (${(e as Error).message}). Have a user who can write the directory open the index once (e.g. matvit index compact), then read it`,
-  );
 }
 
 function configure(db: Database.Database): void {

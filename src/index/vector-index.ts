@@ -98,7 +98,9 @@ export class VectorIndex {
     const diff = (['ffnDims', 'dim', 'space'] as const).filter((k) => JSON.stringify(have[k]) !== JSON.stringify(want[k]));
     if (diff.length > 0) {
       index.close();
-      throw new Error(`${dir} holds an index with ${diff.map((k) => `${k} ${JSON.stringify(have[k])}`).join(', ')}; asked for ${diff.map((k) => `${k} ${JSON.stringify(want[k])}`).join(', ')}`);
+      throw new Error(
+        `${dir} holds an index with ${diff.map((k) => `${k} ${JSON.stringify(have[k])}`).join(', ')}; asked for ${diff.map((k) => `${k} ${JSON.stringify(want[k])}`).join(', ')}`,
+      );
     }
     return index;
   }
@@ -161,7 +163,8 @@ export class VectorIndex {
    */
   private catchUp(bad?: number[]): { added: number; deleted: number } {
     const to = this.store.seq();
-    let added = 0, deleted = 0;
+    let added = 0,
+      deleted = 0;
     if (to === this.appliedSeq) return { added, deleted };
     for (const c of this.store.liveVectors({ afterSeq: this.appliedSeq, atSeq: to, bad })) {
       this.applyAdds(c.ids, c.labels, c.vectors);
@@ -202,7 +205,8 @@ export class VectorIndex {
       this.catchUp(); // another writer came between: replay everything, ours included
       return r;
     }
-    const ids: number[] = [], labels: number[] = [];
+    const ids: number[] = [],
+      labels: number[] = [];
     const flat = new Float32Array(items.length * this.manifest.dim);
     r.ids.forEach((id, i) => {
       if (id === null) return;
@@ -241,7 +245,9 @@ export class VectorIndex {
    */
   private ack(r: { fromSeq: number; toSeq: number }): void {
     if (r.toSeq === r.fromSeq) return;
-    this.store.underWriteLock(() => writeAcked(this.dir, { storeId: this.store.storeId, seq: this.store.seq(), maxId: this.store.maxId() }));
+    this.store.underWriteLock(() =>
+      writeAcked(this.dir, { storeId: this.store.storeId, seq: this.store.seq(), maxId: this.store.maxId() }),
+    );
   }
 
   /** The live items among these content hashes, so a build can skip decoding and encoding them. */
@@ -316,7 +322,8 @@ export class VectorIndex {
   /** One streamed pass over the live stored vectors for all queries (bounded memory). */
   private exact(queries: Float32Array[], k: number, label?: number): Scored[][] {
     const tops = queries.map(() => new TopK(k));
-    for (const c of this.store.liveVectors({ atSeq: this.appliedSeq, label })) scoreChunk(queries, tops, c.ids, c.vectors, this.manifest.dim);
+    for (const c of this.store.liveVectors({ atSeq: this.appliedSeq, label }))
+      scoreChunk(queries, tops, c.ids, c.vectors, this.manifest.dim);
     return tops.map((t) => t.result());
   }
 
@@ -334,7 +341,12 @@ export class VectorIndex {
     this.catchUp();
     this.onDisk = this.graph.saveSnapshot(this.dir, this.store.storeId, this.appliedSeq, this.onDisk);
     const counts = this.store.counts(this.appliedSeq);
-    this.manifest = { ...this.manifest, counts: { ...counts, seq: this.appliedSeq }, versions: softwareVersions(), updatedAt: new Date().toISOString() };
+    this.manifest = {
+      ...this.manifest,
+      counts: { ...counts, seq: this.appliedSeq },
+      versions: softwareVersions(),
+      updatedAt: new Date().toISOString(),
+    };
     writeManifest(this.dir, this.manifest);
     return this.onDisk;
   }
@@ -359,8 +371,13 @@ export class VectorIndex {
 
   info(): IndexInfo {
     const files: Record<string, number> = {};
-    for (const f of fs.readdirSync(this.dir)) files[f] = fs.statSync(path.join(this.dir, f)).size;
+    for (const f of fs.readdirSync(this.dir)) {
+      const st = fs.statSync(path.join(this.dir, f), { throwIfNoEntry: false }); // a temp file may be renamed meanwhile
+      if (st) files[f] = st.size;
+    }
     const storeSeq = this.store.seq();
+    const { graph, live, onDisk } = this;
+    const { ef } = this.manifest;
     return {
       dir: this.dir,
       manifest: this.manifest,
@@ -368,8 +385,8 @@ export class VectorIndex {
       counts: this.store.counts(storeSeq),
       labels: Object.fromEntries([...this.live.perLabel].sort((a, b) => a[0] - b[0])),
       metaKeys: this.store.metaKeys(),
-      graph: { points: this.graph.count, capacity: this.graph.capacity, deletedSlots: this.graph.count - this.live.size, appliedSeq: this.appliedSeq, ef: this.manifest.ef },
-      snapshot: this.onDisk && { seq: this.onDisk.seq, writtenAt: this.onDisk.writtenAt, bytes: this.onDisk.bytes, behind: storeSeq - this.onDisk.seq },
+      graph: { points: graph.count, capacity: graph.capacity, deletedSlots: graph.count - live.size, appliedSeq: this.appliedSeq, ef },
+      snapshot: onDisk && { seq: onDisk.seq, writtenAt: onDisk.writtenAt, bytes: onDisk.bytes, behind: storeSeq - onDisk.seq },
       files,
       opened: this.report,
     };
@@ -378,6 +395,7 @@ export class VectorIndex {
   /** The parts verify.ts inspects, caught up with the store; other callers use the methods above. */
   internals() {
     this.catchUp();
-    return { store: this.store, graph: this.graph, live: this.live, appliedSeq: this.appliedSeq, manifest: this.manifest, exact: (queries: Float32Array[], k: number) => this.exact(queries, k) };
+    const { store, graph, live, appliedSeq, manifest } = this;
+    return { store, graph, live, appliedSeq, manifest, exact: (queries: Float32Array[], k: number) => this.exact(queries, k) };
   }
 }

@@ -38,7 +38,13 @@ export function queryVector(v: VectorLike, dim: number, space: 'ip' | 'cosine'):
  * Scores every query against a chunk of stored vectors (flat [n, dim]) and keeps each query's
  * top k. Called once per chunk of a streamed scan, so all queries share one pass over the store.
  */
-export function scoreChunk(queries: readonly Float32Array[], tops: readonly TopK[], ids: readonly number[], vectors: Float32Array, dim: number): void {
+export function scoreChunk(
+  queries: readonly Float32Array[],
+  tops: readonly TopK[],
+  ids: readonly number[],
+  vectors: Float32Array,
+  dim: number,
+): void {
   for (let r = 0; r < ids.length; r++) {
     const off = r * dim;
     for (let q = 0; q < queries.length; q++) {

@@ -70,7 +70,10 @@ function storeChecks(store: Store, opts: VerifyOptions, r: VerifyReport): Verify
     const v = store.checkVectors();
     r.vectors = v;
     if (v.bad.length) r.problems.push(badVectorsMessage(store.file, v.bad));
-    if (v.unchecked) r.notes.push(`${v.unchecked} stored vector(s) have no checksum yet (a store of schema 1 opened read-only): they are added when the index is next opened writable`);
+    if (v.unchecked)
+      r.notes.push(
+        `${v.unchecked} stored vector(s) have no checksum yet (a store of schema 1 opened read-only): they are added when the index is next opened writable`,
+      );
   } catch (e) {
     r.problems.push(`the stored vectors of ${store.file} cannot be read: ${(e as Error).message}`);
   }
@@ -79,7 +82,13 @@ function storeChecks(store: Store, opts: VerifyOptions, r: VerifyReport): Verify
 
 /** Checks an open index (see the file header). */
 export function verifyIndex(index: VectorIndex, opts: VerifyOptions = {}): VerifyReport {
-  const r: VerifyReport = { ok: false, problems: [...index.opened.damage], notes: [...index.opened.warnings], integrity: null, vectors: null };
+  const r: VerifyReport = {
+    ok: false,
+    problems: [...index.opened.damage],
+    notes: [...index.opened.warnings],
+    integrity: null,
+    vectors: null,
+  };
   const { store } = index.internals();
   r.integrity = storeChecks(store, opts, r);
   try {
@@ -103,13 +112,16 @@ function consistency(index: VectorIndex, opts: VerifyOptions, r: VerifyReport): 
   else {
     const then = store.counts(m.counts.seq);
     if (then.live !== m.counts.live || then.deleted !== m.counts.deleted)
-      problems.push(`manifest counts at seq ${m.counts.seq} are live ${m.counts.live}, deleted ${m.counts.deleted}; the store says live ${then.live}, deleted ${then.deleted}`);
+      problems.push(
+        `manifest counts at seq ${m.counts.seq} are live ${m.counts.live}, deleted ${m.counts.deleted}; the store says live ${then.live}, deleted ${then.deleted}`,
+      );
   }
   if (live.size !== counts.live) problems.push(`${live.size} live ids in memory, ${counts.live} in the store`);
   // Graph: every live item present and not deleted; anything else in it marked deleted.
   const liveIds = live.ids();
   let graphLive = 0;
-  const missing: number[] = [], extra: number[] = [];
+  const missing: number[] = [],
+    extra: number[] = [];
   for (const id of graph.ids()) {
     const present = graph.point(id) !== undefined;
     if (present) graphLive++;
@@ -138,6 +150,14 @@ function consistency(index: VectorIndex, opts: VerifyOptions, r: VerifyReport): 
   const truth = exact(queries, k).map((top) => top.map((s) => s.id));
   const exactMs = performance.now() - t;
   const recallAt10 = n === 0 ? 1 : recallAt(neighbours(approx, k), neighbours(truth, k));
-  if (minRecall !== undefined && recallAt10 < minRecall) problems.push(`recall@10 ${recallAt10.toFixed(4)} is below ${minRecall} at ef ${m.ef}`);
-  r.recall = { k, ef: m.ef, queries: n, recallAt10, graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)), exactMs: Math.round(exactMs) };
+  if (minRecall !== undefined && recallAt10 < minRecall)
+    problems.push(`recall@10 ${recallAt10.toFixed(4)} is below ${minRecall} at ef ${m.ef}`);
+  r.recall = {
+    k,
+    ef: m.ef,
+    queries: n,
+    recallAt10,
+    graphQps: n === 0 ? 0 : Math.round(n / (graphMs / 1000)),
+    exactMs: Math.round(exactMs),
+  };
 }

@@ -9,7 +9,7 @@ export function markdownTable(header: string[], rows: (string | number)[][]): st
 /** [96,96,96,192] -> "96x3,192" */
 export function compact(dims: number[]): string {
   const out: string[] = [];
-  for (let i = 0; i < dims.length; ) {
+  for (let i = 0; i < dims.length;) {
     let j = i;
     while (j < dims.length && dims[j] === dims[i]) j++;
     out.push(j - i > 1 ? `${dims[i]}x${j - i}` : `${dims[i]}`);

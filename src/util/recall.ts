@@ -8,7 +8,8 @@ export interface Neighbours {
 }
 
 export function checkK(nn: Neighbours, k: number): void {
-  if (!Number.isInteger(k) || k < 1 || k > nn.k) throw new Error(`k = ${k}: expected an integer in 1..${nn.k} (the lists hold ${nn.k} neighbours)`);
+  if (!Number.isInteger(k) || k < 1 || k > nn.k)
+    throw new Error(`k = ${k}: expected an integer in 1..${nn.k} (the lists hold ${nn.k} neighbours)`);
 }
 
 /** Neighbour lists from one array of ids per query, padded with -1 to k. */
@@ -26,7 +27,8 @@ export function recallPerQuery(nn: Neighbours, reference: Neighbours, k = Math.m
   checkK(nn, k);
   checkK(reference, k);
   const Q = nn.ids.length / nn.k;
-  if (reference.ids.length / reference.k !== Q) throw new Error(`recall: ${Q} neighbour lists but ${reference.ids.length / reference.k} reference lists`);
+  if (reference.ids.length / reference.k !== Q)
+    throw new Error(`recall: ${Q} neighbour lists but ${reference.ids.length / reference.k} reference lists`);
   const out = new Float64Array(Q);
   for (let q = 0; q < Q; q++) {
     const want = new Set<number>();

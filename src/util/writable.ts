@@ -21,7 +21,10 @@ const describe = (p: string, code: string | undefined): string => {
  * (names in `dir`) that exist; undefined when it can.
  */
 export function notWritable(dir: string, files: readonly string[] = []): string | undefined {
-  const checks: [string, number][] = [[dir, fs.constants.W_OK | fs.constants.X_OK], ...files.map((f): [string, number] => [path.join(dir, f), fs.constants.W_OK])];
+  const checks: [string, number][] = [
+    [dir, fs.constants.W_OK | fs.constants.X_OK],
+    ...files.map((f): [string, number] => [path.join(dir, f), fs.constants.W_OK]),
+  ];
   for (const [p, mode] of checks) {
     try {
       fs.accessSync(p, mode);

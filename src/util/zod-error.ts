@@ -77,7 +77,12 @@ export function fieldIssues(error: z.ZodError, input: unknown, topLevel = false)
   return error.issues.flatMap((i): FieldIssue[] => {
     const at = (p: PropertyKey[]) => (topLevel ? p.slice(0, 1) : p);
     if (i.code === 'unrecognized_keys')
-      return i.keys.map((k) => ({ path: at([...i.path, k]), message: 'unknown field', received: valueAt(input, at([...i.path, k])), unknownKey: true }));
+      return i.keys.map((k) => ({
+        path: at([...i.path, k]),
+        message: 'unknown field',
+        received: valueAt(input, at([...i.path, k])),
+        unknownKey: true,
+      }));
     const path = at(i.path as PropertyKey[]);
     return [{ path, message: i.message, received: valueAt(input, path), unknownKey: false }];
   });
