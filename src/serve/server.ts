@@ -12,6 +12,8 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { type EngineName, type EngineOptions, createEncoder } from '../engine/encoder.ts';
 import { openCorpus } from '../index/corpus.ts';
+import type { OpenReport } from '../index/vector-index.ts';
+import { notWritable } from '../util/writable.ts';
 import { createApp } from './app.ts';
 import type { ServeConfigInput } from './config.ts';
 import { UPLOADS_DIR } from './images.ts';
@@ -43,30 +45,26 @@ export interface RunningServer {
 }
 
 /**
- * Why this process cannot write the index in `dir` (the directory, its store files, uploads/), or
- * undefined when it can: checked before opening, so that an unwritable index is served read-only
- * with one clear log line instead of failing on the first temp file.
+ * Logs what opening the index found and did (index/types.ts's open report): why it is read-only,
+ * damage it still has, and what it repaired, rebuilt or cleaned up (a snapshot it could not use...).
  */
-export function writeProblem(dir: string): string | undefined {
-  const files = ['', 'store.sqlite', 'store.sqlite-wal', 'store.sqlite-shm', UPLOADS_DIR].map((f) => path.join(dir, f));
-  for (const file of files) {
-    try {
-      fs.accessSync(file, fs.constants.W_OK);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') continue;
-      const who = process.getuid ? `user ${process.getuid()}` : 'this process';
-      return `${path.resolve(file)} is not writable by ${who} (${code}${code === 'EROFS' ? ': a read-only file system' : ': no write permission'})`;
-    }
-  }
-  return undefined;
+function logOpened(log: Logger, dir: string, o: OpenReport): void {
+  const at = { index: path.resolve(dir) };
+  if (o.readOnlyReason) log.warn({ ...at, problem: o.readOnlyReason }, `serving read-only: ${o.readOnlyReason}; POST and DELETE /v1/items answer 503 until that is fixed and the server restarted`);
+  for (const d of o.damage) log.error(at, `index damage: ${d}`);
+  for (const w of o.warnings) log.warn(at, `index: ${w}`);
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: 'silent' });
-  const readOnly = writeProblem(opts.index);
-  if (readOnly) log.warn({ index: path.resolve(opts.index), problem: readOnly }, `serving read-only: ${readOnly}; writes answer 503 until the permission is fixed and the server restarted`);
-  const corpus = openCorpus(opts.index, { model: opts.model, mode: readOnly === undefined ? 'write' : 'read' });
+  // 'auto': read-only, with the reason, when this user cannot write the directory or its store.
+  const corpus = openCorpus(opts.index, { model: opts.model, mode: 'auto' });
+  const uploads = path.join(opts.index, UPLOADS_DIR);
+  const opened = { ...corpus.index.opened };
+  const uploadsProblem = fs.existsSync(uploads) ? notWritable(uploads) : undefined;
+  opened.readOnlyReason ??= uploadsProblem && `${uploadsProblem}: writes are disabled`;
+  logOpened(log, opts.index, opened);
+  const readOnly = opened.readOnlyReason;
   let service: SearchService;
   try {
     // Off the event loop: onnxruntime-node's run() blocks its thread for the whole batch, during

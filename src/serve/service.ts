@@ -192,7 +192,7 @@ export class SearchService {
 
   assertWritable(): void {
     this.assertOpen();
-    if (this.readOnly) throw new ApiError(503, 'read-only', `writes are disabled: ${this.readOnly}`);
+    if (this.readOnly) throw new ApiError(503, 'read-only', `the index is open read-only: ${this.readOnly}`);
   }
 
   /** Metrics label of an entry: explicit widths from a request are all "custom". */
@@ -317,7 +317,11 @@ export class SearchService {
     const c = this.policy.cascade;
     return {
       state: this.state,
-      index: { name: path.basename(path.resolve(i.dir)), counts: i.counts, labels: i.labels, space: m.space, dim: m.dim, M: m.M, ef: m.ef, storeSeq: i.storeSeq, createdAt: m.createdAt, updatedAt: m.updatedAt },
+      index: {
+        name: path.basename(path.resolve(i.dir)), counts: i.counts, labels: i.labels, space: m.space, dim: m.dim, M: m.M, ef: m.ef, storeSeq: i.storeSeq, createdAt: m.createdAt, updatedAt: m.updatedAt,
+        // What opening it found and did (also in the start-up log).
+        opened: { snapshot: i.opened.snapshot, rebuilt: i.opened.rebuilt, readOnly: this.readOnly ?? null, damage: i.opened.damage, warnings: i.opened.warnings },
+      },
       model: { name: m.modelName, fingerprint: m.fingerprint, imageSize: this.model.imageSize, channels: this.model.channels, depth: this.model.depth, mlpDim: this.model.mlpDim, classNames: this.model.classNames },
       engine: this.deps.encoder.description,
       corpus: { submodel: this.menu.corpus.name, ffnDims: this.menu.corpus.ffnDims, mflops: this.menu.corpus.mflops, ...m.corpus },

@@ -10,18 +10,26 @@ export interface ServeChild {
   exit: Promise<number | null>;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
+  /** Its log (pino writes to stdout) so far. */
+  log(): string;
   /** Polls /readyz until it answers 200 (encoders warm). */
   ready(timeoutMs?: number): Promise<void>;
 }
 
-/** Starts `matvit serve --port 0 ARGS...` and resolves once it listens (its first stderr line names the URL). */
-export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeChild> {
+/**
+ * Starts `matvit serve --port 0 ARGS...` (as another user when `user` is given: the tests must run
+ * as root) and resolves once it listens (its first stderr line names the URL).
+ */
+export async function spawnServe(args: string[], env: Record<string, string> = {}, user: { uid?: number; gid?: number } = {}): Promise<ServeChild> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
   });
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stderr = '';
+  let stderr = '',
+    log = '';
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -36,5 +44,5 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  return { child, url, exit, stderr: () => stderr, ready };
+  return { child, url, exit, stderr: () => stderr, log: () => log, ready };
 }
