@@ -10,7 +10,6 @@
 // https://github.com/v8/v8) in each of the two isolates before it collects. Unbounded, the server
 // would grow by (requests after warm-up) times the session cost. Figures: a test diagnostic.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,9 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { OnnxEncoder } from '../src/engine/onnx.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { loadCheckpoint } from '../src/model/checkpoint.ts';
+import { type ServeChild, spawnServe } from './helpers/serve-child.ts';
 import { fmnistPng } from './helpers/serve-fixture.ts';
 
-const BIN = fileURLToPath(new URL('../bin/matvit.js', import.meta.url));
 const MODEL = fileURLToPath(new URL('../models/matvit-fmnist', import.meta.url));
 const CUSTOM = 4;
 const WARMUP = 100;
@@ -30,7 +29,7 @@ const TOTAL = 500;
 const V8_EXTERNAL_SOFT_LIMIT = 64;
 
 let root: string;
-let child: ChildProcess | undefined;
+let server: ServeChild | undefined;
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
@@ -40,7 +39,7 @@ before(async () => {
 });
 
 after(() => {
-  child?.kill('SIGKILL');
+  server?.child.kill('SIGKILL');
   fs.rmSync(root, { recursive: true, force: true });
 });
 
@@ -69,21 +68,10 @@ test(`${TOTAL} searches with distinct ffnDims: the server's RSS stays bounded`, 
   const per = await perSessionMb(10);
   assert.ok(per > 0.5, `a session of the shipped model costs ${per.toFixed(2)} MB: the measurement saw it`);
 
-  child = spawn(process.execPath, [BIN, 'serve', '--index', path.join(root, 'index'), '--port', '0', '--threads', '1', '--custom-sessions', String(CUSTOM), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const pid = child.pid!;
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child!.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve(m[1]);
-    });
-    child!.once('exit', (code) => reject(new Error(`serve exited ${code}:\n${stderr}`)));
-  });
-  for (let i = 0; (await fetch(`${url}/readyz`)).status !== 200; i++) {
-    assert.ok(i < 300, 'ready within 30 s');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  server = await spawnServe(['--index', path.join(root, 'index'), '--threads', '1', '--custom-sessions', String(CUSTOM), '--log-level', 'warn']);
+  await server.ready();
+  const { url } = server;
+  const pid = server.child.pid!;
   const { depth, mlpDim } = (await (await fetch(`${url}/v1/index`)).json()).model;
   const png = await fmnistPng(4321);
   /** Search i: distinct widths, or the menu's m (the control) when i < 0. */

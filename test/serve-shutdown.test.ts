@@ -2,15 +2,13 @@
 // flight; they all complete, the write is durable, no new connection is accepted, the index is
 // snapshotted on the way out and the process exits 0.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { VectorIndex } from '../src/index/vector-index.ts';
+import { spawnServe } from './helpers/serve-child.ts';
 import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
-const BIN = fileURLToPath(new URL('../bin/matvit.js', import.meta.url));
 const TOKEN = 'shutdown-token';
 let f: ServeFixture;
 
@@ -33,25 +31,8 @@ function freshRequest(url: string): Promise<number | string> {
 
 test('SIGTERM: requests in flight finish, the write is persisted, the process exits 0', async () => {
   // A long batching wait keeps the requests in flight when the signal arrives.
-  const child = spawn(process.execPath, [BIN, 'serve', '--index', f.indexDir, '--port', '0', '--max-wait-ms', '600', '--log-level', 'warn'], {
-    env: { ...process.env, MATVIT_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stderr = '';
-  child.stdout.resume();
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve(m[1]);
-    });
-    exit.then((code) => reject(new Error(`serve exited ${code} before listening:\n${stderr}`)));
-  });
-  for (let i = 0; (await fetch(`${url}/readyz`)).status !== 200; i++) {
-    assert.ok(i < 300, 'ready within 30 s');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { child, url, exit, stderr, ready } = await spawnServe(['--index', f.indexDir, '--max-wait-ms', '600', '--log-level', 'warn'], { MATVIT_ADMIN_TOKEN: TOKEN });
+  await ready();
 
   const query = await fmnistPng(4000);
   const added = await fmnistPng(4001);
@@ -71,7 +52,7 @@ test('SIGTERM: requests in flight finish, the write is persisted, the process ex
   for (const r of done) assert.ok(r.status === 200 || r.status === 201, JSON.stringify(r.body));
   assert.ok(done.every((r) => r.at > killedAt), 'they were still in flight at SIGTERM');
   assert.equal(done[5].status, 201);
-  assert.equal(await exit, 0, stderr);
+  assert.equal(await exit, 0, stderr());
 
   const index = VectorIndex.open(f.indexDir, { mode: 'read' });
   try {
