@@ -11,7 +11,15 @@ import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixt
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // .ci/run installs Debian's chromium; elsewhere the page tests say why they did not run.
 const skip = !fs.existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 let f: ServeFixture;
 let s: RunningServer;
@@ -38,15 +46,15 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   page.on('console', (m) => m.type() === 'error' && /Content Security Policy/i.test(m.text()) && errors.push(m.text()));
   await page.goto(s.url);
   await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
-  assert.match(await page.textContent('#about') ?? '', /60 images embedded by tiny-serve/);
+  assert.match((await page.textContent('#about')) ?? '', /60 images embedded by tiny-serve/);
   await page.waitForSelector('#corpus img');
 
   await page.setInputFiles('#file', { name: 'query.png', mimeType: 'image/png', buffer: await fmnistPng(3000) });
   await page.waitForSelector('#results .result');
   assert.equal(await page.locator('#results .result').count(), 12);
   assert.equal(await page.textContent('#encoder-used'), 'xl');
-  assert.match(await page.textContent('#policy') ?? '', /auto/);
-  assert.match(await page.locator('#results .score').first().textContent() ?? '', /^\d\.\d{4}$/);
+  assert.match((await page.textContent('#policy')) ?? '', /auto/);
+  assert.match((await page.locator('#results .score').first().textContent()) ?? '', /^\d\.\d{4}$/);
   assert.ok(await page.isVisible('#query'));
 
   await page.selectOption('#encoder', 's');
@@ -56,7 +64,7 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   await answered;
   await page.waitForFunction(() => document.querySelector('#encoder-used')?.textContent === 's');
   assert.equal(await page.locator('#results .result').count(), 5);
-  assert.match(await page.textContent('#compute') ?? '', /of the compute saved/);
+  assert.match((await page.textContent('#compute')) ?? '', /of the compute saved/);
 
   // Clicking a result searches by that corpus image: with XL (the corpus encoder) it comes back first.
   await page.selectOption('#encoder', 'xl');
@@ -69,12 +77,12 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   await page.close();
 });
 
-test('an undecodable upload shows the server\'s error', { skip }, async () => {
+test("an undecodable upload shows the server's error", { skip }, async () => {
   const page = await browser.newPage();
   await page.goto(s.url);
   await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
   await page.setInputFiles('#file', { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('not a png') });
   await page.waitForSelector('#error:not([hidden])');
-  assert.match(await page.textContent('#error') ?? '', /cannot be decoded/);
+  assert.match((await page.textContent('#error')) ?? '', /cannot be decoded/);
   await page.close();
 });

@@ -30,11 +30,14 @@ after(() => f?.cleanup());
 /** A distinct 28x28 grayscale PNG per n (seeded noise), as a client would upload it. */
 const image = (n: number) => {
   const rng = seedrandom(`crash-image-${n}`);
-  return sharp(Buffer.from(Array.from({ length: 28 * 28 }, () => Math.floor(rng() * 256))), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  return sharp(Buffer.from(Array.from({ length: 28 * 28 }, () => Math.floor(rng() * 256))), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
 };
 
 /** Every file under `dir` whose name marks a temp file of an atomic write (NAME.tmp-PID-...). */
-const temps = (dir: string): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).filter((p) => /\.tmp-\d+/.test(path.basename(p)));
+const temps = (dir: string): string[] =>
+  (fs.readdirSync(dir, { recursive: true }) as string[]).filter((p) => /\.tmp-\d+/.test(path.basename(p)));
 
 test(`SIGKILL x${KILLS} under ${WRITERS} concurrent writers: nothing acknowledged is lost, duplicated or resurrected`, async (t) => {
   const rng = seedrandom('crash-schedule');
@@ -56,7 +59,11 @@ test(`SIGKILL x${KILLS} under ${WRITERS} concurrent writers: nothing acknowledge
         const sha = sha256Hex(bytes);
         let r: Response;
         try {
-          r = await fetch(`${s.url}/v1/items`, { method: 'POST', headers: { 'content-type': 'image/png', ...auth }, body: new Uint8Array(bytes) });
+          r = await fetch(`${s.url}/v1/items`, {
+            method: 'POST',
+            headers: { 'content-type': 'image/png', ...auth },
+            body: new Uint8Array(bytes),
+          });
         } catch {
           cut++;
           return;
@@ -121,7 +128,10 @@ test(`SIGKILL x${KILLS} under ${WRITERS} concurrent writers: nothing acknowledge
         `leftover temp files ${leftovers.length}; requests cut by the kills ${cut}; live items ${live.size} (${f.n} built + ${live.size - f.n} added)`,
     );
     assert.ok(acked.size >= KILLS * WRITERS, `${acked.size} writes acknowledged: every round wrote`);
-    assert.deepEqual({ lost, duplicated, resurrected, missingImages, leftovers }, { lost: 0, duplicated: 0, resurrected: 0, missingImages: 0, leftovers: [] });
+    assert.deepEqual(
+      { lost, duplicated, resurrected, missingImages, leftovers },
+      { lost: 0, duplicated: 0, resurrected: 0, missingImages: 0, leftovers: [] },
+    );
   } finally {
     index.close();
   }

@@ -53,7 +53,12 @@ const deep = (levels: number) => `${'['.repeat(levels)}1${']'.repeat(levels)}`;
 before(async () => {
   f = await serveFixture(60);
   png = await fmnistPng(5000);
-  s = await startServer({ index: f.indexDir, port: 0, adminToken: TOKEN, config: { refreshMs: 0, latency: { runs: 1 }, load: { enabled: false } } });
+  s = await startServer({
+    index: f.indexDir,
+    port: 0,
+    adminToken: TOKEN,
+    config: { refreshMs: 0, latency: { runs: 1 }, load: { enabled: false } },
+  });
   await s.warm;
 });
 
@@ -98,7 +103,11 @@ describe('label names come from the item (item 3)', () => {
     const before = await names();
     assert.ok(before.size >= 3 && [...before.values()].every((n) => n === 'Dress'), JSON.stringify([...before]));
     const img = await fmnistPng(6100);
-    const add = await call(`${s.url}/v1/items`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ image: img.toString('base64'), label: 3, labelName: 'POISONED' }) });
+    const add = await call(`${s.url}/v1/items`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ image: img.toString('base64'), label: 3, labelName: 'POISONED' }),
+    });
     assert.equal(add.status, 201, JSON.stringify(add.body));
     const during = await names();
     assert.equal(during.get(add.body.id), 'POISONED');
@@ -112,7 +121,9 @@ describe('label names come from the item (item 3)', () => {
 });
 
 describe('safe stored images, security headers, 405, log redaction (item 4)', () => {
-  const SVG = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><script>fetch("/v1/index")</script><rect width="28" height="28" fill="#888"/></svg>');
+  const SVG = Buffer.from(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><script>fetch("/v1/index")</script><rect width="28" height="28" fill="#888"/></svg>',
+  );
 
   test('every response carries CSP, nosniff and frame options', async () => {
     for (const [path, init] of [
@@ -150,7 +161,9 @@ describe('safe stored images, security headers, 405, log redaction (item 4)', ()
     const root = path.join(f.root, 'svg-corpus');
     fs.mkdirSync(path.join(root, 'a'), { recursive: true });
     fs.writeFileSync(path.join(root, 'a', 'vector.png'), SVG);
-    await sharp({ create: { width: 28, height: 28, channels: 3, background: '#444' } }).png().toFile(path.join(root, 'a', 'plain.png'));
+    await sharp({ create: { width: 28, height: 28, channels: 3, background: '#444' } })
+      .png()
+      .toFile(path.join(root, 'a', 'plain.png'));
     const indexDir = path.join(f.root, 'svg-index');
     await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: root, out: indexDir });
     const srv = await startServer({ index: indexDir, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
@@ -198,15 +211,26 @@ describe('labels keep one range (item 5)', () => {
   test('2^31-1 round-trips through store, graph filter and JSON; 2^31 and 2^53-1 are 400s naming the field', async () => {
     const max = 2 ** 31 - 1;
     const img = await fmnistPng(6200);
-    const add = await call(`${s.url}/v1/items?label=${max}`, { method: 'POST', headers: { 'content-type': 'image/png', ...auth }, body: new Uint8Array(img) });
+    const add = await call(`${s.url}/v1/items?label=${max}`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', ...auth },
+      body: new Uint8Array(img),
+    });
     assert.equal(add.status, 201, JSON.stringify(add.body));
     assert.equal((await call(`${s.url}/v1/items/${add.body.id}`)).body.label, max);
     const found = await raw(`/v1/search?label=${max}&encoder=xl&k=5`, img);
-    assert.deepEqual(found.body.results.map((x: { id: number; label: number }) => [x.id, x.label]), [[add.body.id, max]]);
+    assert.deepEqual(
+      found.body.results.map((x: { id: number; label: number }) => [x.id, x.label]),
+      [[add.body.id, max]],
+    );
     const top = await raw('/v1/search?encoder=xl&k=1', img);
     assert.deepEqual([top.body.results[0].id, top.body.results[0].label], [add.body.id, max]);
     for (const bad of [2 ** 31, 2 ** 53 - 1, -2]) {
-      const r = await call(`${s.url}/v1/items?label=${bad}`, { method: 'POST', headers: { 'content-type': 'image/png', ...auth }, body: new Uint8Array(await fmnistPng(6201)) });
+      const r = await call(`${s.url}/v1/items?label=${bad}`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png', ...auth },
+        body: new Uint8Array(await fmnistPng(6201)),
+      });
       assert.equal(r.status, 400, `label ${bad}`);
       assert.equal(r.body.error.field, 'label');
       assert.match(r.body.error.accepted, /-1\.\.2147483647/);
@@ -229,8 +253,8 @@ describe('temp files of killed uploads (item 6)', () => {
     fs.writeFileSync(live, 'being written');
     const srv = await startServer({ index: f.indexDir, port: 0, adminToken: TOKEN, config: { refreshMs: 0, latency: { runs: 1 } } });
     try {
-      assert.ok(!fs.existsSync(stale), 'the killed writer\'s temp file is gone');
-      assert.ok(fs.existsSync(live), 'a live writer\'s temp file is kept');
+      assert.ok(!fs.existsSync(stale), "the killed writer's temp file is gone");
+      assert.ok(fs.existsSync(live), "a live writer's temp file is kept");
     } finally {
       await srv.close();
       fs.rmSync(live, { force: true });

@@ -68,7 +68,16 @@ test(`${TOTAL} searches with distinct ffnDims: the server's RSS stays bounded`, 
   const per = await perSessionMb(10);
   assert.ok(per > 0.5, `a session of the shipped model costs ${per.toFixed(2)} MB: the measurement saw it`);
 
-  server = await spawnServe(['--index', path.join(root, 'index'), '--threads', '1', '--custom-sessions', String(CUSTOM), '--log-level', 'warn']);
+  server = await spawnServe([
+    '--index',
+    path.join(root, 'index'),
+    '--threads',
+    '1',
+    '--custom-sessions',
+    String(CUSTOM),
+    '--log-level',
+    'warn',
+  ]);
   await server.ready();
   const { url } = server;
   const pid = server.child.pid!;
@@ -77,7 +86,11 @@ test(`${TOTAL} searches with distinct ffnDims: the server's RSS stays bounded`, 
   /** Search i: distinct widths, or the menu's m (the control) when i < 0. */
   const search = async (i: number) => {
     const q = i < 0 ? 'encoder=m' : `ffnDims=${widths(i, depth, mlpDim).join(',')}`;
-    const r = await fetch(`${url}/v1/search?${q}&k=3`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+    const r = await fetch(`${url}/v1/search?${q}&k=3`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: new Uint8Array(png),
+    });
     const body = await r.json();
     assert.equal(r.status, 200, JSON.stringify(body));
     if (i >= 0) assert.equal(body.encoder.ffnDims.join(), widths(i, depth, mlpDim).join());
@@ -111,5 +124,8 @@ test(`${TOTAL} searches with distinct ffnDims: the server's RSS stays bounded`, 
   );
   assert.equal(held, CUSTOM);
   assert.equal(evicted, TOTAL - CUSTOM);
-  assert.ok(growth < bound, `RSS grew ${growth.toFixed(1)} MB over ${TOTAL - WARMUP} distinct widths after warm-up; bound ${bound.toFixed(1)} MB`);
+  assert.ok(
+    growth < bound,
+    `RSS grew ${growth.toFixed(1)} MB over ${TOTAL - WARMUP} distinct widths after warm-up; bound ${bound.toFixed(1)} MB`,
+  );
 });

@@ -28,8 +28,20 @@ const menuOf = (extra: { top1?: number }[] = []) =>
 function cascadeOf(rule: Cascade['rules'][0], first = granularityDims(c, 's')): Cascade {
   const held = { queries: 1, recallAt10: 1, mflopsFraction: 1, escalationRate: 0 };
   return {
-    version: 1, k: 10, stages: [{ name: 'first', ffnDims: first }, { name: 'xl', ffnDims: XL }], rules: [rule], basis: 'labels', tolerance: 0.005,
-    queries: 'q', heldOut: held, reference: held, fingerprint: 'f'.repeat(64), calibratedAt: new Date().toISOString(),
+    version: 1,
+    k: 10,
+    stages: [
+      { name: 'first', ffnDims: first },
+      { name: 'xl', ffnDims: XL },
+    ],
+    rules: [rule],
+    basis: 'labels',
+    tolerance: 0.005,
+    queries: 'q',
+    heldOut: held,
+    reference: held,
+    fingerprint: 'f'.repeat(64),
+    calibratedAt: new Date().toISOString(),
   };
 }
 
@@ -39,10 +51,14 @@ const names = (p: { stages: { entry: { name: string } }[] }) => p.stages.map((s)
 describe('menu', () => {
   test('s, m, l, xl plus the model menu, cheapest first; latency interpolated between measured points', () => {
     const menu = menuOf();
-    assert.deepEqual(menu.entries.map((e) => e.name), ['s', 'm', 'mix', 'l', 'xl']);
+    assert.deepEqual(
+      menu.entries.map((e) => e.name),
+      ['s', 'm', 'mix', 'l', 'xl'],
+    );
     assert.equal(menu.corpus.name, 'xl');
     assert.equal(menu.xl.fractionOfXl, 1);
-    for (const e of menu.entries) if (e.origin === 'granularity') ((e.latencyMs = e.mflops * 2), (e.latencySource = 'measured'));
+    for (const e of menu.entries.filter((x) => x.origin === 'granularity'))
+      Object.assign(e, { latencyMs: e.mflops * 2, latencySource: 'measured' });
     assert.ok(Math.abs(menu.estimateLatency(menu.byName('mix')!.mflops)! - menu.byName('mix')!.mflops * 2) < 1e-9);
     assert.equal(menu.forFfnDims([8, 8]).name, 'm');
     assert.equal(menu.forFfnDims([8, 16]).origin, 'request');
@@ -54,7 +70,10 @@ describe('policy', () => {
     const menu = menuOf();
     const p = new EncoderPolicy(menu, null, targets());
     assert.deepEqual(names(p.plan({ encoder: menu.byName('m')! }, 0)), ['m']);
-    assert.throws(() => p.plan({ encoder: menu.byName('m')!, maxMflops: 100 }, 0), (e: { status: number; details: { field: string } }) => e.status === 400 && e.details.field === 'maxMflops');
+    assert.throws(
+      () => p.plan({ encoder: menu.byName('m')!, maxMflops: 100 }, 0),
+      (e: { status: number; details: { field: string } }) => e.status === 400 && e.details.field === 'maxMflops',
+    );
   });
 
   test('budget: the most accurate entry that fits MFLOPs and latency', () => {
@@ -76,14 +95,27 @@ describe('policy', () => {
 
   test('budget ranks by measured accuracy when the whole menu has it', () => {
     // A menu whose Mix'n'Match entry is measured more accurate than l (and s/m/l/xl measured too).
-    const top1 = { s: 0.80, m: 0.82, l: 0.83, xl: 0.86 };
-    const menu = new ServiceMenu(c, [
-      { name: 'mix', ffnDims: MIX, mflops: mflops(c, MIX), top1: 0.85 },
-      ...Object.entries(top1).map(([g, t]) => ({ name: g, ffnDims: granularityDims(c, g as 's'), mflops: mflops(c, granularityDims(c, g as 's')), top1: t })),
-    ], XL);
+    const top1 = { s: 0.8, m: 0.82, l: 0.83, xl: 0.86 };
+    const menu = new ServiceMenu(
+      c,
+      [
+        { name: 'mix', ffnDims: MIX, mflops: mflops(c, MIX), top1: 0.85 },
+        ...Object.entries(top1).map(([g, t]) => ({
+          name: g,
+          ffnDims: granularityDims(c, g as 's'),
+          mflops: mflops(c, granularityDims(c, g as 's')),
+          top1: t,
+        })),
+      ],
+      XL,
+    );
     const p = new EncoderPolicy(menu, null, targets());
     assert.equal(names(p.plan({ encoder: 'auto', maxMflops: menu.byName('l')!.mflops }, 0))[0], 'mix');
-    assert.deepEqual(menu.front().map((e) => e.name), ['xl', 'mix', 'm', 's'], 'l is dominated by the cheaper, more accurate mix');
+    assert.deepEqual(
+      menu.front().map((e) => e.name),
+      ['xl', 'mix', 'm', 's'],
+      'l is dominated by the cheaper, more accurate mix',
+    );
   });
 
   test('load: auto steps down under queue or p95 pressure, one step per hold, and back up when load falls', () => {
@@ -91,7 +123,10 @@ describe('policy', () => {
     let now = 0;
     const p = new EncoderPolicy(menu, null, targets(), now);
     const plan = (queue: number) => names(p.plan({ encoder: 'auto' }, queue, now))[0];
-    assert.deepEqual(p.ladder.map((r) => r.label), ['xl', 'l', 'mix', 'm', 's']);
+    assert.deepEqual(
+      p.ladder.map((r) => r.label),
+      ['xl', 'l', 'mix', 'm', 's'],
+    );
     assert.equal(plan(0), 'xl');
     assert.equal(plan(50), 'xl', 'no step before holdMs has passed');
     now = 1500;
@@ -135,7 +170,10 @@ describe('policy', () => {
     const menu = menuOf();
     let now = 0;
     const p = new EncoderPolicy(menu, cascadeOf({ agreement: 0.7, margin: 0.01 }, granularityDims(c, 'm')), targets(), now);
-    assert.deepEqual(p.ladder.map((r) => r.label), ['cascade m -> xl', 'm (no escalation)', 's']);
+    assert.deepEqual(
+      p.ladder.map((r) => r.label),
+      ['cascade m -> xl', 'm (no escalation)', 's'],
+    );
     const plan = p.plan({ encoder: 'auto' }, 0, now);
     assert.deepEqual(names(plan), ['m', 'xl']);
     assert.deepEqual(plan.stages[0].rule, { agreement: 0.7, margin: 0.01 });
@@ -175,14 +213,16 @@ describe('micro-batcher', () => {
   function fakeEncoder(delayMs = 5) {
     const calls: { B: number; dims: string }[] = [];
     const enc: Encoder = {
-      engine: 'onnx', description: 'fake', config: c,
+      engine: 'onnx',
+      description: 'fake',
+      config: c,
       async encode(images, ffnDims): Promise<EncodeOutput> {
         const per = 3 * 8 * 8;
         const B = images.length / per;
         calls.push({ B, dims: ffnDims.join() });
         await new Promise((r) => setTimeout(r, delayMs));
         const embeddings = new Float32Array(B * 2);
-        for (let b = 0; b < B; b++) (embeddings[2 * b] = images[b * per]), (embeddings[2 * b + 1] = ffnDims[0]);
+        for (let b = 0; b < B; b++) embeddings.set([images[b * per], ffnDims[0]], 2 * b);
         return { embeddings, logits: new Float32Array(0) };
       },
       async dispose() {},
@@ -190,7 +230,8 @@ describe('micro-batcher', () => {
     return { enc, calls };
   }
   const input = (v: number) => new Float32Array(3 * 8 * 8).fill(v);
-  const S = { name: 's', ffnDims: [4, 4] }, L = { name: 'l', ffnDims: [16, 16] };
+  const S = { name: 's', ffnDims: [4, 4] },
+    L = { name: 'l', ffnDims: [16, 16] };
 
   test('concurrent requests for one submodel are one engine call; each gets its own row', async () => {
     const { enc, calls } = fakeEncoder();
@@ -253,7 +294,13 @@ describe('calibration search', () => {
       return r;
     };
     const queryLabels = Int32Array.from({ length: N }, (_, i) => i % 3);
-    const e: Embedded = { k, queryLabels, skipped: 0, inIndex: 0, runs: [run(menu.byName('s')!, (i) => i % wrongEvery === 0), run(menu.corpus, () => false)] };
+    const e: Embedded = {
+      k,
+      queryLabels,
+      skipped: 0,
+      inIndex: 0,
+      runs: [run(menu.byName('s')!, (i) => i % wrongEvery === 0), run(menu.corpus, () => false)],
+    };
     return { e, menu };
   }
 
@@ -300,7 +347,10 @@ describe('batch-1 latencies monotone in MFLOPs within noise (latency.ts)', () =>
   const close = (a: number[], b: number[]) => a.forEach((x, i) => assert.ok(Math.abs(x - b[i]) < 1e-12, `${a} vs ${b}`));
 
   test('backwards medians within noise are pooled (the s 0.95 / l 0.82 ms case); the result never falls as MFLOPs rise', () => {
-    const s = [0.8, 0.9, 0.95, 1.0, 1.1], m = [0.78, 0.85, 0.9, 0.98, 1.05], l = [0.75, 0.8, 0.82, 0.95, 1.0], xl = [1.4, 1.45, 1.5, 1.55, 1.6];
+    const s = [0.8, 0.9, 0.95, 1.0, 1.1],
+      m = [0.78, 0.85, 0.9, 0.98, 1.05],
+      l = [0.75, 0.8, 0.82, 0.95, 1.0],
+      xl = [1.4, 1.45, 1.5, 1.55, 1.6];
     const fit = monotoneLatencies([
       { name: 's', mflops: 10, samples: s },
       { name: 'm', mflops: 12, samples: m },
@@ -313,7 +363,8 @@ describe('batch-1 latencies monotone in MFLOPs within noise (latency.ts)', () =>
   });
 
   test('an inversion beyond noise is kept and reported; increasing medians are left alone; input order is kept', () => {
-    const fast = [0.5, 0.51, 0.52, 0.53, 0.54], slow = [1.0, 1.01, 1.02, 1.03, 1.04];
+    const fast = [0.5, 0.51, 0.52, 0.53, 0.54],
+      slow = [1.0, 1.01, 1.02, 1.03, 1.04];
     const inverted = monotoneLatencies([
       { name: 'm', mflops: 12, samples: fast },
       { name: 's', mflops: 10, samples: slow },
@@ -333,9 +384,13 @@ describe('batch-1 latencies monotone in MFLOPs within noise (latency.ts)', () =>
 describe("bench serve's summary line", () => {
   test('it says how much of the compute-bound speed-up the table shows, or that there is none', () => {
     // The README's fmnist table: s 714.5 QPS at 17.80 MFLOPs, xl 624.5 at 41.20.
-    const qps = 714.5 / 624.5, mf = 41.2 / 17.8;
+    const qps = 714.5 / 624.5,
+      mf = 41.2 / 17.8;
     const line = speedupLine({ qps, mflops: mf, realized: (qps - 1) / (mf - 1) });
-    assert.equal(line, `s vs xl: 1.14x the QPS at 1/2.31 of the MFLOPs per query: ${Math.round((100 * (qps - 1)) / (mf - 1))}% of the 2.31x a compute-bound server would reach`);
+    assert.equal(
+      line,
+      `s vs xl: 1.14x the QPS at 1/2.31 of the MFLOPs per query: ${Math.round((100 * (qps - 1)) / (mf - 1))}% of the 2.31x a compute-bound server would reach`,
+    );
     assert.match(speedupLine({ qps: 0.95, mflops: 2.31, realized: -0.05 / 1.31 }), /s is not faster in this run/);
   });
 });
@@ -348,7 +403,14 @@ describe('bounded engine sessions (sessions.ts)', () => {
     const released: string[] = [];
     const bounded = new BoundedSessions(engine, [XL], 2, (d) => released.push(d.join(',')));
     const input = new Float32Array(c.channels * c.imageSize * c.imageSize).map((_, i) => Math.sin(i));
-    const widths = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12]];
+    const widths = [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+      [7, 8],
+      [9, 10],
+      [11, 12],
+    ];
     try {
       for (const d of widths) {
         await bounded.encode(input, XL);

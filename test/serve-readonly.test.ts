@@ -28,10 +28,12 @@ after(() => {
 
 /** Every file of the directory with its size and modification time. */
 const listing = (dir: string) =>
-  Object.fromEntries((fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((p) => {
-    const st = fs.statSync(path.join(dir, p));
-    return [p, `${st.size} ${st.mtimeMs}`];
-  }));
+  Object.fromEntries(
+    (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((p) => {
+      const st = fs.statSync(path.join(dir, p));
+      return [p, `${st.size} ${st.mtimeMs}`];
+    }),
+  );
 
 test('an unwritable index directory: searches work, writes answer 503 naming the directory, the log says why, nothing is written', async () => {
   const before = listing(f.indexDir);
@@ -46,13 +48,21 @@ test('an unwritable index directory: searches work, writes answer 503 naming the
     assert.match(info.index.opened.readOnly, /not writable/);
 
     const png = await fmnistPng(5000);
-    const search = await fetch(`${s.url}/v1/search?encoder=xl&k=3`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+    const search = await fetch(`${s.url}/v1/search?encoder=xl&k=3`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: new Uint8Array(png),
+    });
     assert.equal(search.status, 200);
     assert.equal((await search.json()).results.length, 3);
 
     const auth = { authorization: `Bearer ${TOKEN}` };
     for (const r of [
-      await fetch(`${s.url}/v1/items`, { method: 'POST', headers: { 'content-type': 'image/png', ...auth }, body: new Uint8Array(await fmnistPng(5001)) }),
+      await fetch(`${s.url}/v1/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png', ...auth },
+        body: new Uint8Array(await fmnistPng(5001)),
+      }),
       await fetch(`${s.url}/v1/items/1`, { method: 'DELETE', headers: auth }),
     ]) {
       const body = await r.json();

@@ -31,13 +31,17 @@ function freshRequest(url: string): Promise<number | string> {
 
 test('SIGTERM: requests in flight finish, the write is persisted, the process exits 0', async () => {
   // A long batching wait keeps the requests in flight when the signal arrives.
-  const { child, url, exit, stderr, ready } = await spawnServe(['--index', f.indexDir, '--max-wait-ms', '600', '--log-level', 'warn'], { MATVIT_ADMIN_TOKEN: TOKEN });
+  const { child, url, exit, stderr, ready } = await spawnServe(['--index', f.indexDir, '--max-wait-ms', '600', '--log-level', 'warn'], {
+    MATVIT_ADMIN_TOKEN: TOKEN,
+  });
   await ready();
 
   const query = await fmnistPng(4000);
   const added = await fmnistPng(4001);
   const post = (path: string, body: Buffer, headers: Record<string, string> = {}) =>
-    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'image/png', ...headers }, body: new Uint8Array(body) }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() }));
+    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'image/png', ...headers }, body: new Uint8Array(body) }).then(
+      async (r) => ({ status: r.status, body: await r.json(), at: performance.now() }),
+    );
   const inFlight = [
     ...['s', 'm', 'xl', 'auto', 's'].map((e) => post(`/v1/search?encoder=${e}`, query)),
     post('/v1/items', added, { authorization: `Bearer ${TOKEN}` }),
@@ -50,7 +54,10 @@ test('SIGTERM: requests in flight finish, the write is persisted, the process ex
 
   const done = await Promise.all(inFlight);
   for (const r of done) assert.ok(r.status === 200 || r.status === 201, JSON.stringify(r.body));
-  assert.ok(done.every((r) => r.at > killedAt), 'they were still in flight at SIGTERM');
+  assert.ok(
+    done.every((r) => r.at > killedAt),
+    'they were still in flight at SIGTERM',
+  );
   assert.equal(done[5].status, 201);
   assert.equal(await exit, 0, stderr());
 

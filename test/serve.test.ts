@@ -82,7 +82,9 @@ before(async () => {
   f = await serveFixture(120);
   png = await fmnistPng(5000);
   s = await startServer({
-    index: f.indexDir, port: 0, adminToken: TOKEN,
+    index: f.indexDir,
+    port: 0,
+    adminToken: TOKEN,
     config: { maxImageBytes: MAX_IMAGE, refreshMs: 0, latency: { runs: 2 }, batch: { maxWaitMs: 10 }, load: { enabled: false } },
   });
   await s.warm;
@@ -98,13 +100,24 @@ describe('search', () => {
   test('multipart, raw and JSON bodies give the same answer; results are sorted and complete', async () => {
     const a = await call(`${s.url}/v1/search?encoder=xl`, { method: 'POST', body: form({ k: '5' }, { bytes: png }) });
     const b = await raw('/v1/search?encoder=xl&k=5', png);
-    const c = await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: png.toString('base64'), k: 5, encoder: 'xl' }) });
-    const d = await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: `data:image/png;base64,${png.toString('base64')}`, k: '5', encoder: 'xl' }) });
+    const c = await call(`${s.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: png.toString('base64'), k: 5, encoder: 'xl' }),
+    });
+    const d = await call(`${s.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: `data:image/png;base64,${png.toString('base64')}`, k: '5', encoder: 'xl' }),
+    });
     for (const r of [a, b, c, d]) assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(a.body.results.length, 5);
     for (const r of [b, c, d]) assert.deepEqual(r.body.results, a.body.results);
     const scores = a.body.results.map((x: { score: number }) => x.score);
-    assert.deepEqual(scores, [...scores].sort((x, y) => y - x));
+    assert.deepEqual(
+      scores,
+      [...scores].sort((x, y) => y - x),
+    );
     const top = a.body.results[0];
     assert.deepEqual(Object.keys(top).sort(), ['id', 'imageUrl', 'label', 'labelName', 'path', 'score']);
     assert.match(top.path, /^idx:#\d+$/);
@@ -135,13 +148,20 @@ describe('search', () => {
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.encoder.name, name);
       assert.deepEqual(r.body.encoder.ffnDims, dims);
-      assert.deepEqual(r.body.encoders.map((e: { name: string }) => e.name), [name]);
+      assert.deepEqual(
+        r.body.encoders.map((e: { name: string }) => e.name),
+        [name],
+      );
       assert.equal(r.body.encoder.xlMflops, xl.mflops);
       assert.ok(Math.abs(r.body.encoder.savedFraction - (1 - r.body.encoder.mflops / xl.mflops)) < 1e-12);
       assert.ok(r.body.encoder.savedFraction > 0);
       assert.equal(r.body.policy.mode, 'fixed');
     }
-    const j = await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: png.toString('base64'), ffnDims: [4, 4] }) });
+    const j = await call(`${s.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: png.toString('base64'), ffnDims: [4, 4] }),
+    });
     assert.equal(j.body.encoder.name, 's');
   });
 
@@ -154,7 +174,13 @@ describe('search', () => {
   test('budget: the most accurate entry within maxMflops / maxLatencyMs', async () => {
     const menu = (await call(`${s.url}/v1/index`)).body.menu as { name: string; mflops: number; latencyMs: number }[];
     const cost = (n: string) => menu.find((e) => e.name === n)!.mflops;
-    const cases: [number, string][] = [[cost('s'), 's'], [(cost('m') + cost('mix-sl')) / 2, 'm'], [cost('mix-sl'), 'mix-sl'], [cost('l') + 1e-6, 'l'], [1e9, 'xl']];
+    const cases: [number, string][] = [
+      [cost('s'), 's'],
+      [(cost('m') + cost('mix-sl')) / 2, 'm'],
+      [cost('mix-sl'), 'mix-sl'],
+      [cost('l') + 1e-6, 'l'],
+      [1e9, 'xl'],
+    ];
     for (const [max, name] of cases) {
       const r = await raw(`/v1/search?maxMflops=${max}`, png);
       assert.equal(r.body.encoder.name, name, `maxMflops ${max}`);
@@ -206,7 +232,11 @@ describe('errors', () => {
     const bad = await json('{"image": ');
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, 'invalid-json');
-    const broken = await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=xyz' }, body: '--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\nabc' });
+    const broken = await call(`${s.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+      body: '--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\nabc',
+    });
     assert.equal(broken.status, 400, JSON.stringify(broken.body));
     assert.equal(broken.body.error.code, 'invalid-form');
   });
@@ -216,8 +246,16 @@ describe('errors', () => {
     for (const r of [
       await raw('/v1/search', big),
       await call(`${s.url}/v1/search`, { method: 'POST', body: form({}, { bytes: big }) }),
-      await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: big.toString('base64') }) }),
-      await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: Buffer.alloc(MAX_IMAGE * 2).toString('base64') }) }),
+      await call(`${s.url}/v1/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ image: big.toString('base64') }),
+      }),
+      await call(`${s.url}/v1/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ image: Buffer.alloc(MAX_IMAGE * 2).toString('base64') }),
+      }),
     ]) {
       assert.equal(r.status, 413, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'payload-too-large');
@@ -244,7 +282,11 @@ describe('errors', () => {
       assert.equal(r.body.error.reason, reason);
       assert.equal(r.body.error.field, 'image');
     }
-    const j = await call(`${s.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: Buffer.from('GIF89a nonsense').toString('base64') }) });
+    const j = await call(`${s.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: Buffer.from('GIF89a nonsense').toString('base64') }),
+    });
     assert.equal(j.status, 422);
   });
 
@@ -281,7 +323,10 @@ describe('read endpoints', () => {
     assert.equal(r.body.model.fingerprint, f.checkpoint.meta.fingerprint);
     assert.equal(r.body.corpus.submodel, 'xl');
     assert.match(r.body.corpus.spec, /fashion-mnist:test\[0:120\]/);
-    assert.deepEqual(r.body.menu.map((e: { name: string }) => e.name), ['s', 'm', 'mix-sl', 'l', 'xl']);
+    assert.deepEqual(
+      r.body.menu.map((e: { name: string }) => e.name),
+      ['s', 'm', 'mix-sl', 'l', 'xl'],
+    );
     assert.ok(r.body.menu.every((e: { latencyMs: number }) => e.latencyMs > 0));
     assert.equal(r.body.writes, 'enabled');
     assert.equal(r.body.cascade, null);
@@ -341,11 +386,18 @@ describe('writes', () => {
 
   test('403 when the server has no admin token; 401 without or with a wrong one', async () => {
     const url = await listen(createApp({ service: s.service }));
-    const off = await call(`${url}/v1/items`, { method: 'POST', headers: { 'content-type': 'image/png', ...auth }, body: new Uint8Array(png) });
+    const off = await call(`${url}/v1/items`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', ...auth },
+      body: new Uint8Array(png),
+    });
     assert.equal(off.status, 403);
     assert.equal(off.body.error.code, 'writes-disabled');
     assert.equal((await call(`${url}/v1/items/1`, { method: 'DELETE', headers: auth })).status, 403);
-    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: TOKEN }, { authorization: `Basic ${TOKEN}` }] as Record<string, string>[]) {
+    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: TOKEN }, { authorization: `Basic ${TOKEN}` }] as Record<
+      string,
+      string
+    >[]) {
       const r = await raw('/v1/items', png, 'image/png', headers);
       assert.equal(r.status, 401, JSON.stringify(headers));
       assert.match(r.headers.get('www-authenticate')!, /^Bearer/);
@@ -361,7 +413,10 @@ describe('writes', () => {
     await call(`${url}/v1/items/99999`, { method: 'DELETE', headers: auth });
     await call(`${url}/v1/items/99999`, { method: 'DELETE', headers: { authorization: 'Bearer wrong-token' } });
     assert.equal(lines.length, 2);
-    assert.ok(lines.every((l) => !l.includes(TOKEN) && !l.includes('wrong-token')), lines.join('\n'));
+    assert.ok(
+      lines.every((l) => !l.includes(TOKEN) && !l.includes('wrong-token')),
+      lines.join('\n'),
+    );
     assert.match(lines[0], /"statusCode":404/);
   });
 
@@ -393,7 +448,8 @@ describe('writes', () => {
   });
 
   test('write validation: 400 / 413 / 415 / 422 as for search', async () => {
-    const json = (body: object) => call(`${s.url}/v1/items`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
+    const json = (body: object) =>
+      call(`${s.url}/v1/items`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
     assert400(await json({ image: png.toString('base64'), label: 'shoe' }), 'label');
     assert400(await json({ image: png.toString('base64'), colour: 'red' }), 'colour', /label, labelName/);
     assert400(await json({ label: 1 }), 'image');
@@ -441,7 +497,11 @@ describe('micro-batching', () => {
     const { corpus, encoder } = s.service.deps;
     const service = new SearchService({ corpus, encoder, config: { refreshMs: 0, batch: { maxWaitMs: 100 }, load: { enabled: false } } });
     const url = await listen(createApp({ service }));
-    const rs = await Promise.all(Array.from({ length: 16 }, () => call(`${url}/v1/search?encoder=l`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })));
+    const rs = await Promise.all(
+      Array.from({ length: 16 }, () =>
+        call(`${url}/v1/search?encoder=l`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) }),
+      ),
+    );
     assert.ok(rs.every((r) => r.status === 200));
     assert.ok(service.batcher.calls <= 4, `16 concurrent requests took ${service.batcher.calls} engine calls`);
     assert.equal(new Set(rs.map((r) => JSON.stringify(r.body.results))).size, 1, 'batching does not change answers');
@@ -458,8 +518,20 @@ describe('cascade (auto with a stored calibration)', () => {
     const held = { queries: 10, recallAt10: 1, mflopsFraction: 1, escalationRate: 0 };
     const { corpus, encoder } = s.service.deps;
     const cascade: Cascade = {
-      version: 1, k: 10, stages: [{ name: 's', ffnDims: [4, 4] }, { name: 'xl', ffnDims: [32, 32] }], rules: [rule], basis: 'labels', tolerance: 0.005,
-      queries: 'test', heldOut: held, reference: held, fingerprint: f.checkpoint.meta.fingerprint, calibratedAt: new Date().toISOString(),
+      version: 1,
+      k: 10,
+      stages: [
+        { name: 's', ffnDims: [4, 4] },
+        { name: 'xl', ffnDims: [32, 32] },
+      ],
+      rules: [rule],
+      basis: 'labels',
+      tolerance: 0.005,
+      queries: 'test',
+      heldOut: held,
+      reference: held,
+      fingerprint: f.checkpoint.meta.fingerprint,
+      calibratedAt: new Date().toISOString(),
     };
     corpus.index.setMeta(CASCADE_META_KEY, cascade);
     try {
@@ -473,34 +545,61 @@ describe('cascade (auto with a stored calibration)', () => {
 
   test('escalates on low confidence, not on high; counts every encoder that ran', async () => {
     const always = await withCascade({ margin: 10 }); // margins are < 2: always fires
-    const r = await call(`${always.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
-    assert.deepEqual(r.body.encoders.map((e: { name: string }) => e.name), ['s', 'xl']);
+    const r = await call(`${always.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: new Uint8Array(png),
+    });
+    assert.deepEqual(
+      r.body.encoders.map((e: { name: string }) => e.name),
+      ['s', 'xl'],
+    );
     assert.equal(r.body.encoders[0].escalated, true);
     assert.ok(r.body.encoders[0].confidence.margin >= 0);
     assert.equal(r.body.encoder.name, 'xl');
-    const { mflops: sM } = r.body.encoders[0], { mflops: xlM } = r.body.encoders[1];
-    assert.ok(Math.abs(r.body.encoder.savedFraction - (1 - (sM + xlM) / xlM)) < 1e-12, 'savedFraction counts both encoders (negative here)');
+    const { mflops: sM } = r.body.encoders[0],
+      { mflops: xlM } = r.body.encoders[1];
+    assert.ok(
+      Math.abs(r.body.encoder.savedFraction - (1 - (sM + xlM) / xlM)) < 1e-12,
+      'savedFraction counts both encoders (negative here)',
+    );
     const direct = await raw('/v1/search?encoder=xl', png);
     assert.deepEqual(r.body.results, direct.body.results, 'an escalated query answers exactly as XL');
     assert.match((await call(`${always.url}/metrics`)).body, /matvit_escalations_total\{from="s",to="xl"\} 1/);
 
     const never = await withCascade({ margin: 0 });
     const n = await call(`${never.url}/v1/search`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
-    assert.deepEqual(n.body.encoders.map((e: { name: string }) => e.name), ['s']);
+    assert.deepEqual(
+      n.body.encoders.map((e: { name: string }) => e.name),
+      ['s'],
+    );
     assert.equal(n.body.encoders[0].escalated, false);
     assert.ok(n.body.encoder.savedFraction > 0);
     assert.equal((await call(`${never.url}/v1/index`)).body.cascade.stages.join(), 's,xl');
 
     // With a label filter, agreement says nothing: an agreement-only cascade answers with XL.
     const agree = await withCascade({ agreement: 0.5 });
-    const l = await call(`${agree.url}/v1/search?label=2`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
-    assert.deepEqual(l.body.encoders.map((e: { name: string }) => e.name), ['xl']);
+    const l = await call(`${agree.url}/v1/search?label=2`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: new Uint8Array(png),
+    });
+    assert.deepEqual(
+      l.body.encoders.map((e: { name: string }) => e.name),
+      ['xl'],
+    );
   });
 
-  test("calibration queries that are index items are searched without their own item (leave-one-out)", async () => {
+  test('calibration queries that are index items are searched without their own item (leave-one-out)', async () => {
     const { corpus, encoder } = s.service.deps;
     const ds = await parseDatasetSpec('fashion-mnist:test[:20]'); // the fixture's first 20 corpus items
-    const shas = await Promise.all(Array.from({ length: 20 }, async (_, i) => createHash('sha256').update(await ds.bytes(i)).digest('hex')));
+    const shas = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) =>
+        createHash('sha256')
+          .update(await ds.bytes(i))
+          .digest('hex'),
+      ),
+    );
     const own = corpus.index.existing(shas);
     const e = await embedQueries(corpus, encoder, ds, [s.service.menu.byName('s')!, s.service.menu.corpus], { k: 5 });
     assert.equal(e.inIndex, own.size);
@@ -508,22 +607,33 @@ describe('cascade (auto with a stored calibration)', () => {
     for (const run of e.runs)
       shas.forEach((sha, i) => {
         const ids = Array.from(run.ids.subarray(i * 5, (i + 1) * 5));
-        assert.ok(ids.every((id) => id >= 0), `query ${i}: ${ids}`);
+        assert.ok(
+          ids.every((id) => id >= 0),
+          `query ${i}: ${ids}`,
+        );
         if (own.has(sha)) assert.ok(!ids.includes(own.get(sha)!), `query ${i} found itself (${run.entry.name})`);
       });
   });
 
-  test('calibrate with no queries: a seeded sample of the index\'s own items, each searched without itself', async () => {
+  test("calibrate with no queries: a seeded sample of the index's own items, each searched without itself", async () => {
     const { corpus } = s.service.deps;
-    const a = await ownItemsSample(corpus, 40), b = await ownItemsSample(corpus, 40);
+    const a = await ownItemsSample(corpus, 40),
+      b = await ownItemsSample(corpus, 40);
     assert.equal(a.size, 40);
-    assert.deepEqual(Array.from({ length: 40 }, (_, i) => a.item(i).ref), Array.from({ length: 40 }, (_, i) => b.item(i).ref), 'seeded');
+    assert.deepEqual(
+      Array.from({ length: 40 }, (_, i) => a.item(i).ref),
+      Array.from({ length: 40 }, (_, i) => b.item(i).ref),
+      'seeded',
+    );
     assert.equal(new Set(Array.from({ length: 40 }, (_, i) => a.item(i).ref)).size, 40);
     // `matvit calibrate --index DIR` and nothing else, as a user runs it on a new index.
     try {
       const { stdout } = await matvit('calibrate', '--index', f.indexDir);
       assert.match(stdout, /^note: 120 queries are items of the index: each was searched without its own item \(leave-one-out\)$/m);
-      assert.match(stdout, /calibrated on fashion-mnist:test\[0:120\], 120 items sampled \(seed calibrate\) \(120 queries\), basis: labels/);
+      assert.match(
+        stdout,
+        /calibrated on fashion-mnist:test\[0:120\], 120 items sampled \(seed calibrate\) \(120 queries\), basis: labels/,
+      );
       assert.match(stdout, /\| xl \|/);
       const stored = s.service.index.getMeta(CASCADE_META_KEY) as Cascade | null;
       if (stored) assert.match(stdout, new RegExp(`cascade: ${stored.stages.map((x) => x.name).join(' -> ')}`));
@@ -540,7 +650,10 @@ describe('cascade (auto with a stored calibration)', () => {
     try {
       assert.equal(r.basis, 'labels');
       assert.equal(r.inIndex, 0);
-      assert.deepEqual(r.submodels.map((x) => x.name), ['s', 'm', 'mix-sl', 'l', 'xl']);
+      assert.deepEqual(
+        r.submodels.map((x) => x.name),
+        ['s', 'm', 'mix-sl', 'l', 'xl'],
+      );
       assert.equal(r.reference.queries, 100);
       if (r.cascade) {
         assert.ok(r.chosen.accuracy! >= r.reference.accuracy! - 0.05 - 1e-9);
@@ -558,7 +671,10 @@ describe('corpus images from a folder, and model checks', () => {
   test('files are served from the corpus root only; another model is refused', async () => {
     const root = path.join(f.root, 'folder');
     const corpusDir = path.join(root, 'corpus');
-    for (const [cls, n] of [['boots', 3], ['bags', 2]] as const) {
+    for (const [cls, n] of [
+      ['boots', 3],
+      ['bags', 2],
+    ] as const) {
       fs.mkdirSync(path.join(corpusDir, cls), { recursive: true });
       for (let i = 0; i < n; i++) {
         const px = Buffer.from(Array.from({ length: 40 * 30 }, (_, j) => (j * (i + 3) + cls.length * 40) % 256));

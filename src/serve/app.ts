@@ -49,11 +49,14 @@ export function redactUrl(url: string, adminToken?: string): string {
       return s;
     }
   };
-  const params = url.slice(q + 1).split('&').map((p) => {
-    const eq = p.indexOf('=');
-    const [key, value] = eq < 0 ? [p, ''] : [p.slice(0, eq), p.slice(eq + 1)];
-    return SECRET_PARAM.test(decode(key)) || (adminToken && decode(value).includes(adminToken)) ? `${key}=[redacted]` : p;
-  });
+  const params = url
+    .slice(q + 1)
+    .split('&')
+    .map((p) => {
+      const eq = p.indexOf('=');
+      const [key, value] = eq < 0 ? [p, ''] : [p.slice(0, eq), p.slice(eq + 1)];
+      return SECRET_PARAM.test(decode(key)) || (adminToken && decode(value).includes(adminToken)) ? `${key}=[redacted]` : p;
+    });
   return `${url.slice(0, q)}?${params.join('&')}`;
 }
 
@@ -66,8 +69,15 @@ const securityHeaders = helmet({
   contentSecurityPolicy: {
     useDefaults: false,
     directives: {
-      defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'blob:', 'data:'], connectSrc: ["'self'"],
-      objectSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'self'"], frameAncestors: ["'none'"],
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", 'blob:', 'data:'],
+      connectSrc: ["'self'"],
+      objectSrc: ["'none'"],
+      baseUri: ["'none'"],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
     },
   },
   frameguard: { action: 'deny' },
@@ -79,7 +89,13 @@ const methodNotAllowed =
   (...methods: string[]): RequestHandler =>
   (req) => {
     const allow = [...methods, ...(methods.includes('GET') ? ['HEAD'] : [])].join(', ');
-    throw new ApiError(405, 'method-not-allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allow}`, { accepted: allow }, { Allow: allow });
+    throw new ApiError(
+      405,
+      'method-not-allowed',
+      `${req.method} is not allowed on ${req.path}; allowed: ${allow}`,
+      { accepted: allow },
+      { Allow: allow },
+    );
   };
 
 /** Equal tokens, compared in constant time (the digests have equal length whatever the inputs). */
@@ -107,7 +123,12 @@ export function createApp(deps: AppDeps): express.Express {
       // Lean request records: never the Authorization header, nor a token sent in the query string.
       serializers: {
         req: (r: { id: unknown; method: string; url: string; remoteAddress: string; headers: Record<string, string> }) => ({
-          id: r.id, method: r.method, url: redactUrl(r.url, deps.adminToken), remoteAddress: r.remoteAddress, contentType: r.headers['content-type'], contentLength: r.headers['content-length'],
+          id: r.id,
+          method: r.method,
+          url: redactUrl(r.url, deps.adminToken),
+          remoteAddress: r.remoteAddress,
+          contentType: r.headers['content-type'],
+          contentLength: r.headers['content-length'],
         }),
         res: (r: { statusCode: number }) => ({ statusCode: r.statusCode }),
         // pino-http's own "failed with status code N" carries no information in its stack; errors of the service are logged with theirs below.
@@ -128,7 +149,13 @@ export function createApp(deps: AppDeps): express.Express {
   // ---- bodies ----------------------------------------------------------------------------------
   const upload = multer({
     storage: multer.memoryStorage(),
-    limits: { fileSize: limits.maxImageBytes, files: 1, fields: 16, parts: 20, fieldSize: Math.ceil((limits.maxImageBytes * 4) / 3) + 1024 },
+    limits: {
+      fileSize: limits.maxImageBytes,
+      files: 1,
+      fields: 16,
+      parts: 20,
+      fieldSize: Math.ceil((limits.maxImageBytes * 4) / 3) + 1024,
+    },
   }).single('image');
   const raw = express.raw({ type: 'image/*', limit: limits.maxImageBytes });
   const json = express.json({ limit: Math.ceil((limits.maxImageBytes * 4) / 3) + 64 * 1024 });
@@ -139,15 +166,27 @@ export function createApp(deps: AppDeps): express.Express {
     if (req.is('image/*')) return raw(req, res, next);
     if (req.is('application/json')) return json(req, res, next);
     // No body at all (type-is counts "Content-Length: 0" as a body): reported as a missing image.
-    if (req.is('*/*') === null || (!req.get('content-type') && ['0', undefined].includes(req.get('content-length')) && !req.get('transfer-encoding'))) return next();
-    next(new ApiError(415, 'unsupported-media-type', `Content-Type ${JSON.stringify(req.get('content-type') ?? '')} is not accepted; accepted: ${ACCEPTED_TYPES}`, { received: req.get('content-type'), accepted: ACCEPTED_TYPES }));
+    if (
+      req.is('*/*') === null ||
+      (!req.get('content-type') && ['0', undefined].includes(req.get('content-length')) && !req.get('transfer-encoding'))
+    )
+      return next();
+    next(
+      new ApiError(
+        415,
+        'unsupported-media-type',
+        `Content-Type ${JSON.stringify(req.get('content-type') ?? '')} is not accepted; accepted: ${ACCEPTED_TYPES}`,
+        { received: req.get('content-type'), accepted: ACCEPTED_TYPES },
+      ),
+    );
   };
 
   /** The image bytes and the other fields of a request, whichever body kind carried them. */
   function imageAndFields(req: Request, accepted: Record<string, string>): { image: Buffer; fields: Record<string, unknown> } {
     let image: Buffer | undefined;
     let fields: Record<string, unknown> = {};
-    if (Buffer.isBuffer(req.body)) image = req.body; // raw image/*
+    if (Buffer.isBuffer(req.body))
+      image = req.body; // raw image/*
     else if (req.body && typeof req.body === 'object' && !Array.isArray(req.body)) {
       const { image: encoded, ...rest } = req.body as Record<string, unknown>;
       fields = rest;
@@ -158,13 +197,24 @@ export function createApp(deps: AppDeps): express.Express {
         image = r.data;
       }
     } else if (req.body !== undefined) throw invalidField('(body)', req.body, 'a JSON object');
-    if (!image || image.length === 0) throw invalidField('image', image ? '(0 bytes)' : undefined, accepted.image, image ? 'the image is empty' : 'no image in the request');
+    if (!image || image.length === 0)
+      throw invalidField(
+        'image',
+        image ? '(0 bytes)' : undefined,
+        accepted.image,
+        image ? 'the image is empty' : 'no image in the request',
+      );
     if (image.length > limits.maxImageBytes) throw payloadTooLarge(limits.maxImageBytes); // a base64 image decodes to this size only now
     // Options may come in the query string, the form or the JSON body, but one value per field.
     const merged: Record<string, unknown> = { ...req.query };
     for (const [key, value] of Object.entries(fields)) {
       if (key in merged && !isDeepStrictEqual(merged[key], value))
-        throw invalidField(key, value, 'one value, in either the query string or the body', `also given as ${preview(merged[key])} in the query string`);
+        throw invalidField(
+          key,
+          value,
+          'one value, in either the query string or the body',
+          `also given as ${preview(merged[key])} in the query string`,
+        );
       merged[key] = value;
     }
     return { image, fields: merged };
@@ -191,11 +241,17 @@ export function createApp(deps: AppDeps): express.Express {
   const itemId = (req: Request) => (req.params as unknown as { id: number }).id;
 
   const admin: RequestHandler = (req, _res, next) => {
-    if (!deps.adminToken) throw new ApiError(403, 'writes-disabled', 'writes are disabled on this server; start it with MATVIT_ADMIN_TOKEN set to enable POST and DELETE /v1/items');
+    if (!deps.adminToken)
+      throw new ApiError(
+        403,
+        'writes-disabled',
+        'writes are disabled on this server; start it with MATVIT_ADMIN_TOKEN set to enable POST and DELETE /v1/items',
+      );
     const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(req.get('authorization') ?? '');
     const challenge = (error?: string) => ({ 'WWW-Authenticate': `Bearer realm="matvit"${error ? `, error="${error}"` : ''}` });
     if (!m) throw new ApiError(401, 'unauthorized', 'writes need the header Authorization: Bearer <admin token>', {}, challenge());
-    if (!tokenEquals(m[1], deps.adminToken)) throw new ApiError(401, 'unauthorized', 'the bearer token is not the admin token', {}, challenge('invalid_token'));
+    if (!tokenEquals(m[1], deps.adminToken))
+      throw new ApiError(401, 'unauthorized', 'the bearer token is not the admin token', {}, challenge('invalid_token'));
     service.assertWritable(); // before the body is read
     next();
   };
@@ -222,7 +278,10 @@ export function createApp(deps: AppDeps): express.Express {
     .route('/v1/items')
     .post(admin, body, addInput, async (req, res) => {
       const r = await service.add(req.body.image, req.body.meta);
-      res.status(r.created ? 201 : 200).location(`/v1/items/${r.id}`).json({ ...r, url: `/v1/items/${r.id}` });
+      res
+        .status(r.created ? 201 : 200)
+        .location(`/v1/items/${r.id}`)
+        .json({ ...r, url: `/v1/items/${r.id}` });
     })
     .all(methodNotAllowed('POST'));
 
@@ -231,7 +290,16 @@ export function createApp(deps: AppDeps): express.Express {
     .get(idInput, (req, res) => {
       const item = service.item(itemId(req));
       const { id, source, label, sha256, bytes, addedAt } = item;
-      res.json({ id, path: source, label, labelName: service.labelNameOf(item), sha256, bytes, addedAt, imageUrl: `/v1/items/${id}/image` });
+      res.json({
+        id,
+        path: source,
+        label,
+        labelName: service.labelNameOf(item),
+        sha256,
+        bytes,
+        addedAt,
+        imageUrl: `/v1/items/${id}/image`,
+      });
     })
     .delete(admin, idInput, (req, res) => {
       res.json(service.remove(itemId(req)));
@@ -271,7 +339,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
 
   app.use((req) => {
-    throw new ApiError(404, 'not-found', `no route ${req.method} ${req.path}; the API: POST /v1/search, GET /v1/index, GET /v1/items/:id, GET /v1/items/:id/image, POST /v1/items, DELETE /v1/items/:id, GET /healthz, /readyz, /metrics`);
+    throw new ApiError(
+      404,
+      'not-found',
+      `no route ${req.method} ${req.path}; the API: POST /v1/search, GET /v1/index, GET /v1/items/:id, GET /v1/items/:id/image, POST /v1/items, DELETE /v1/items/:id, GET /healthz, /readyz, /metrics`,
+    );
   });
 
   // The one error middleware.

@@ -67,7 +67,15 @@ export class MicroBatcher {
   /** The L2-normalized embedding of one [C, H, W] input by the submodel `key`. */
   encode(input: Float32Array, key: BatchKey): Promise<Float32Array> {
     if (this.waiting >= this.opts.maxQueue)
-      return Promise.reject(new ApiError(503, 'overloaded', `${this.waiting} images are waiting to be encoded (the queue holds ${this.opts.maxQueue}); retry shortly`, {}, { 'Retry-After': '1' }));
+      return Promise.reject(
+        new ApiError(
+          503,
+          'overloaded',
+          `${this.waiting} images are waiting to be encoded (the queue holds ${this.opts.maxQueue}); retry shortly`,
+          {},
+          { 'Retry-After': '1' },
+        ),
+      );
     const k = key.ffnDims.join(',');
     let q = this.queues.get(k);
     if (!q) this.queues.set(k, (q = { key, items: [] }));

@@ -62,7 +62,8 @@ export interface Speedup {
 /** The summary under bench serve's table, in the table's own figures (s and xl rows). */
 export function speedupLine(s: Speedup): string {
   const head = `s vs xl: ${s.qps.toFixed(2)}x the QPS at 1/${s.mflops.toFixed(2)} of the MFLOPs per query`;
-  if (s.qps <= 1) return `${head}: s is not faster in this run, so the encoder is not what limits its throughput (decoding, HTTP, search or other load on the machine is)`;
+  if (s.qps <= 1)
+    return `${head}: s is not faster in this run, so the encoder is not what limits its throughput (decoding, HTTP, search or other load on the machine is)`;
   return `${head}: ${(100 * s.realized).toFixed(0)}% of the ${s.mflops.toFixed(2)}x a compute-bound server would reach`;
 }
 
@@ -73,7 +74,18 @@ interface Child {
 
 /** Starts `matvit serve --port 0` and resolves with its URL once /readyz answers 200. */
 async function startChild(opts: BenchServeOptions): Promise<Child> {
-  const args = [BIN, 'serve', '--index', opts.index, '--port', '0', '--log-level', 'warn', ...(opts.model ? ['--model', opts.model] : []), ...(opts.serverArgs ?? [])];
+  const args = [
+    BIN,
+    'serve',
+    '--index',
+    opts.index,
+    '--port',
+    '0',
+    '--log-level',
+    'warn',
+    ...(opts.model ? ['--model', opts.model] : []),
+    ...(opts.serverArgs ?? []),
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
@@ -130,7 +142,8 @@ async function queryImages(url: string, info: IndexInfo, n: number): Promise<{ b
     const r = await fetch(`${url}/v1/items/${id}/image`);
     if (r.ok) out.push({ bytes: Buffer.from(await r.arrayBuffer()), type: r.headers.get('content-type') ?? 'image/png' });
   }
-  if (out.length === 0) throw new Error(`${url}: no corpus image could be fetched (GET /v1/items/:id/image); the bench queries with corpus images`);
+  if (out.length === 0)
+    throw new Error(`${url}: no corpus image could be fetched (GET /v1/items/:id/image); the bench queries with corpus images`);
   return out;
 }
 
@@ -167,7 +180,11 @@ export async function benchServe(opts: BenchServeOptions): Promise<BenchServe> {
     };
     const scrape = async () => {
       const text = await (await fetch(`${url}/metrics`)).text();
-      return { searches: metricSum(text, 'matvit_search_requests_total'), mflops: metricSum(text, 'matvit_query_mflops_total'), escalations: metricSum(text, 'matvit_escalations_total') };
+      return {
+        searches: metricSum(text, 'matvit_search_requests_total'),
+        mflops: metricSum(text, 'matvit_query_mflops_total'),
+        escalations: metricSum(text, 'matvit_escalations_total'),
+      };
     };
     const rows: BenchServeRow[] = [];
     // The first point would otherwise also pay for the server's JIT warm-up.
@@ -192,8 +209,12 @@ export async function benchServe(opts: BenchServeOptions): Promise<BenchServe> {
         escalationRate: searches > 0 ? (after.escalations - before.escalations) / searches : 0,
       });
     }
-    const s = rows.find((r) => r.encoder === 's'), xl = rows.find((r) => r.encoder === 'xl');
-    const speedup = s && xl ? { qps: s.qps / xl.qps, mflops: xl.mflops / s.mflops, realized: (s.qps / xl.qps - 1) / (xl.mflops / s.mflops - 1) } : undefined;
+    const s = rows.find((r) => r.encoder === 's'),
+      xl = rows.find((r) => r.encoder === 'xl');
+    const speedup =
+      s && xl
+        ? { qps: s.qps / xl.qps, mflops: xl.mflops / s.mflops, realized: (s.qps / xl.qps - 1) / (xl.mflops / s.mflops - 1) }
+        : undefined;
     return { url, model: info.model.name, engine: info.engine, items: info.index.counts.live, connections, seconds, rows, speedup };
   } finally {
     const code = await child.stop();

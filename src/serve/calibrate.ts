@@ -73,9 +73,16 @@ export interface CalibrateResult {
  */
 export async function ownItemsSample(corpus: Corpus, n: number, seed = 'calibrate'): Promise<Dataset> {
   const spec = corpus.index.info().manifest.corpus.spec;
-  if (typeof spec !== 'string') throw new Error(`${corpus.index.dir}: the manifest records no corpus spec to sample queries from; pass --queries SPEC (labelled images)`);
+  if (typeof spec !== 'string')
+    throw new Error(
+      `${corpus.index.dir}: the manifest records no corpus spec to sample queries from; pass --queries SPEC (labelled images)`,
+    );
   const ds = await parseDatasetSpec(spec);
-  const picked = seededSample(Array.from({ length: ds.size }, (_, i) => i), n, seed).sort((a, b) => a - b);
+  const picked = seededSample(
+    Array.from({ length: ds.size }, (_, i) => i),
+    n,
+    seed,
+  ).sort((a, b) => a - b);
   return {
     spec: `${ds.spec}, ${picked.length} items sampled (seed ${seed})`,
     size: picked.length,
@@ -88,14 +95,27 @@ export async function ownItemsSample(corpus: Corpus, n: number, seed = 'calibrat
 }
 
 /** Embeds every query of `ds` with each entry and searches the index with k neighbours. */
-export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset, entries: ServiceEntry[], opts: { k: number; batchSize?: number; onProgress?: (done: number, total: number) => void }): Promise<Embedded> {
+export async function embedQueries(
+  corpus: Corpus,
+  encoder: Encoder,
+  ds: Dataset,
+  entries: ServiceEntry[],
+  opts: { k: number; batchSize?: number; onProgress?: (done: number, total: number) => void },
+): Promise<Embedded> {
   const { k } = opts;
   const cfg = corpus.checkpoint.meta.model;
   const N = ds.size;
-  const runs: SubmodelRun[] = entries.map((entry) => ({ entry, ids: new Int32Array(N * k).fill(-1), scores: new Float32Array(N * k), labels: new Int32Array(N * k).fill(-2) }));
+  const runs: SubmodelRun[] = entries.map((entry) => ({
+    entry,
+    ids: new Int32Array(N * k).fill(-1),
+    scores: new Float32Array(N * k),
+    labels: new Int32Array(N * k).fill(-2),
+  }));
   const queryLabels = new Int32Array(N).fill(-1);
   const kept = new Uint8Array(N);
-  let skipped = 0, inIndex = 0, done = 0;
+  let skipped = 0,
+    inIndex = 0,
+    done = 0;
   const order = Array.from({ length: N }, (_, i) => i);
   for await (const batch of batches(ds, order, opts.batchSize ?? 64, cfg)) {
     skipped += batch.skipped.length;
@@ -128,7 +148,9 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
     opts.onProgress?.(done, N);
   }
   // Skipped (undecodable) queries are left out of every figure.
-  const keep = Array.from(kept.entries()).filter(([, v]) => v).map(([i]) => i);
+  const keep = Array.from(kept.entries())
+    .filter(([, v]) => v)
+    .map(([i]) => i);
   const pick = <T extends Int32Array | Float32Array>(a: T, per: number): T => {
     const out = new (a.constructor as new (n: number) => T)(keep.length * per);
     keep.forEach((i, r) => out.set(a.subarray(i * per, (i + 1) * per), r * per));
@@ -146,10 +168,12 @@ export async function embedQueries(corpus: Corpus, encoder: Encoder, ds: Dataset
 /** Per-query figures of one run: 1-NN correct, precision@k by label, recall@k against `ref`. */
 function perQuery(run: SubmodelRun, ref: SubmodelRun, queryLabels: Int32Array, k: number) {
   const N = queryLabels.length;
-  const correct = new Float64Array(N), precision = new Float64Array(N);
+  const correct = new Float64Array(N),
+    precision = new Float64Array(N);
   for (let i = 0; i < N; i++) {
     const q = queryLabels[i];
-    let same = 0, n = 0;
+    let same = 0,
+      n = 0;
     for (let j = 0; j < k; j++) {
       if (run.ids[i * k + j] < 0) continue;
       n++;
@@ -171,12 +195,22 @@ function confidences(run: SubmodelRun, N: number, k: number) {
 }
 
 /** Figures of a cascade first -> ref with `rule`, deciding each query exactly as the service does. */
-export function evaluateCascade(e: Embedded, first: SubmodelRun, ref: SubmodelRun, rule: EscalationRule | null, labelled: boolean, xlMflops: number): HeldOut {
+export function evaluateCascade(
+  e: Embedded,
+  first: SubmodelRun,
+  ref: SubmodelRun,
+  rule: EscalationRule | null,
+  labelled: boolean,
+  xlMflops: number,
+): HeldOut {
   const N = e.queryLabels.length;
   const f = perQuery(first, ref, e.queryLabels, e.k);
   const r = perQuery(ref, ref, e.queryLabels, e.k);
   const conf = confidences(first, N, e.k);
-  let acc = 0, p = 0, rec = 0, esc = 0;
+  let acc = 0,
+    p = 0,
+    rec = 0,
+    esc = 0;
   for (let i = 0; i < N; i++) {
     const up = first === ref ? false : rule === null ? false : shouldEscalate(rule, conf[i]);
     const src = up ? r : f;
@@ -210,23 +244,38 @@ interface Candidate {
 }
 
 /** The cheapest rule for first stage `first` meeting the constraint (null rule: first alone). */
-function bestRule(e: Embedded, first: SubmodelRun, ref: SubmodelRun, labelled: boolean, need: { accuracy: number; precision: number; recall: number }): Candidate | null {
+function bestRule(
+  e: Embedded,
+  first: SubmodelRun,
+  ref: SubmodelRun,
+  labelled: boolean,
+  need: { accuracy: number; precision: number; recall: number },
+): Candidate | null {
   const N = e.queryLabels.length;
   const f = perQuery(first, ref, e.queryLabels, e.k);
   const r = perQuery(ref, ref, e.queryLabels, e.k);
   const conf = confidences(first, N, e.k);
-  const base = { a: f.correct.reduce((s, x) => s + x, 0), p: f.precision.reduce((s, x) => s + x, 0), r: f.recall.reduce((s, x) => s + x, 0) };
-  const ok = (a: number, p: number, rc: number) => (labelled ? a / N >= need.accuracy - 1e-12 && p / N >= need.precision - 1e-12 : rc / N >= need.recall - 1e-12);
+  const base = {
+    a: f.correct.reduce((s, x) => s + x, 0),
+    p: f.precision.reduce((s, x) => s + x, 0),
+    r: f.recall.reduce((s, x) => s + x, 0),
+  };
+  const ok = (a: number, p: number, rc: number) =>
+    labelled ? a / N >= need.accuracy - 1e-12 && p / N >= need.precision - 1e-12 : rc / N >= need.recall - 1e-12;
   let best: Candidate | null = null;
   const consider = (rule: EscalationRule | null, escalated: number, a: number, p: number, rc: number) => {
     if (!ok(a, p, rc)) return;
     const cost = first.entry.mflops + (escalated / N) * ref.entry.mflops;
-    if (!best || cost < best.cost - 1e-9 || (Math.abs(cost - best.cost) <= 1e-9 && a / N > best.accuracy)) best = { first, rule, cost, accuracy: a / N };
+    if (!best || cost < best.cost - 1e-9 || (Math.abs(cost - best.cost) <= 1e-9 && a / N > best.accuracy))
+      best = { first, rule, cost, accuracy: a / N };
   };
   // Agreement thresholds (labels only), "none" first; then for each, margin thresholds over the rest.
   const agreements = labelled ? [undefined, ...cuts([...new Set(conf.map((c) => c.agreement))].sort((x, y) => x - y))] : [undefined];
   for (const at of agreements) {
-    let a = base.a, p = base.p, rc = base.r, escalated = 0;
+    let a = base.a,
+      p = base.p,
+      rc = base.r,
+      escalated = 0;
     const rest: number[] = [];
     for (let i = 0; i < N; i++) {
       if (at !== undefined && conf[i].agreement < at) {
@@ -245,7 +294,8 @@ function bestRule(e: Embedded, first: SubmodelRun, ref: SubmodelRun, labelled: b
       p += r.precision[i] - f.precision[i];
       rc += r.recall[i] - f.recall[i];
       escalated++;
-      const m0 = conf[i].margin, m1 = conf[rest[j + 1]].margin;
+      const m0 = conf[i].margin,
+        m1 = conf[rest[j + 1]].margin;
       if (m1 > m0) consider({ ...(at !== undefined && { agreement: at }), margin: (m0 + m1) / 2 }, escalated, a, p, rc);
     }
   }
@@ -256,11 +306,19 @@ function bestRule(e: Embedded, first: SubmodelRun, ref: SubmodelRun, labelled: b
  * Chooses the cascade on embedded held-out queries (see the header). `ref` is the corpus
  * submodel's run; candidates are the other runs.
  */
-export function chooseCascade(e: Embedded, menu: ServiceMenu, opts: { tolerance: number; minRecall: number; labelled: boolean }): { best: Candidate | null; reference: HeldOut; submodels: RowMetrics[] } {
+export function chooseCascade(
+  e: Embedded,
+  menu: ServiceMenu,
+  opts: { tolerance: number; minRecall: number; labelled: boolean },
+): { best: Candidate | null; reference: HeldOut; submodels: RowMetrics[] } {
   const ref = e.runs.find((r) => r.entry === menu.corpus)!;
   const xl = menu.xlMflops;
   const reference = evaluateCascade(e, ref, ref, null, opts.labelled, xl);
-  const need = { accuracy: (reference.accuracy ?? 0) - opts.tolerance, precision: (reference.precisionAt10 ?? 0) - opts.tolerance, recall: opts.minRecall };
+  const need = {
+    accuracy: (reference.accuracy ?? 0) - opts.tolerance,
+    precision: (reference.precisionAt10 ?? 0) - opts.tolerance,
+    recall: opts.minRecall,
+  };
   let best: Candidate | null = null;
   for (const run of e.runs) {
     if (run === ref || run.entry.mflops >= ref.entry.mflops) continue;
@@ -322,13 +380,27 @@ export async function calibrate(corpus: Corpus, encoder: Encoder, ds: Dataset, o
     chosen = { name: `${best.first.entry.name} -> ${menu.corpus.name}`, ...heldOut };
   }
   corpus.index.setMeta(CASCADE_META_KEY, cascade);
-  return { basis, cascade, submodels, chosen, reference: { name: `${menu.corpus.name} (always)`, ...reference }, inIndex: e.inIndex, skipped: e.skipped };
+  return {
+    basis,
+    cascade,
+    submodels,
+    chosen,
+    reference: { name: `${menu.corpus.name} (always)`, ...reference },
+    inIndex: e.inIndex,
+    skipped: e.skipped,
+  };
 }
 
 /** The stored cascade's figures on another query set (e.g. the test split after calibrating on held-out train). */
-export async function evaluateStored(corpus: Corpus, encoder: Encoder, ds: Dataset, opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ cascade: RowMetrics; reference: RowMetrics; first: RowMetrics }> {
+export async function evaluateStored(
+  corpus: Corpus,
+  encoder: Encoder,
+  ds: Dataset,
+  opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<{ cascade: RowMetrics; reference: RowMetrics; first: RowMetrics }> {
   const raw = corpus.index.getMeta(CASCADE_META_KEY);
-  if (raw === undefined || raw === null) throw new Error(`the index has no stored cascade (${CASCADE_META_KEY}); run matvit calibrate first`);
+  if (raw === undefined || raw === null)
+    throw new Error(`the index has no stored cascade (${CASCADE_META_KEY}); run matvit calibrate first`);
   const c = Cascade.parse(raw);
   const manifest = corpus.index.info().manifest;
   const menu = new ServiceMenu(corpus.checkpoint.meta.model, corpus.checkpoint.meta.menu, manifest.ffnDims);

@@ -48,7 +48,11 @@ export type SessionLimits = z.infer<typeof SessionLimits>;
 export const ServeConfig = z
   .object({
     /** Largest image accepted, in bytes (multipart file or raw body; JSON base64 may be 4/3 of it). */
-    maxImageBytes: z.number().int().positive().default(8 * 1024 * 1024),
+    maxImageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(8 * 1024 * 1024),
     batch: BatchOptions.prefault({}),
     load: LoadTargets.prefault({}),
     sessions: SessionLimits.prefault({}),

@@ -37,12 +37,21 @@ export class ApiError extends Error {
 
 /** A field's value that does not fit: 400 naming the field, the value (bounded: it may be hostile) and what is accepted. */
 export function invalidField(field: string, received: unknown, accepted: string, why?: string): ApiError {
-  return new ApiError(400, 'invalid-field', `${field}: ${why ? `${why}; ` : ''}received ${preview(received)}; accepted: ${accepted}`, { field, received: bounded(received), accepted });
+  return new ApiError(400, 'invalid-field', `${field}: ${why ? `${why}; ` : ''}received ${preview(received)}; accepted: ${accepted}`, {
+    field,
+    received: bounded(received),
+    accepted,
+  });
 }
 
 /** 413: an image (or a body carrying one) over the limit. */
 export function payloadTooLarge(maxImageBytes: number): ApiError {
-  return new ApiError(413, 'payload-too-large', `the image is larger than the limit of ${maxImageBytes} bytes (matvit serve --max-image-mb)`, { accepted: `images up to ${maxImageBytes} bytes` });
+  return new ApiError(
+    413,
+    'payload-too-large',
+    `the image is larger than the limit of ${maxImageBytes} bytes (matvit serve --max-image-mb)`,
+    { accepted: `images up to ${maxImageBytes} bytes` },
+  );
 }
 
 const MULTER_MESSAGES: Record<string, string> = {
@@ -57,7 +66,10 @@ const MULTER_MESSAGES: Record<string, string> = {
 export function toApiError(err: unknown, limits: { maxImageBytes: number }): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof DecodeError)
-    return new ApiError(422, 'undecodable-image', `image: cannot be decoded (${err.reason}): ${err.message}`, { field: 'image', reason: err.reason });
+    return new ApiError(422, 'undecodable-image', `image: cannot be decoded (${err.reason}): ${err.message}`, {
+      field: 'image',
+      reason: err.reason,
+    });
   const tooLarge = () => payloadTooLarge(limits.maxImageBytes);
   if (err instanceof multer.MulterError) {
     if (err.code === 'LIMIT_FILE_SIZE') return tooLarge();
@@ -71,7 +83,12 @@ export function toApiError(err: unknown, limits: { maxImageBytes: number }): Api
   if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
     if (e.type === 'entity.too.large' || e.status === 413) return tooLarge();
     if (e.type === 'entity.parse.failed') return new ApiError(400, 'invalid-json', `the body is not valid JSON: ${e.message}`);
-    if (e.status === 415) return new ApiError(415, 'unsupported-media-type', `${e.message}; accepted: utf-8 JSON, image/*, multipart/form-data, with Content-Encoding identity, gzip, deflate or br`);
+    if (e.status === 415)
+      return new ApiError(
+        415,
+        'unsupported-media-type',
+        `${e.message}; accepted: utf-8 JSON, image/*, multipart/form-data, with Content-Encoding identity, gzip, deflate or br`,
+      );
     return new ApiError(e.status, 'bad-request', `the body cannot be read: ${e.message ?? e.type}`);
   }
   // busboy (inside multer) reports malformed multipart bodies as plain Errors, before any handler ran.

@@ -26,7 +26,13 @@ export interface ImageFile {
 }
 
 /** sharp's format names of the types served as stored, with their Content-Type. */
-const SAFE_RASTER: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', avif: 'image/avif' };
+const SAFE_RASTER: Record<string, string> = {
+  png: 'image/png',
+  jpeg: 'image/jpeg',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  avif: 'image/avif',
+};
 
 /** The format sharp reads in `bytes`, or undefined when it reads none. */
 async function formatOf(bytes: Buffer): Promise<string | undefined> {
@@ -45,9 +51,16 @@ async function formatOf(bytes: Buffer): Promise<string | undefined> {
 export async function uploadExtension(bytes: Buffer): Promise<string> {
   const format = await formatOf(bytes);
   if (format === 'svg')
-    throw new ApiError(415, 'unsupported-image-type', 'image: SVG images cannot be added to the index (they are documents that may run scripts); convert it to PNG first', {
-      field: 'image', received: 'image/svg+xml', accepted: 'raster images: PNG, JPEG, GIF, WebP, AVIF, TIFF, HEIF',
-    });
+    throw new ApiError(
+      415,
+      'unsupported-image-type',
+      'image: SVG images cannot be added to the index (they are documents that may run scripts); convert it to PNG first',
+      {
+        field: 'image',
+        received: 'image/svg+xml',
+        accepted: 'raster images: PNG, JPEG, GIF, WebP, AVIF, TIFF, HEIF',
+      },
+    );
   return format === 'jpeg' ? 'jpg' : (format ?? 'bin');
 }
 
@@ -88,7 +101,8 @@ export class CorpusImages {
   private async file(id: number, root: string, rel: string): Promise<ImageFile> {
     const file = path.resolve(root, rel);
     const inside = path.relative(root, file);
-    if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) throw unavailable(id, 'its source lies outside the corpus root');
+    if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside))
+      throw unavailable(id, 'its source lies outside the corpus root');
     let bytes: Buffer;
     try {
       // realpath: a symlink inside the root may not lead out of it either.
@@ -123,9 +137,12 @@ export class CorpusImages {
     } catch (e) {
       throw unavailable(id, `the corpus ${spec} cannot be opened: ${(e as Error).message}`);
     }
-    if (!ds.pixels || !Number.isInteger(record) || record < 0 || record >= ds.size) throw unavailable(id, `record ${record} is not in ${ds.spec}`);
+    if (!ds.pixels || !Number.isInteger(record) || record < 0 || record >= ds.size)
+      throw unavailable(id, `record ${record} is not in ${ds.spec}`);
     const { width, height, channels } = ds.pixels;
-    const png = await sharp(await ds.bytes(record), { raw: { width, height, channels } }).png().toBuffer();
+    const png = await sharp(await ds.bytes(record), { raw: { width, height, channels } })
+      .png()
+      .toBuffer();
     return { bytes: png, contentType: 'image/png' };
   }
 }

@@ -28,7 +28,8 @@ export async function sampleLatencies(encoder: Encoder, ffnDims: readonly (reado
 /** The q-quantile of sorted values (linear interpolation between order statistics). */
 export function quantile(sorted: readonly number[], q: number): number {
   const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  const lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
@@ -65,7 +66,8 @@ export function monotoneLatencies(points: readonly LatencyPoint[]): MonotoneLate
   for (const i of order) {
     blocks.push(block([i], [...points[i].samples]));
     while (blocks.length >= 2) {
-      const b = blocks[blocks.length - 1], a = blocks[blocks.length - 2];
+      const b = blocks[blocks.length - 1],
+        a = blocks[blocks.length - 2];
       if (b.median >= a.median) break;
       if (b.q3 < a.q1) {
         notes.push(
@@ -81,8 +83,20 @@ export function monotoneLatencies(points: readonly LatencyPoint[]): MonotoneLate
   for (const b of blocks) {
     for (const i of b.members) ms[i] = b.median;
     if (b.members.length > 1) {
-      const measured = b.members.map((i) => `${points[i].name} ${fmt(quantile([...points[i].samples].sort((x, y) => x - y), 0.5))}`).join(', ');
-      notes.push(`${names(points, b.members)}: medians ${measured} ms fall as MFLOPs rise within noise (interquartile ranges overlap): ${fmt(b.median)} ms each, their pooled median`);
+      const measured = b.members
+        .map(
+          (i) =>
+            `${points[i].name} ${fmt(
+              quantile(
+                [...points[i].samples].sort((x, y) => x - y),
+                0.5,
+              ),
+            )}`,
+        )
+        .join(', ');
+      notes.push(
+        `${names(points, b.members)}: medians ${measured} ms fall as MFLOPs rise within noise (interquartile ranges overlap): ${fmt(b.median)} ms each, their pooled median`,
+      );
     }
   }
   return { ms, notes };

@@ -39,7 +39,11 @@ export class ServiceMenu {
     const c = config;
     const xlMflops = mflops(c, granularityDims(c, 'xl'));
     const entry = (name: string, ffnDims: number[], origin: ServiceEntry['origin'], m?: MenuEntry): ServiceEntry => ({
-      name, ffnDims, mflops: mflops(c, ffnDims), fractionOfXl: mflops(c, ffnDims) / xlMflops, origin,
+      name,
+      ffnDims,
+      mflops: mflops(c, ffnDims),
+      fractionOfXl: mflops(c, ffnDims) / xlMflops,
+      origin,
       ...(m?.latencyMs !== undefined && { latencyMs: m.latencyMs, latencySource: 'menu' as const }),
       ...(m?.top1 !== undefined && { top1: m.top1 }),
       ...(m?.recallAt10 !== undefined && { recallAt10: m.recallAt10 }),
@@ -48,7 +52,15 @@ export class ServiceMenu {
     for (const g of GRANULARITY_NAMES) {
       const dims = granularityDims(c, g);
       // The model's menu may measure s/m/l/xl too (mixnmatch keeps them on its front): use its figures.
-      byKey.set(key(dims), entry(g, dims, 'granularity', menu.find((m) => key(m.ffnDims) === key(dims))));
+      byKey.set(
+        key(dims),
+        entry(
+          g,
+          dims,
+          'granularity',
+          menu.find((m) => key(m.ffnDims) === key(dims)),
+        ),
+      );
     }
     const names = new Set([...GRANULARITY_NAMES, 'auto']);
     for (const m of menu) {
@@ -79,7 +91,15 @@ export class ServiceMenu {
     const known = this.byFfnDims(ffnDims);
     if (known) return known;
     const m = mflops(this.config, ffnDims);
-    return { name: submodelName(this.config, ffnDims), ffnDims: [...ffnDims], mflops: m, fractionOfXl: m / this.xlMflops, origin: 'request', latencyMs: this.estimateLatency(m), latencySource: 'interpolated' };
+    return {
+      name: submodelName(this.config, ffnDims),
+      ffnDims: [...ffnDims],
+      mflops: m,
+      fractionOfXl: m / this.xlMflops,
+      origin: 'request',
+      latencyMs: this.estimateLatency(m),
+      latencySource: 'interpolated',
+    };
   }
 
   /**
@@ -116,7 +136,11 @@ export class ServiceMenu {
    */
   async measureLatency(encoder: Encoder, opts: { runs: number; useMenu: boolean }): Promise<string[]> {
     const measured = this.entries.filter((e) => e.origin === 'granularity' || e === this.corpus);
-    const samples = await sampleLatencies(encoder, measured.map((e) => e.ffnDims), opts.runs);
+    const samples = await sampleLatencies(
+      encoder,
+      measured.map((e) => e.ffnDims),
+      opts.runs,
+    );
     const fit = monotoneLatencies(measured.map((e, j) => ({ name: e.name, mflops: e.mflops, samples: samples[j] })));
     measured.forEach((e, j) => {
       e.latencyMs = fit.ms[j];
@@ -137,14 +161,24 @@ export class ServiceMenu {
     const hi = pts.findIndex(([x]) => x >= m);
     if (hi === 0 || pts.length === 1) return (pts[0][1] * m) / pts[0][0];
     if (hi === -1) return (pts[pts.length - 1][1] * m) / pts[pts.length - 1][0];
-    const [x0, y0] = pts[hi - 1], [x1, y1] = pts[hi];
+    const [x0, y0] = pts[hi - 1],
+      [x1, y1] = pts[hi];
     return y0 + ((y1 - y0) * (m - x0)) / (x1 - x0);
   }
 
   /** What a client reads: GET /v1/index. */
   toJSON() {
     return this.entries.map(({ name, ffnDims, mflops, fractionOfXl, latencyMs, latencySource, top1, recallAt10, origin }) => ({
-      name, ffnDims, mflops, fractionOfXl, latencyMs, latencySource, top1, recallAt10, origin, corpus: key(ffnDims) === key(this.corpus.ffnDims) || undefined,
+      name,
+      ffnDims,
+      mflops,
+      fractionOfXl,
+      latencyMs,
+      latencySource,
+      top1,
+      recallAt10,
+      origin,
+      corpus: key(ffnDims) === key(this.corpus.ffnDims) || undefined,
     }));
   }
 }

@@ -134,7 +134,12 @@ export class EncoderPolicy {
     if (req.encoder !== 'auto') {
       if (budget) {
         const field = req.maxMflops !== undefined ? 'maxMflops' : 'maxLatencyMs';
-        throw invalidField(field, req.maxMflops ?? req.maxLatencyMs, `a budget with encoder=auto (the default), or a fixed encoder without a budget`, `encoder "${req.encoder.name}" is fixed, so a budget cannot choose it`);
+        throw invalidField(
+          field,
+          req.maxMflops ?? req.maxLatencyMs,
+          `a budget with encoder=auto (the default), or a fixed encoder without a budget`,
+          `encoder "${req.encoder.name}" is fixed, so a budget cannot choose it`,
+        );
       }
       return { mode: 'fixed', stages: [{ entry: req.encoder }], confidenceK: 0, loadLevel: level, why: `fixed: ${req.encoder.name}` };
     }
@@ -143,12 +148,20 @@ export class EncoderPolicy {
     if (budget) return this.budgetPlan(req, level, loadNote);
     let stages = rung.stages;
     if (req.label !== undefined && stages.length > 1) stages = withoutAgreement(stages);
-    return { mode: 'auto', stages, confidenceK: stages.length > 1 ? k : 0, loadLevel: level, why: `auto: ${stages.length > 1 ? rung.label : stages[0].entry.name}${loadNote}` };
+    return {
+      mode: 'auto',
+      stages,
+      confidenceK: stages.length > 1 ? k : 0,
+      loadLevel: level,
+      why: `auto: ${stages.length > 1 ? rung.label : stages[0].entry.name}${loadNote}`,
+    };
   }
 
   private budgetPlan(req: EncoderRequest, level: number, loadNote: string): Plan {
     const { maxMflops, maxLatencyMs } = req;
-    const fits = (e: ServiceEntry) => (maxMflops === undefined || e.mflops <= maxMflops) && (maxLatencyMs === undefined || (e.latencyMs !== undefined && e.latencyMs <= maxLatencyMs));
+    const fits = (e: ServiceEntry) =>
+      (maxMflops === undefined || e.mflops <= maxMflops) &&
+      (maxLatencyMs === undefined || (e.latencyMs !== undefined && e.latencyMs <= maxLatencyMs));
     const candidates = this.menu.entries.filter(fits);
     if (candidates.length === 0) {
       const field = maxMflops !== undefined && !this.menu.entries.some((e) => e.mflops <= maxMflops) ? 'maxMflops' : 'maxLatencyMs';
@@ -162,8 +175,16 @@ export class EncoderPolicy {
     // Under load the budget is capped further by the ladder's rung, unless that leaves nothing.
     const capped = level > 0 ? candidates.filter((e) => e.mflops <= this.ladder[level].mflops) : candidates;
     const entry = this.menu.mostAccurate(capped.length ? capped : candidates)!;
-    const limits = [maxMflops !== undefined && `maxMflops ${maxMflops}`, maxLatencyMs !== undefined && `maxLatencyMs ${maxLatencyMs}`].filter(Boolean).join(', ');
-    return { mode: 'budget', stages: [{ entry }], confidenceK: 0, loadLevel: level, why: `budget: most accurate within ${limits}: ${entry.name}${loadNote}` };
+    const limits = [maxMflops !== undefined && `maxMflops ${maxMflops}`, maxLatencyMs !== undefined && `maxLatencyMs ${maxLatencyMs}`]
+      .filter(Boolean)
+      .join(', ');
+    return {
+      mode: 'budget',
+      stages: [{ entry }],
+      confidenceK: 0,
+      loadLevel: level,
+      why: `budget: most accurate within ${limits}: ${entry.name}${loadNote}`,
+    };
   }
 
   /** A finished request's latency, for the load controller. */

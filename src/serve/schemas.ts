@@ -20,7 +20,9 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) => numeric.pipe(z.n
 const positive = numeric.pipe(z.number().positive().finite());
 
 /** Widths as a JSON array or comma-separated. */
-const widths = z.union([z.array(numeric), z.string().transform((s) => s.split(',').map((p) => Number(p.trim())))]).pipe(z.array(z.number().int('not an integer')));
+const widths = z
+  .union([z.array(numeric), z.string().transform((s) => s.split(',').map((p) => Number(p.trim())))])
+  .pipe(z.array(z.number().int('not an integer')));
 
 /** Image bytes from base64 (a data: URL prefix is allowed, as browsers produce them). */
 export const base64Image = z
@@ -73,11 +75,15 @@ export function searchSchema(menu: ServiceMenu, customWidths = true) {
       const named = o.encoder?.toLowerCase();
       const widths = (dims: number[]) => {
         const entry = menu.forFfnDims(checkFfnDims(menu.config, dims));
-        if (entry.origin === 'request' && !customWidths) throw new Error(`widths outside the menu are disabled on this server (matvit serve --no-custom-widths); the menu: ${menu.entries.map((e) => `${e.name} = ${e.ffnDims.join(',')}`).join('; ')}`);
+        if (entry.origin === 'request' && !customWidths)
+          throw new Error(
+            `widths outside the menu are disabled on this server (matvit serve --no-custom-widths); the menu: ${menu.entries.map((e) => `${e.name} = ${e.ffnDims.join(',')}`).join('; ')}`,
+          );
         return entry;
       };
       if (o.ffnDims !== undefined) {
-        if (named !== undefined && named !== 'auto') return fail('ffnDims', `give encoder or ffnDims, not both (encoder is "${o.encoder}")`);
+        if (named !== undefined && named !== 'auto')
+          return fail('ffnDims', `give encoder or ffnDims, not both (encoder is "${o.encoder}")`);
         try {
           encoder = widths(o.ffnDims);
         } catch (e) {
@@ -107,7 +113,15 @@ export const ADD_ACCEPTED: Record<string, string> = {
 
 export const addSchema = z.object({ label: integer(-1, LABEL_MAX).optional(), labelName: z.string().max(200).optional() }).strict();
 
-export const idSchema = z.object({ id: z.string().regex(/^\d{1,15}$/, 'not a positive integer').transform(Number).pipe(z.number().int().positive()) }).strict();
+export const idSchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^\d{1,15}$/, 'not a positive integer')
+      .transform(Number)
+      .pipe(z.number().int().positive()),
+  })
+  .strict();
 export const ID_ACCEPTED = { id: 'a positive integer item id' };
 
 /** safeParse -> the parsed value, or the 400 ApiError of the first issue (naming the field). */

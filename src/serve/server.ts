@@ -50,7 +50,11 @@ export interface RunningServer {
  */
 function logOpened(log: Logger, dir: string, o: OpenReport): void {
   const at = { index: path.resolve(dir) };
-  if (o.readOnlyReason) log.warn({ ...at, problem: o.readOnlyReason }, `serving read-only: ${o.readOnlyReason}; POST and DELETE /v1/items answer 503 until that is fixed and the server restarted`);
+  if (o.readOnlyReason)
+    log.warn(
+      { ...at, problem: o.readOnlyReason },
+      `serving read-only: ${o.readOnlyReason}; POST and DELETE /v1/items answer 503 until that is fixed and the server restarted`,
+    );
   for (const d of o.damage) log.error(at, `index damage: ${d}`);
   for (const w of o.warnings) log.warn(at, `index: ${w}`);
 }
@@ -69,7 +73,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   try {
     // Off the event loop: onnxruntime-node's run() blocks its thread for the whole batch, during
     // which an in-process server could not accept, decode, search or answer /healthz.
-    const encoder = await createEncoder(opts.engine ?? 'onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, { offThread: true, ...opts.engineOptions });
+    const encoder = await createEncoder(opts.engine ?? 'onnx', corpus.checkpoint.meta.model, corpus.checkpoint.weights, {
+      offThread: true,
+      ...opts.engineOptions,
+    });
     service = new SearchService({ corpus, encoder, config: opts.config, log, readOnly });
   } catch (e) {
     corpus.index.close({ snapshot: false });

@@ -146,11 +146,13 @@ export class SearchService {
     const raw = this.index.getMeta(CASCADE_META_KEY);
     const xl = `answers with ${this.menu.corpus.name}, the corpus submodel (no compute saved)`;
     const run = `run \`matvit calibrate --index ${this.index.dir}\` and restart the server`;
-    if (raw === undefined) return { cascade: null, why: `${xl}: the index is not calibrated; ${run} to let auto answer easy queries with a cheaper encoder` };
+    if (raw === undefined)
+      return { cascade: null, why: `${xl}: the index is not calibrated; ${run} to let auto answer easy queries with a cheaper encoder` };
     if (raw === null) return { cascade: null, why: `${xl}: matvit calibrate found no cascade cheaper than it within its tolerance` };
     const parsed = Cascade.safeParse(raw);
     const problem = parsed.success ? this.cascadeProblem(parsed.data) : `it is not a valid calibration (${parsed.error.message})`;
-    if (problem) return { cascade: null, why: `${xl}: the cascade stored in the index (${CASCADE_META_KEY}) is ignored because ${problem}; ${run}` };
+    if (problem)
+      return { cascade: null, why: `${xl}: the cascade stored in the index (${CASCADE_META_KEY}) is ignored because ${problem}; ${run}` };
     const c = parsed.data!;
     return { cascade: c, why: `the cascade ${c.stages.map((s) => s.name).join(' -> ')} calibrated on ${c.queries} at ${c.calibratedAt}` };
   }
@@ -158,7 +160,8 @@ export class SearchService {
   /** Why a stored cascade does not fit this index and model, if it does not. */
   private cascadeProblem(c: Cascade): string | undefined {
     const manifest = this.index.info().manifest;
-    if (c.fingerprint !== manifest.fingerprint) return `it was calibrated for model ${c.fingerprint}, the index holds ${manifest.fingerprint}`;
+    if (c.fingerprint !== manifest.fingerprint)
+      return `it was calibrated for model ${c.fingerprint}, the index holds ${manifest.fingerprint}`;
     if (c.stages[c.stages.length - 1].ffnDims.join() !== manifest.ffnDims.join()) return 'its last stage is not the corpus submodel';
     try {
       for (const st of c.stages) checkFfnDims(this.model, st.ffnDims);
@@ -173,7 +176,10 @@ export class SearchService {
     const notes = await this.menu.measureLatency(this.deps.encoder, this.config.latency);
     for (const note of notes) this.log.info(`batch-1 latency: ${note}`);
     if (this.state === 'warming') this.state = 'ready';
-    this.log.info({ menu: this.menu.entries.map((e) => `${e.name}: ${e.mflops.toPrecision(3)} MFLOPs, ${e.latencyMs?.toFixed(2)} ms`) }, 'encoders warm');
+    this.log.info(
+      { menu: this.menu.entries.map((e) => `${e.name}: ${e.mflops.toPrecision(3)} MFLOPs, ${e.latencyMs?.toFixed(2)} ms`) },
+      'encoders warm',
+    );
   }
 
   refresh(): void {
@@ -206,7 +212,13 @@ export class SearchService {
     const input = await preprocessImage(image, this.model);
     const decodeMs = performance.now() - t0;
     if (o.maxLatencyMs !== undefined && this.state === 'warming')
-      throw new ApiError(503, 'warming', 'maxLatencyMs: encoder latencies are still being measured; retry in a moment', { field: 'maxLatencyMs' }, { 'Retry-After': '1' });
+      throw new ApiError(
+        503,
+        'warming',
+        'maxLatencyMs: encoder latencies are still being measured; retry in a moment',
+        { field: 'maxLatencyMs' },
+        { 'Retry-After': '1' },
+      );
     const plan = this.policy.plan(o, this.batcher.depth);
     const runs: EncoderRun[] = [];
     let hits: SearchHit[] = [];
@@ -218,7 +230,13 @@ export class SearchService {
       const t2 = performance.now();
       this.assertOpen(); // the index may have been closed while this query waited for the engine
       hits = this.index.search(vector, last ? o.k : Math.max(o.k, plan.confidenceK), { ef: o.ef, label: o.label });
-      const run: EncoderRun = { name: stage.entry.name, ffnDims: stage.entry.ffnDims, mflops: stage.entry.mflops, encodeMs: round(t2 - t1), searchMs: round(performance.now() - t2) };
+      const run: EncoderRun = {
+        name: stage.entry.name,
+        ffnDims: stage.entry.ffnDims,
+        mflops: stage.entry.mflops,
+        encodeMs: round(t2 - t1),
+        searchMs: round(performance.now() - t2),
+      };
       runs.push(run);
       this.metrics.encodeLatency.observe({ encoder: this.label(stage.entry) }, t2 - t1);
       this.metrics.encoderRuns.inc({ encoder: this.label(stage.entry) });
@@ -237,7 +255,13 @@ export class SearchService {
     this.metrics.queryMflops.inc(spent);
     return {
       results: hits.slice(0, o.k).map((h) => this.result(h)),
-      encoder: { name: final.name, ffnDims: final.ffnDims, mflops: final.mflops, xlMflops: this.menu.xlMflops, savedFraction: 1 - spent / this.menu.xlMflops },
+      encoder: {
+        name: final.name,
+        ffnDims: final.ffnDims,
+        mflops: final.mflops,
+        xlMflops: this.menu.xlMflops,
+        savedFraction: 1 - spent / this.menu.xlMflops,
+      },
       encoders: runs,
       policy: { mode: plan.mode, loadLevel: plan.loadLevel, why: plan.why },
       timings: {
@@ -258,7 +282,14 @@ export class SearchService {
   private result(h: SearchHit): SearchResult {
     const item = this.index.item(h.id);
     const label = item?.label ?? h.label;
-    return { id: h.id, score: h.score, label, labelName: item ? this.labelNameOf(item) : null, path: h.source, imageUrl: `/v1/items/${h.id}/image` };
+    return {
+      id: h.id,
+      score: h.score,
+      label,
+      labelName: item ? this.labelNameOf(item) : null,
+      path: h.source,
+      imageUrl: `/v1/items/${h.id}/image`,
+    };
   }
 
   /**
@@ -278,7 +309,9 @@ export class SearchService {
     fs.mkdirSync(path.join(this.index.dir, UPLOADS_DIR), { recursive: true });
     writeFileAtomic(uploadPath(this.index.dir, name), image);
     const labelName = meta.labelName ?? (meta.label !== undefined && meta.label >= 0 ? (this.model.classNames[meta.label] ?? null) : null);
-    const r = this.index.add([{ source: uploadSource(name), label: meta.label ?? -1, labelName, sha256: sha, bytes: image.length, vector }]);
+    const r = this.index.add([
+      { source: uploadSource(name), label: meta.label ?? -1, labelName, sha256: sha, bytes: image.length, vector },
+    ]);
     if (r.ids[0] === null) return { id: r.duplicates[0].existingId, created: false }; // the same image raced in
     this.metrics.writes.inc({ op: 'add' });
     this.log.info({ id: r.ids[0], sha256: sha }, 'item added');
@@ -318,17 +351,56 @@ export class SearchService {
     return {
       state: this.state,
       index: {
-        name: path.basename(path.resolve(i.dir)), counts: i.counts, labels: i.labels, space: m.space, dim: m.dim, M: m.M, ef: m.ef, storeSeq: i.storeSeq, createdAt: m.createdAt, updatedAt: m.updatedAt,
+        name: path.basename(path.resolve(i.dir)),
+        counts: i.counts,
+        labels: i.labels,
+        space: m.space,
+        dim: m.dim,
+        M: m.M,
+        ef: m.ef,
+        storeSeq: i.storeSeq,
+        createdAt: m.createdAt,
+        updatedAt: m.updatedAt,
         // What opening it found and did (also in the start-up log).
-        opened: { snapshot: i.opened.snapshot, rebuilt: i.opened.rebuilt, readOnly: this.readOnly ?? null, damage: i.opened.damage, warnings: i.opened.warnings },
+        opened: {
+          snapshot: i.opened.snapshot,
+          rebuilt: i.opened.rebuilt,
+          readOnly: this.readOnly ?? null,
+          damage: i.opened.damage,
+          warnings: i.opened.warnings,
+        },
       },
-      model: { name: m.modelName, fingerprint: m.fingerprint, imageSize: this.model.imageSize, channels: this.model.channels, depth: this.model.depth, mlpDim: this.model.mlpDim, classNames: this.model.classNames },
+      model: {
+        name: m.modelName,
+        fingerprint: m.fingerprint,
+        imageSize: this.model.imageSize,
+        channels: this.model.channels,
+        depth: this.model.depth,
+        mlpDim: this.model.mlpDim,
+        classNames: this.model.classNames,
+      },
       engine: this.deps.encoder.description,
       corpus: { submodel: this.menu.corpus.name, ffnDims: this.menu.corpus.ffnDims, mflops: this.menu.corpus.mflops, ...m.corpus },
       xlMflops: this.menu.xlMflops,
       menu: this.menu.toJSON(),
-      cascade: c && { stages: c.stages.map((s) => s.name), rules: c.rules, k: c.k, basis: c.basis, tolerance: c.tolerance, queries: c.queries, heldOut: c.heldOut, reference: c.reference, calibratedAt: c.calibratedAt },
-      policy: { auto: this.policy.ladder.map((r) => r.label), why: this.autoWhy, cascade: c !== null, loadLevel: this.policy.load.level, load: this.config.load },
+      cascade: c && {
+        stages: c.stages.map((s) => s.name),
+        rules: c.rules,
+        k: c.k,
+        basis: c.basis,
+        tolerance: c.tolerance,
+        queries: c.queries,
+        heldOut: c.heldOut,
+        reference: c.reference,
+        calibratedAt: c.calibratedAt,
+      },
+      policy: {
+        auto: this.policy.ladder.map((r) => r.label),
+        why: this.autoWhy,
+        cascade: c !== null,
+        loadLevel: this.policy.load.level,
+        load: this.config.load,
+      },
       batching: this.config.batch,
     };
   }

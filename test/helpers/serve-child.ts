@@ -20,7 +20,11 @@ export interface ServeChild {
  * Starts `matvit serve --port 0 ARGS...` (as another user when `user` is given: the tests must run
  * as root) and resolves once it listens (its first stderr line names the URL).
  */
-export async function spawnServe(args: string[], env: Record<string, string> = {}, user: { uid?: number; gid?: number } = {}): Promise<ServeChild> {
+export async function spawnServe(
+  args: string[],
+  env: Record<string, string> = {},
+  user: { uid?: number; gid?: number } = {},
+): Promise<ServeChild> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

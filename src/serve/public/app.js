@@ -87,14 +87,16 @@ function render(body) {
   $('#summary').hidden = false;
   $('#encoder-used').textContent = encoders.map((e) => e.name).join(' → ');
   const escalated = encoders.some((e) => e.escalated);
-  $('#policy').textContent = `(${policy.mode}${escalated ? ', escalated: low confidence' : ''}${policy.loadLevel ? `, load level ${policy.loadLevel}` : ''})`;
+  $('#policy').textContent =
+    `(${policy.mode}${escalated ? ', escalated: low confidence' : ''}${policy.loadLevel ? `, load level ${policy.loadLevel}` : ''})`;
   const spent = encoders.reduce((s, e) => s + e.mflops, 0);
   $('#compute').textContent =
     encoder.savedFraction >= 0
       ? `${fmt(spent)} MFLOPs of XL's ${fmt(encoder.xlMflops)}: ${pct(encoder.savedFraction)} of the compute saved`
       : `${fmt(spent)} MFLOPs, ${pct(-encoder.savedFraction)} more than XL alone (the cascade ran twice)`;
   $('#meter-spent').style.width = `${Math.min(100, (100 * spent) / encoder.xlMflops)}%`;
-  $('#timings').textContent = `decode ${timings.decodeMs} ms · encode ${timings.encodeMs} ms · search ${timings.searchMs} ms · total ${timings.totalMs} ms`;
+  $('#timings').textContent =
+    `decode ${timings.decodeMs} ms · encode ${timings.encodeMs} ms · search ${timings.searchMs} ms · total ${timings.totalMs} ms`;
   $('#results-title').hidden = false;
   const list = $('#results');
   list.replaceChildren();
