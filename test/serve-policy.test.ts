@@ -3,7 +3,8 @@
 // latency fit and bench serve's summary on synthetic figures, and the session bound on a real engine.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Embedded, type SubmodelRun, chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
+import { chooseCascade, evaluateCascade } from '../src/serve/calibrate.ts';
+import type { Embedded, SubmodelRun } from '../src/serve/queries.ts';
 import type { EncodeOutput, Encoder } from '../src/engine/encoder.ts';
 import { granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';

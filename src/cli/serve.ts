@@ -163,12 +163,13 @@ export const calibrateCommand = new Command('calibrate')
   .addOption(flag(C, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(CalibrateOptions, raw);
-    const [{ parseDatasetSpec }, { createEncoder }, { openCorpus }, { calibrate, evaluateStored, ownItemsSample }, { phaseBar }] =
+    const [{ parseDatasetSpec }, { createEncoder }, { openCorpus }, { calibrate, evaluateStored }, { ownItemsSample }, { phaseBar }] =
       await Promise.all([
         import('../data/dataset.ts'),
         import('../engine/encoder.ts'),
         import('../index/corpus.ts'),
         import('../serve/calibrate.ts'),
+        import('../serve/queries.ts'),
         import('./progress.ts'),
       ]);
     const corpus = openCorpus(o.index, { model: o.model });

@@ -11,7 +11,8 @@
 //   is split between classes, the small submodel's top-1 is the likeliest to differ from XL's.
 // A stage escalates when any signal its rule names falls below the rule's threshold.
 import { z } from 'zod';
-import type { SearchHit } from '../index/vector-index.ts';
+import type { SearchHit, VectorIndex } from '../index/vector-index.ts';
+import { type ModelConfig, checkFfnDims } from '../model/config.ts';
 
 /** The index metadata key (VectorIndex.setMeta) the calibration is stored under. */
 export const CASCADE_META_KEY = 'serve.cascade';
@@ -81,4 +82,42 @@ export function confidence(hits: readonly Pick<SearchHit, 'score' | 'label'>[], 
 /** Does this rule send the query to the next stage? */
 export function shouldEscalate(rule: EscalationRule, c: Confidence): boolean {
   return (rule.margin !== undefined && c.margin < rule.margin) || (rule.agreement !== undefined && c.agreement < rule.agreement);
+}
+
+/**
+ * The calibration stored in `index`, if it fits the index and its model; with why `auto` answers as
+ * it does either way (for the log and GET /v1/index), and what to run when it is not calibrated.
+ */
+export function storedCascade(
+  index: Pick<VectorIndex, 'dir' | 'getMeta' | 'info'>,
+  model: ModelConfig,
+  corpusName: string,
+): { cascade: Cascade | null; why: string } {
+  const raw = index.getMeta(CASCADE_META_KEY);
+  const xl = `answers with ${corpusName}, the corpus submodel (no compute saved)`;
+  const run = `run \`matvit calibrate --index ${index.dir}\` and restart the server`;
+  if (raw === undefined)
+    return { cascade: null, why: `${xl}: the index is not calibrated; ${run} to let auto answer easy queries with a cheaper encoder` };
+  if (raw === null) return { cascade: null, why: `${xl}: matvit calibrate found no cascade cheaper than it within its tolerance` };
+  const parsed = Cascade.safeParse(raw);
+  const problem = parsed.success
+    ? cascadeProblem(parsed.data, index.info().manifest, model)
+    : `it is not a valid calibration (${parsed.error.message})`;
+  if (problem)
+    return { cascade: null, why: `${xl}: the cascade stored in the index (${CASCADE_META_KEY}) is ignored because ${problem}; ${run}` };
+  const c = parsed.data!;
+  return { cascade: c, why: `the cascade ${c.stages.map((s) => s.name).join(' -> ')} calibrated on ${c.queries} at ${c.calibratedAt}` };
+}
+
+/** Why a stored cascade does not fit the index (its model and corpus submodel), if it does not. */
+function cascadeProblem(c: Cascade, manifest: { fingerprint: string; ffnDims: number[] }, model: ModelConfig): string | undefined {
+  if (c.fingerprint !== manifest.fingerprint)
+    return `it was calibrated for model ${c.fingerprint}, the index holds ${manifest.fingerprint}`;
+  if (c.stages[c.stages.length - 1].ffnDims.join() !== manifest.ffnDims.join()) return 'its last stage is not the corpus submodel';
+  try {
+    for (const st of c.stages) checkFfnDims(model, st.ffnDims);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return undefined;
 }

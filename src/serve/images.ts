@@ -10,11 +10,13 @@
 // Only raster types every browser renders as inert pixels are sent as they are stored; anything
 // else (an SVG in a folder corpus, TIFF, HEIF) is sent as a PNG rendered by sharp, because an SVG
 // served from this origin runs its scripts with the API's privileges. Uploads refuse SVG outright.
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { type Dataset, parseDatasetSpec, specRoot, unslicedSpec } from '../data/dataset.ts';
 import type { Manifest } from '../index/manifest.ts';
+import { removeStaleTemps } from '../util/durable.ts';
 import { ApiError } from './errors.ts';
 
 export const UPLOADS_DIR = 'uploads';
@@ -67,6 +69,12 @@ export async function uploadExtension(bytes: Buffer): Promise<string> {
 /** The store source of an upload kept as DIR/uploads/<name>. */
 export const uploadSource = (name: string) => `${UPLOAD_PREFIX}${name}`;
 export const uploadPath = (indexDir: string, name: string) => path.join(indexDir, UPLOADS_DIR, name);
+
+/** Removes temp files of uploads whose writer was killed mid-write (the index cleans its own on open); returns their names. */
+export function removeStaleUploads(indexDir: string): string[] {
+  const dir = path.join(indexDir, UPLOADS_DIR);
+  return fsSync.existsSync(dir) ? removeStaleTemps(dir) : [];
+}
 
 const unavailable = (id: number, why: string) => new ApiError(404, 'image-unavailable', `item ${id}: its image is not available (${why})`);
 

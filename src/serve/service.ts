@@ -13,14 +13,13 @@ import { preprocessImage } from '../data/preprocess.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
 import type { Item, SearchHit } from '../index/vector-index.ts';
-import { removeStaleTemps, writeFileAtomic } from '../util/durable.ts';
+import { writeFileAtomic } from '../util/durable.ts';
 import { sha256Hex } from '../util/hash.ts';
-import { checkFfnDims } from '../model/config.ts';
 import { MicroBatcher } from './batcher.ts';
-import { CASCADE_META_KEY, Cascade, type Confidence, confidence, shouldEscalate } from './cascade.ts';
+import { type Confidence, confidence, shouldEscalate, storedCascade } from './cascade.ts';
 import { ServeConfig, type ServeConfigInput } from './config.ts';
 import { ApiError } from './errors.ts';
-import { CorpusImages, type ImageFile, UPLOADS_DIR, uploadExtension, uploadPath, uploadSource } from './images.ts';
+import { CorpusImages, type ImageFile, UPLOADS_DIR, removeStaleUploads, uploadExtension, uploadPath, uploadSource } from './images.ts';
 import { ServiceMenu, type ServiceEntry } from './menu.ts';
 import { type Metrics, createMetrics } from './metrics.ts';
 import { EncoderPolicy, type Plan } from './policy.ts';
@@ -99,7 +98,7 @@ export class SearchService {
     this.log = deps.log ?? pino({ level: 'silent' });
     const manifest = corpus.index.info().manifest;
     this.menu = new ServiceMenu(corpus.checkpoint.meta.model, corpus.checkpoint.meta.menu, manifest.ffnDims);
-    const { cascade, why } = this.loadCascade();
+    const { cascade, why } = storedCascade(corpus.index, this.model, this.menu.corpus.name);
     this.autoWhy = why;
     this.policy = new EncoderPolicy(this.menu, cascade, this.config.load);
     this.log[cascade ? 'info' : 'warn']({ auto: this.policy.ladder[0].label }, `auto: ${why}`);
@@ -112,7 +111,10 @@ export class SearchService {
       this.metrics.engineLatency.observe({ encoder: e.name }, e.ms);
     });
     this.images = new CorpusImages(corpus.index.dir, manifest.corpus);
-    if (!this.readOnly) this.removeStaleUploads();
+    if (!this.readOnly) {
+      const removed = removeStaleUploads(corpus.index.dir);
+      if (removed.length) this.log.info({ removed }, `removed ${removed.length} temp file(s) of interrupted uploads`);
+    }
     if (this.config.refreshMs > 0) {
       // Picks up what `matvit index add/remove` committed from another process.
       this.refreshTimer = setInterval(() => this.refresh(), this.config.refreshMs);
@@ -129,46 +131,8 @@ export class SearchService {
     return this.deps.readOnly;
   }
 
-  /** Temp files of uploads whose writer was killed mid-write (the index cleans its own on open). */
-  private removeStaleUploads(): void {
-    const dir = path.join(this.index.dir, UPLOADS_DIR);
-    if (!fs.existsSync(dir)) return;
-    const removed = removeStaleTemps(dir);
-    if (removed.length) this.log.info({ dir, removed }, `removed ${removed.length} temp file(s) of interrupted uploads`);
-  }
-
   get model() {
     return this.deps.corpus.checkpoint.meta.model;
-  }
-
-  /** The stored calibration, if it is valid for this index and model; otherwise auto runs without a cascade. */
-  private loadCascade(): { cascade: Cascade | null; why: string } {
-    const raw = this.index.getMeta(CASCADE_META_KEY);
-    const xl = `answers with ${this.menu.corpus.name}, the corpus submodel (no compute saved)`;
-    const run = `run \`matvit calibrate --index ${this.index.dir}\` and restart the server`;
-    if (raw === undefined)
-      return { cascade: null, why: `${xl}: the index is not calibrated; ${run} to let auto answer easy queries with a cheaper encoder` };
-    if (raw === null) return { cascade: null, why: `${xl}: matvit calibrate found no cascade cheaper than it within its tolerance` };
-    const parsed = Cascade.safeParse(raw);
-    const problem = parsed.success ? this.cascadeProblem(parsed.data) : `it is not a valid calibration (${parsed.error.message})`;
-    if (problem)
-      return { cascade: null, why: `${xl}: the cascade stored in the index (${CASCADE_META_KEY}) is ignored because ${problem}; ${run}` };
-    const c = parsed.data!;
-    return { cascade: c, why: `the cascade ${c.stages.map((s) => s.name).join(' -> ')} calibrated on ${c.queries} at ${c.calibratedAt}` };
-  }
-
-  /** Why a stored cascade does not fit this index and model, if it does not. */
-  private cascadeProblem(c: Cascade): string | undefined {
-    const manifest = this.index.info().manifest;
-    if (c.fingerprint !== manifest.fingerprint)
-      return `it was calibrated for model ${c.fingerprint}, the index holds ${manifest.fingerprint}`;
-    if (c.stages[c.stages.length - 1].ffnDims.join() !== manifest.ffnDims.join()) return 'its last stage is not the corpus submodel';
-    try {
-      for (const st of c.stages) checkFfnDims(this.model, st.ffnDims);
-    } catch (e) {
-      return (e as Error).message;
-    }
-    return undefined;
   }
 
   /** Measures each named submodel's latency (building its engine session), then reports ready. */
