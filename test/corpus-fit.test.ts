@@ -21,7 +21,9 @@ async function folder(root: string, n: number, w: number, h: number, colour: boo
       const v = (p * (i + 3)) % 256;
       data.set(colour ? [v, 255 - v, (v * 7) % 256] : [v, v, v], p * 3);
     }
-    await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path.join(dir, `${i}.png`));
+    await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, `${i}.png`));
   }
   return `files:${dir}`;
 }
@@ -51,6 +53,10 @@ describe('corpusFit', () => {
     assert.match(small.warnings.join('\n'), /median short side is 10 px, under half the model's 28 px input/);
     const large = await corpusFit(await parseDatasetSpec(await folder(root, 3, 500, 460, false)), fmnistLike);
     assert.match(large.warnings.join('\n'), /median short side is 460 px, over 16x the model's 28 px input/);
-    assert.deepEqual((await corpusFit(await parseDatasetSpec(await folder(root, 3, 500, 460, true)), tinyConfig({ imageSize: 224, patchSize: 16 }))).warnings, []);
+    assert.deepEqual(
+      (await corpusFit(await parseDatasetSpec(await folder(root, 3, 500, 460, true)), tinyConfig({ imageSize: 224, patchSize: 16 })))
+        .warnings,
+      [],
+    );
   });
 });

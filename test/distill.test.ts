@@ -99,17 +99,51 @@ describe('distillation', () => {
     assert.match(JSON.stringify(r.error!.issues), /teacher 'init' needs --init/);
   });
 
-  test('matvit train --init DIR --distill: the model comes from DIR, the distillation settings are saved with the run', { timeout: 120_000 }, async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-distill-'));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const g = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
-    saveCheckpoint(path.join(dir, 'dense'), g, initWeights(g, 1));
-    const out = path.join(dir, 'run');
-    await matvit('train', '--init', path.join(dir, 'dense'), '--data', 'fashion-mnist:test[:64]', '--out', out, '--batch-size', '16', '--epochs', '1', '--max-steps', '2', '--distill', 'init', '--distill-cosine', '2', '--backend', 'cpu');
-    const state = JSON.parse(fs.readFileSync(path.join(out, 'ckpt', 'step-0000002', 'state.json'), 'utf8'));
-    assert.deepEqual(state.config.distill, { teacher: 'init', kl: 1, temperature: 1, cosine: 2 });
-    assert.equal(readMeta(path.join(out, 'ckpt', 'step-0000002')).model.dim, g.dim);
-    const bad = await fails(['train', '--data', 'fashion-mnist:test[:64]', '--out', path.join(dir, 'x'), '--distill', 'init', '--preset', 'fmnist-tiny']);
-    assert.match(bad.stderr, /teacher 'init' needs --init/);
-  });
+  test(
+    'matvit train --init DIR --distill: the model comes from DIR, the distillation settings are saved with the run',
+    { timeout: 120_000 },
+    async (t) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-distill-'));
+      t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const g = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
+      saveCheckpoint(path.join(dir, 'dense'), g, initWeights(g, 1));
+      const out = path.join(dir, 'run');
+      await matvit(
+        'train',
+        '--init',
+        path.join(dir, 'dense'),
+        '--data',
+        'fashion-mnist:test[:64]',
+        '--out',
+        out,
+        '--batch-size',
+        '16',
+        '--epochs',
+        '1',
+        '--max-steps',
+        '2',
+        '--distill',
+        'init',
+        '--distill-cosine',
+        '2',
+        '--backend',
+        'cpu',
+      );
+      const state = JSON.parse(fs.readFileSync(path.join(out, 'ckpt', 'step-0000002', 'state.json'), 'utf8'));
+      assert.deepEqual(state.config.distill, { teacher: 'init', kl: 1, temperature: 1, cosine: 2 });
+      assert.equal(readMeta(path.join(out, 'ckpt', 'step-0000002')).model.dim, g.dim);
+      const bad = await fails([
+        'train',
+        '--data',
+        'fashion-mnist:test[:64]',
+        '--out',
+        path.join(dir, 'x'),
+        '--distill',
+        'init',
+        '--preset',
+        'fmnist-tiny',
+      ]);
+      assert.match(bad.stderr, /teacher 'init' needs --init/);
+    },
+  );
 });

@@ -5,8 +5,10 @@ import { exactKnn } from '../src/engine/knn.ts';
 
 /** Plain-loop reference: every score in float64, sorted by (score desc, index asc). */
 function referenceKnn(q: Float32Array, c: Float32Array, dim: number, k: number): { ids: number[][]; scores: number[][] } {
-  const Q = q.length / dim, N = c.length / dim;
-  const ids: number[][] = [], scores: number[][] = [];
+  const Q = q.length / dim,
+    N = c.length / dim;
+  const ids: number[][] = [],
+    scores: number[][] = [];
   for (let i = 0; i < Q; i++) {
     const all: [number, number][] = [];
     for (let j = 0; j < N; j++) {
@@ -25,8 +27,12 @@ const randn = (n: number, rng: () => number) => Float32Array.from({ length: n },
 
 test('exactKnn equals a plain-loop k-NN across query and corpus blocks', async () => {
   const rng = seedrandom('knn');
-  const dim = 16, Q = 37, N = 301, k = 7;
-  const q = randn(Q * dim, rng), c = randn(N * dim, rng);
+  const dim = 16,
+    Q = 37,
+    N = 301,
+    k = 7;
+  const q = randn(Q * dim, rng),
+    c = randn(N * dim, rng);
   const ref = referenceKnn(q, c, dim, k);
   for (const blocks of [{}, { queryBlock: 5, corpusBlock: 40 }, { queryBlock: 64, corpusBlock: 3 }]) {
     const r = await exactKnn(q, c, dim, k, blocks);

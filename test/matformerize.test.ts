@@ -19,7 +19,7 @@ const c = tinyConfig({ depth: 2, mlpDim: 32, layerScale: true, regTokens: 1 });
 /** A seeded shuffle per layer (Fisher-Yates), independent of the importance code. */
 function shuffles(seed: number): Int32Array[] {
   let s = seed;
-  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   return Array.from({ length: c.depth }, () => {
     const p = Int32Array.from({ length: c.mlpDim }, (_, i) => i);
     for (let i = p.length - 1; i > 0; i--) {
@@ -70,7 +70,15 @@ describe('matformerize', () => {
   test("the permuted model's prefix of width m is the original with only the first m chosen neurons", () => {
     for (const m of [4, 8, 16]) {
       const sliced = referenceOutputs(c, permuted, images, [m, m]);
-      const want = referenceOutputs(c, masked(w, perms.map((p) => new Set(p.subarray(0, m)))), images, granularityDims(c, 'xl'));
+      const want = referenceOutputs(
+        c,
+        masked(
+          w,
+          perms.map((p) => new Set(p.subarray(0, m))),
+        ),
+        images,
+        granularityDims(c, 'xl'),
+      );
       const d = maxAbsDiff(sliced.logits, want.logits);
       assert.ok(d < 1e-9, `width ${m}: ${d}`);
       // and it is a different function from the unpermuted prefix (the test would pass vacuously otherwise)

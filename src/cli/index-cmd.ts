@@ -42,7 +42,13 @@ const Pipeline = {
 const withPipeline = (cmd: Command, O: z.ZodObject) =>
   cmd
     .addOption(flag(O, '--engine <name>', `engine: ${ENGINES.join(', ')}`))
-    .addOption(flag(O, '--workers <n>', 'onnx: encoder worker threads sharing the cores, each running whole batches and holding a copy of the model (default: one per core under 1000 MFLOPs per image, else 1)'))
+    .addOption(
+      flag(
+        O,
+        '--workers <n>',
+        'onnx: encoder worker threads sharing the cores, each running whole batches and holding a copy of the model (default: one per core under 1000 MFLOPs per image, else 1)',
+      ),
+    )
     .addOption(flag(O, '--batch <n>', 'images per encoder call (default: 256 for small inputs, 32 for 224x224)'))
     .addOption(flag(O, '--concurrency <n>', 'images read and decoded at once (default: 2 per core)'))
     .addOption(flag(O, '--snapshot-every <n>', 'write the graph snapshot every N batches; 0: only at the end'))
@@ -62,10 +68,14 @@ function printSummary(s: BuildSummary, json: boolean): void {
   if (json) return void printJson(s);
   const out = (line: string) => process.stdout.write(line + '\n');
   out(`${s.index}: ${s.items} item${s.items === 1 ? '' : 's'} of ${s.data}${s.shard ? ` (shard ${s.shard})` : ''}`);
-  out(`  added ${s.added}, duplicates ${s.duplicates.count}, already indexed ${s.alreadyIndexed}, skipped ${s.skipped.count}; ${s.live} live items`);
+  out(
+    `  added ${s.added}, duplicates ${s.duplicates.count}, already indexed ${s.alreadyIndexed}, skipped ${s.skipped.count}; ${s.live} live items`,
+  );
   out(`  ${s.seconds.toFixed(1)} s, ${s.imgPerSec.toFixed(0)} img/s, peak RSS ${s.peakRssMB} MB; ${s.engine}, submodel ${s.submodel.name}`);
   const t = s.timings;
-  out(`  main loop waited ${(t.encodeWaitMs / 1000).toFixed(1)} s on the encoder and ${(t.decodeWaitMs / 1000).toFixed(1)} s on reading/decoding; commits ${(t.commitMs / 1000).toFixed(1)} s, ${s.snapshots} snapshots ${(t.snapshotMs / 1000).toFixed(1)} s`);
+  out(
+    `  main loop waited ${(t.encodeWaitMs / 1000).toFixed(1)} s on the encoder and ${(t.decodeWaitMs / 1000).toFixed(1)} s on reading/decoding; commits ${(t.commitMs / 1000).toFixed(1)} s, ${s.snapshots} snapshots ${(t.snapshotMs / 1000).toFixed(1)} s`,
+  );
   for (const d of s.duplicates.items) out(`  duplicate ${d.ref}: same content as ${d.sameAs}`);
   for (const k of s.skipped.items) out(`  skipped ${k.ref}: ${k.reason}: ${k.message}`);
   const unlisted = s.duplicates.count - s.duplicates.items.length + s.skipped.count - s.skipped.items.length;
@@ -90,20 +100,34 @@ const BuildOptions = z.object({
 const B = BuildOptions;
 const buildCommand = withPipeline(
   new Command('build')
-    .description('embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption')
+    .description(
+      'embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption',
+    )
     .addOption(flag(B, '--model <dir>', 'checkpoint directory'))
-    .addOption(flag(B, '--data <spec>', 'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]'))
+    .addOption(
+      flag(
+        B,
+        '--data <spec>',
+        'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]',
+      ),
+    )
     .addOption(flag(B, '--out <dir>', 'index directory (created, or continued when it holds an index of this model)'))
     .addOption(flag(B, '--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)'))
     .addOption(flag(B, '--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)"))
-    .addOption(flag(B, '--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`'))
+    .addOption(
+      flag(B, '--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`'),
+    )
     .addOption(flag(IndexParams, '--m <n>', 'HNSW links per node (new index)', 'M'))
     .addOption(flag(IndexParams, '--ef-construction <n>', 'HNSW build breadth (new index)'))
     .addOption(flag(IndexParams, '--ef <n>', 'HNSW search breadth (new index)')),
   B,
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
-  const [{ loadCheckpoint }, { buildIndex }, { parseShard }] = await Promise.all([import('../model/checkpoint.ts'), import('../index/build.ts'), import('../index/pipeline.ts')]);
+  const [{ loadCheckpoint }, { buildIndex }, { parseShard }] = await Promise.all([
+    import('../model/checkpoint.ts'),
+    import('../index/build.ts'),
+    import('../index/pipeline.ts'),
+  ]);
   const shard = o.shard === undefined ? undefined : parsedFlag('--shard', o.shard, parseShard);
   const checkpoint = loadCheckpoint(o.model);
   const sub = submodelOption(checkpoint.meta.model, o);
@@ -112,9 +136,22 @@ const buildCommand = withPipeline(
   let s: BuildSummary;
   try {
     s = await buildIndex({
-      checkpoint, modelDir: o.model, data: o.data, out: o.out, ffnDims: sub.ffnDims, engine: o.engine, workers: o.workers, shard,
-      M: o.m, efConstruction: o.efConstruction, ef: o.ef, batch: o.batch, concurrency: o.concurrency, snapshotEvery: o.snapshotEvery,
-      maxPixels: o.maxPixels, onProgress: bar.onProgress,
+      checkpoint,
+      modelDir: o.model,
+      data: o.data,
+      out: o.out,
+      ffnDims: sub.ffnDims,
+      engine: o.engine,
+      workers: o.workers,
+      shard,
+      M: o.m,
+      efConstruction: o.efConstruction,
+      ef: o.ef,
+      batch: o.batch,
+      concurrency: o.concurrency,
+      snapshotEvery: o.snapshotEvery,
+      maxPixels: o.maxPixels,
+      onProgress: bar.onProgress,
     });
   } finally {
     bar.stop();
@@ -138,7 +175,9 @@ async function warnCorpusFit(spec: string, c: ModelConfig, modelDir: string): Pr
 function calibrationHint(dir: string): void {
   const classes = readManifest(dir).corpus.classNames;
   if (Array.isArray(classes) && classes.length > 0)
-    process.stdout.write(`  next: \`matvit calibrate --index ${dir}\` chooses auto's cascade on a sample of these labelled items (until then matvit serve answers auto with the corpus submodel)\n`);
+    process.stdout.write(
+      `  next: \`matvit calibrate --index ${dir}\` chooses auto's cascade on a sample of these labelled items (until then matvit serve answers auto with the corpus submodel)\n`,
+    );
 }
 
 // ---- add ---------------------------------------------------------------------------------------
@@ -147,9 +186,13 @@ const AddOptions = z.object({ index: z.string().min(1), model: modelDir.optional
 
 const addCommand = withPipeline(
   new Command('add')
-    .description("embed image files (folders: every image inside, recursively) with the index's model and corpus submodel and add what is new")
+    .description(
+      "embed image files (folders: every image inside, recursively) with the index's model and corpus submodel and add what is new",
+    )
     .addOption(flag(AddOptions, '--index <dir>', 'index directory'))
-    .addOption(flag(AddOptions, '--model <dir>', "the index's model, when not where the manifest's modelPath says (its fingerprint must match)"))
+    .addOption(
+      flag(AddOptions, '--model <dir>', "the index's model, when not where the manifest's modelPath says (its fingerprint must match)"),
+    )
     .argument('<paths...>', 'image files or folders'),
   AddOptions,
 ).action(async (paths: string[], raw) => {
@@ -178,7 +221,9 @@ const removeCommand = new Command('remove')
   .description('delete items by id or by source path; removed items are never returned again (compact reclaims their space)')
   .addOption(flag(RemoveOptions, '--index <dir>', 'index directory'))
   .addOption(flag(RemoveOptions, '--id <ids...>', 'item ids'))
-  .addOption(flag(RemoveOptions, '--path <paths...>', 'sources as stored (relative to the corpus root, idx:#N), or files as given to `index add`'))
+  .addOption(
+    flag(RemoveOptions, '--path <paths...>', 'sources as stored (relative to the corpus root, idx:#N), or files as given to `index add`'),
+  )
   .addOption(flag(RemoveOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(RemoveOptions, raw);
@@ -190,7 +235,9 @@ const removeCommand = new Command('remove')
       const out = { removed: r.removed, missing: r.missing, live: index.size };
       if (o.json) printJson(out);
       else {
-        process.stdout.write(`${o.index}: removed ${r.removed.length} item${r.removed.length === 1 ? '' : 's'}${r.removed.length ? ` (ids ${r.removed.join(', ')})` : ''}; ${index.size} live\n`);
+        process.stdout.write(
+          `${o.index}: removed ${r.removed.length} item${r.removed.length === 1 ? '' : 's'}${r.removed.length ? ` (ids ${r.removed.join(', ')})` : ''}; ${index.size} live\n`,
+        );
         if (r.missing.length) process.stdout.write(`  not found (no live item): ${r.missing.join(', ')}\n`);
       }
     } finally {
@@ -209,7 +256,10 @@ const compactCommand = new Command('compact')
   .addOption(flag(IndexOnly, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(IndexOnly, raw);
-    const [{ VectorIndex, STORE_FILE }, { badVectorsMessage }] = await Promise.all([import('../index/vector-index.ts'), import('../index/errors.ts')]);
+    const [{ VectorIndex, STORE_FILE }, { badVectorsMessage }] = await Promise.all([
+      import('../index/vector-index.ts'),
+      import('../index/errors.ts'),
+    ]);
     const index = VectorIndex.open(o.index);
     try {
       const r = index.compact();
@@ -228,7 +278,9 @@ const compactCommand = new Command('compact')
 // ---- info --------------------------------------------------------------------------------------
 
 const infoCommand = new Command('info')
-  .description("an index's model, parameters, counts, labels, graph snapshot and files, and what opening it found (opens read-only; `index verify` checks it all)")
+  .description(
+    "an index's model, parameters, counts, labels, graph snapshot and files, and what opening it found (opens read-only; `index verify` checks it all)",
+  )
   .addOption(flag(IndexOnly, '--index <dir>', 'index directory'))
   .addOption(flag(IndexOnly, '--json', 'print JSON'))
   .action(async (raw) => {
@@ -243,7 +295,9 @@ const infoCommand = new Command('info')
       const out = (line: string) => process.stdout.write(line + '\n');
       out(`index ${o.index}`);
       out(`  model ${m.modelName}, fingerprint ${m.fingerprint}${m.modelPath ? `, at ${path.resolve(o.index, m.modelPath)}` : ''}`);
-      out(`  corpus submodel ${m.model ? submodelName(m.model, m.ffnDims) : m.ffnDims.join(',')} (ffnDims ${m.ffnDims.join(',')}), ${m.dim}-d, space ${m.space}; HNSW M ${m.M}, efConstruction ${m.efConstruction}, ef ${m.ef}`);
+      out(
+        `  corpus submodel ${m.model ? submodelName(m.model, m.ffnDims) : m.ffnDims.join(',')} (ffnDims ${m.ffnDims.join(',')}), ${m.dim}-d, space ${m.space}; HNSW M ${m.M}, efConstruction ${m.efConstruction}, ef ${m.ef}`,
+      );
       const described = (c: Record<string, unknown>) => `${c.spec}${c.shard ? ` (shard ${c.shard})` : ''}`;
       const merged = m.corpus.mergedFrom as Record<string, unknown>[] | undefined;
       out(`  corpus ${merged ? `merged from ${merged.map(described).join(', ')}` : described(m.corpus)}`);
@@ -252,11 +306,21 @@ const infoCommand = new Command('info')
       const labels = Object.entries(i.labels).map(([k, n]) => `${k === '-1' ? 'no label' : (names[Number(k)] ?? k)}: ${n}`);
       if (labels.length) out(`  labels: ${labels.join(', ')}`);
       out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
-      out(i.snapshot ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}` : '  snapshot: none usable');
-      out(`  opened: snapshot ${i.opened.snapshot}${i.opened.reason ? ` (${i.opened.reason})` : ''}${i.opened.rebuilt ? ', graph rebuilt in memory' : ''}, replayed +${i.opened.replayed.added} -${i.opened.replayed.deleted}, ${i.opened.ms} ms`);
+      out(
+        i.snapshot
+          ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}`
+          : '  snapshot: none usable',
+      );
+      out(
+        `  opened: snapshot ${i.opened.snapshot}${i.opened.reason ? ` (${i.opened.reason})` : ''}${i.opened.rebuilt ? ', graph rebuilt in memory' : ''}, replayed +${i.opened.replayed.added} -${i.opened.replayed.deleted}, ${i.opened.ms} ms`,
+      );
       for (const d of i.opened.damage) out(`  damage: ${d}`);
       for (const w of i.opened.warnings) out(`  warning: ${w}`);
-      out(`  files: ${Object.entries(i.files).map(([f, b]) => `${f} ${b}`).join(', ')}`);
+      out(
+        `  files: ${Object.entries(i.files)
+          .map(([f, b]) => `${f} ${b}`)
+          .join(', ')}`,
+      );
       const last = Array.isArray(runs) ? (runs.at(-1) as Record<string, unknown> | undefined) : undefined;
       if (last) out(`  last build/add (${(runs as unknown[]).length} recorded): ${JSON.stringify(last)}`);
     } finally {
@@ -275,7 +339,9 @@ const VerifyOptions = z.object({
 });
 
 const verifyCommand = new Command('verify')
-  .description("check the index (opens read-only): what opening finds (lost acknowledged writes, a missing or damaged graph snapshot), SQLite's check of the store, every stored vector against its checksum, manifest, store and graph agreeing, and recall@10 of the graph against exact search; exit code 1 when not ok")
+  .description(
+    "check the index (opens read-only): what opening finds (lost acknowledged writes, a missing or damaged graph snapshot), SQLite's check of the store, every stored vector against its checksum, manifest, store and graph agreeing, and recall@10 of the graph against exact search; exit code 1 when not ok",
+  )
   .addOption(flag(VerifyOptions, '--index <dir>', 'index directory'))
   .addOption(flag(VerifyOptions, '--sample <n>', 'stored vectors used as queries for recall@10'))
   .addOption(flag(VerifyOptions, '--min-recall <r>', 'also fail when recall@10 is below r'))
@@ -288,13 +354,22 @@ const verifyCommand = new Command('verify')
     if (o.json) printJson(r);
     else {
       const out: string[] = [`${o.index}: ${r.ok ? 'ok' : 'NOT OK'}`];
-      if (r.integrity) out.push(`  SQLite ${r.integrity.check}: ${r.integrity.faults.length ? `${r.integrity.faults.length} fault(s)` : 'ok'}`);
-      if (r.vectors) out.push(`  vector checksums: ${r.vectors.checked} match, ${r.vectors.bad.length} do not${r.vectors.unchecked ? `, ${r.vectors.unchecked} have none yet` : ''}`);
+      if (r.integrity)
+        out.push(`  SQLite ${r.integrity.check}: ${r.integrity.faults.length ? `${r.integrity.faults.length} fault(s)` : 'ok'}`);
+      if (r.vectors)
+        out.push(
+          `  vector checksums: ${r.vectors.checked} match, ${r.vectors.bad.length} do not${r.vectors.unchecked ? `, ${r.vectors.unchecked} have none yet` : ''}`,
+        );
       const c = r.counts;
       if (c)
-        out.push(`  manifest live ${c.manifest.live}, removed ${c.manifest.deleted} (as of seq ${c.manifest.seq}); store live ${c.store.live}, removed ${c.store.deleted}; graph ${c.graphPoints} points, ${c.graphLive} live`);
+        out.push(
+          `  manifest live ${c.manifest.live}, removed ${c.manifest.deleted} (as of seq ${c.manifest.seq}); store live ${c.store.live}, removed ${c.store.deleted}; graph ${c.graphPoints} points, ${c.graphLive} live`,
+        );
       const q = r.recall;
-      if (q) out.push(`  recall@${q.k} ${q.recallAt10.toFixed(4)} at ef ${q.ef} over ${q.queries} queries; graph ${q.graphQps} queries/s, exact search ${q.exactMs} ms for all`);
+      if (q)
+        out.push(
+          `  recall@${q.k} ${q.recallAt10.toFixed(4)} at ef ${q.ef} over ${q.queries} queries; graph ${q.graphQps} queries/s, exact search ${q.exactMs} ms for all`,
+        );
       out.push(...r.problems.map((p) => `  problem: ${p}`), ...r.notes.map((n) => `  note: ${n}`));
       process.stdout.write(out.join('\n') + '\n');
     }
@@ -306,7 +381,9 @@ const verifyCommand = new Command('verify')
 const RecoverOptions = z.object({ index: z.string().min(1), acceptLoss: z.boolean().default(false), json: z.boolean().default(false) });
 
 const recoverCommand = new Command('recover')
-  .description('after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice')
+  .description(
+    'after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice',
+  )
   .addOption(flag(RecoverOptions, '--index <dir>', 'index directory'))
   .addOption(flag(RecoverOptions, '--accept-loss', 'give up the missing changes (without it, only says what is missing)'))
   .addOption(flag(RecoverOptions, '--json', 'print JSON'))
@@ -327,7 +404,9 @@ const recoverCommand = new Command('recover')
 const MergeOptions = z.object({ out: z.string().min(1), json: z.boolean().default(false) });
 
 const mergeCommand = new Command('merge')
-  .description('join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge')
+  .description(
+    'join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge',
+  )
   .addOption(flag(MergeOptions, '--out <dir>', 'the merged index (created, or continued)'))
   .addOption(flag(MergeOptions, '--json', 'print JSON'))
   .argument('<shards...>', 'shard index directories')
@@ -346,12 +425,27 @@ const mergeCommand = new Command('merge')
     if (first.modelPath && manifests.every((m) => m.fingerprint === first.fingerprint) && !fs.existsSync(path.join(o.out, MANIFEST_FILE))) {
       const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
       const modelPath = modelPathFor(o.out, path.resolve(shards[0], first.modelPath));
-      VectorIndex.create(o.out, { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, modelPath, corpus: { mergedFrom: manifests.map((m) => m.corpus) } }).close();
+      VectorIndex.create(o.out, {
+        fingerprint,
+        modelName,
+        ffnDims,
+        dim,
+        space,
+        M,
+        efConstruction,
+        ef,
+        model,
+        modelPath,
+        corpus: { mergedFrom: manifests.map((m) => m.corpus) },
+      }).close();
     }
     const r = mergeIndexes(o.out, shards);
     if (o.json) return void printJson(r);
     process.stdout.write(
-      markdownTable(['shard', 'live', 'added', 'duplicates'], r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates])) + `\n${r.dir}: ${r.live} live items\n`,
+      markdownTable(
+        ['shard', 'live', 'added', 'duplicates'],
+        r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates]),
+      ) + `\n${r.dir}: ${r.live} live items\n`,
     );
   });
 
@@ -373,7 +467,9 @@ const BenchIndexOptions = z.object({
 });
 
 export const benchIndexCommand = new Command('index')
-  .description("insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors")
+  .description(
+    "insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors",
+  )
   .addOption(flag(BenchIndexOptions, '--index <dir>', 'index directory (read only)'))
   .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare'))
   .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef)"))
@@ -390,8 +486,18 @@ export const benchIndexCommand = new Command('index')
         `${o.index}: ${r.items} items, ${r.dim}-d, M ${r.M}; recall@10 over ${r.queries} items against exact search; on this thread\n` +
           markdownTable(
             ['efConstruction', 'insert s', 'us/item', 'ef', 'recall@10', 'us/query'],
-            r.rows.flatMap((x) => x.search.map((q) => [x.efConstruction, x.insertSeconds.toFixed(1), x.usPerItem.toFixed(0), q.ef, q.recallAt10.toFixed(4), q.usPerQuery.toFixed(0)])),
-          ) + '\n',
+            r.rows.flatMap((x) =>
+              x.search.map((q) => [
+                x.efConstruction,
+                x.insertSeconds.toFixed(1),
+                x.usPerItem.toFixed(0),
+                q.ef,
+                q.recallAt10.toFixed(4),
+                q.usPerQuery.toFixed(0),
+              ]),
+            ),
+          ) +
+          '\n',
       );
     } finally {
       index.close();
@@ -399,4 +505,5 @@ export const benchIndexCommand = new Command('index')
   });
 
 export const indexCommand = new Command('index').description('corpus indexes: build, add, remove, compact, info, verify, recover, merge');
-for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, recoverCommand, mergeCommand]) indexCommand.addCommand(cmd);
+for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, recoverCommand, mergeCommand])
+  indexCommand.addCommand(cmd);

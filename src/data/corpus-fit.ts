@@ -57,9 +57,15 @@ export async function corpusFit(ds: Dataset, c: ModelConfig, n = 32): Promise<Co
   const input = `${c.imageSize}x${c.imageSize} ${c.channels === 1 ? 'grayscale' : 'colour'}`;
   if (sides.length) {
     if (c.channels === 1 && colourShare > 0.5)
-      warnings.push(`${Math.round(100 * colourShare)}% of the sampled images are in colour, but the model "${c.name}" reads ${input} images`);
-    if (median < c.imageSize / 2) warnings.push(`the sampled images' median short side is ${median} px, under half the model's ${c.imageSize} px input: each is upsampled more than 2x`);
-    if (median > 16 * c.imageSize) warnings.push(`the sampled images' median short side is ${median} px, over 16x the model's ${c.imageSize} px input (${input})`);
+      warnings.push(
+        `${Math.round(100 * colourShare)}% of the sampled images are in colour, but the model "${c.name}" reads ${input} images`,
+      );
+    if (median < c.imageSize / 2)
+      warnings.push(
+        `the sampled images' median short side is ${median} px, under half the model's ${c.imageSize} px input: each is upsampled more than 2x`,
+      );
+    if (median > 16 * c.imageSize)
+      warnings.push(`the sampled images' median short side is ${median} px, over 16x the model's ${c.imageSize} px input (${input})`);
   }
   return { sampled: sides.length, medianShortSide: median, colourShare, warnings };
 }

@@ -88,7 +88,8 @@ export class OnnxWorkerEncoder implements Encoder {
     checkWeights(config, weights);
     const threads = resolveThreads(opts.threads);
     const count = opts.workers ?? 1;
-    if (!Number.isInteger(count) || count < 1 || count > threads) throw new Error(`workers ${count}: expected an integer from 1 to threads (${threads})`);
+    if (!Number.isInteger(count) || count < 1 || count > threads)
+      throw new Error(`workers ${count}: expected an integer from 1 to threads (${threads})`);
     const require = createRequire(import.meta.url);
     this.description = describeOrt(threads, count === 1 ? 'in a worker thread' : `in ${count} worker threads`);
     const failAll = (e: Error) => {
@@ -155,16 +156,18 @@ export class OnnxWorkerEncoder implements Encoder {
 
   /** Lets every worker settle its sessions (see WORKER's close), then stops it. */
   async dispose(): Promise<void> {
-    await Promise.all(this.workers.map(async ({ worker }) => {
-      if (!this.failure) {
-        const closed = new Promise<void>((resolve) => {
-          worker.on('message', (m: { closed?: boolean }) => m.closed && resolve());
-          worker.once('exit', () => resolve());
-        });
-        worker.postMessage({ close: true });
-        await closed;
-      }
-      await worker.terminate();
-    }));
+    await Promise.all(
+      this.workers.map(async ({ worker }) => {
+        if (!this.failure) {
+          const closed = new Promise<void>((resolve) => {
+            worker.on('message', (m: { closed?: boolean }) => m.closed && resolve());
+            worker.once('exit', () => resolve());
+          });
+          worker.postMessage({ close: true });
+          await closed;
+        }
+        await worker.terminate();
+      }),
+    );
   }
 }

@@ -16,7 +16,8 @@ import { buildMatMulModel, buildOnnxModel } from './onnx-graph.ts';
 /** Threads for ORT's intra-op pool: the option if given, else every core. */
 export function resolveThreads(threads: number | undefined): number {
   if (threads === undefined) return os.availableParallelism();
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`threads ${threads}: expected a positive integer (default: ${os.availableParallelism()}, the number of cores)`);
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new Error(`threads ${threads}: expected a positive integer (default: ${os.availableParallelism()}, the number of cores)`);
   return threads;
 }
 
@@ -106,7 +107,9 @@ export interface SgemmResult {
  * in the MatViT graph) for about `seconds` after a warm-up, with the same session options as the
  * encoder. The default shape is square and large enough that packing overhead does not count.
  */
-export async function measureOrtSgemm(opts: { M?: number; K?: number; N?: number; threads?: number; seconds?: number } = {}): Promise<SgemmResult> {
+export async function measureOrtSgemm(
+  opts: { M?: number; K?: number; N?: number; threads?: number; seconds?: number } = {},
+): Promise<SgemmResult> {
   const { M = 1024, K = 1024, N = 1024, seconds = 1 } = opts;
   const session = await ort.InferenceSession.create(buildMatMulModel(M, K, N), sessionOptions(resolveThreads(opts.threads)));
   try {

@@ -45,7 +45,8 @@ export function mapAt(nn: Neighbours, corpusLabels: Int32Array, queryLabels: Int
     const label = queryLabels[q];
     const R = label >= 0 ? (perLabel.get(label) ?? 0) : 0;
     if (R === 0) continue;
-    let hits = 0, ap = 0;
+    let hits = 0,
+      ap = 0;
     for (let j = 0; j < k; j++) {
       const id = nn.ids[q * nn.k + j];
       if (id >= 0 && corpusLabels[id] === label) ap += ++hits / (j + 1);
@@ -100,7 +101,8 @@ export function cheapestWithin(rows: readonly RetrievalRow[], tolerance: number)
 /** The query submodels to measure: later duplicates (same widths) dropped, XL added when absent (recall's reference). */
 export function querySubmodels(c: ModelConfig, submodels: readonly Submodel[]): Submodel[] {
   const seen = new Map<string, Submodel>();
-  for (const s of [...submodels, { name: 'xl', ffnDims: granularityDims(c, 'xl') }]) if (!seen.has(s.ffnDims.join())) seen.set(s.ffnDims.join(), s);
+  for (const s of [...submodels, { name: 'xl', ffnDims: granularityDims(c, 'xl') }])
+    if (!seen.has(s.ffnDims.join())) seen.set(s.ffnDims.join(), s);
   return [...seen.values()];
 }
 
@@ -168,7 +170,9 @@ function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
     const { M, efConstruction, ef } = index.params;
     const rowOf = new Map(ids.map((id, row) => [id, row])); // store id -> row
     return {
-      vectors, labels, hnsw: { M, efConstruction, ef, source: 'index' },
+      vectors,
+      labels,
+      hnsw: { M, efConstruction, ef, source: 'index' },
       search: (q, k) => index.search(q, k).map((h) => rowOf.get(h.id)!),
       close: () => index.close(),
     };
@@ -179,18 +183,32 @@ function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
 }
 
 /** An in-memory HNSW graph over the embedded corpus, with the index defaults (manifest.ts) for M, efConstruction, ef. */
-async function memoryCorpus(vectors: Float32Array, labels: Int32Array, dim: number, onProgress: (done: number, total: number) => void): Promise<SearchedCorpus> {
+async function memoryCorpus(
+  vectors: Float32Array,
+  labels: Int32Array,
+  dim: number,
+  onProgress: (done: number, total: number) => void,
+): Promise<SearchedCorpus> {
   const { M, efConstruction, ef } = IndexParams.pick({ M: true, efConstruction: true, ef: true }).parse({});
   const N = labels.length;
   const graph = Graph.create({ space: 'ip', dim, M, efConstruction, ef }, N);
   const chunk = 1024;
   for (let i = 0; i < N; i += chunk) {
     const n = Math.min(chunk, N - i);
-    graph.add(Array.from({ length: n }, (_, j) => i + j), vectors.subarray(i * dim, (i + n) * dim));
+    graph.add(
+      Array.from({ length: n }, (_, j) => i + j),
+      vectors.subarray(i * dim, (i + n) * dim),
+    );
     onProgress(i + n, N);
     await yieldToEventLoop(); // inserts are synchronous: let the progress bar draw
   }
-  return { vectors, labels, hnsw: { M, efConstruction, ef, source: 'memory' }, search: (q, k) => graph.search(q, Math.min(k, N), ef).ids, close: () => {} };
+  return {
+    vectors,
+    labels,
+    hnsw: { M, efConstruction, ef, source: 'memory' },
+    search: (q, k) => graph.search(q, Math.min(k, N), ef).ids,
+    close: () => {},
+  };
 }
 
 /** Graph search of every query: [Q, k] rows, -1 padded. */
@@ -205,9 +223,18 @@ async function graphKnn(corpus: SearchedCorpus, queries: Float32Array, dim: numb
 }
 
 /** Corpus and queries embedded by some submodels of one checkpoint (each batch decoded once). */
-async function embedBoth(checkpoint: Checkpoint, ffnDims: number[][], o: RetrievalOptions, suffix: string): Promise<{ corpus: EmbeddedSet; queries: EmbeddedSet; engine: string }> {
+async function embedBoth(
+  checkpoint: Checkpoint,
+  ffnDims: number[][],
+  o: RetrievalOptions,
+  suffix: string,
+): Promise<{ corpus: EmbeddedSet; queries: EmbeddedSet; engine: string }> {
   const encoder = await createEncoder('onnx', checkpoint.meta.model, checkpoint.weights);
-  const opts = (phase: string, limit: number | undefined) => ({ batchSize: o.batchSize ?? 64, limit, onBatch: (done: number, total: number) => o.onProgress?.(phase + suffix, done, total) });
+  const opts = (phase: string, limit: number | undefined) => ({
+    batchSize: o.batchSize ?? 64,
+    limit,
+    onBatch: (done: number, total: number) => o.onProgress?.(phase + suffix, done, total),
+  });
   try {
     const corpus = await embedDataset(encoder, o.corpus, ffnDims, opts('corpus', o.limitCorpus));
     const queries = await embedDataset(encoder, o.queries, ffnDims, opts('queries', o.limitQueries));
@@ -237,16 +264,26 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   const xlAt = own.findIndex((s) => s.ffnDims.every((d) => d === c.mlpDim));
   for (const m of o.queryModels ?? []) {
     const mc = m.checkpoint.meta.model;
-    if (mc.dim !== D) throw new Error(`query model ${m.name} (${m.dir}) embeds into ${mc.dim} dimensions, ${o.modelDir} into ${D}: it cannot search this corpus`);
+    if (mc.dim !== D)
+      throw new Error(
+        `query model ${m.name} (${m.dir}) embeds into ${mc.dim} dimensions, ${o.modelDir} into ${D}: it cannot search this corpus`,
+      );
   }
   // Labels are compared across the two sets: they must index the same classes.
   if (o.corpus.classNames.length !== o.queries.classNames.length)
-    throw new Error(`the corpus ${o.corpus.spec} has ${o.corpus.classNames.length} classes, the queries ${o.queries.spec} ${o.queries.classNames.length}`);
+    throw new Error(
+      `the corpus ${o.corpus.spec} has ${o.corpus.classNames.length} classes, the queries ${o.queries.spec} ${o.queries.classNames.length}`,
+    );
 
   // Opened first, so that an index of another model is refused before anything is embedded.
   let searched: SearchedCorpus | undefined = o.indexDir ? indexCorpus(o.indexDir, meta.fingerprint) : undefined;
   try {
-    const main = await embedBoth(o.checkpoint, own.map((s) => s.ffnDims), o, '');
+    const main = await embedBoth(
+      o.checkpoint,
+      own.map((s) => s.ffnDims),
+      o,
+      '',
+    );
     const Q = main.queries.count;
     if (Q === 0) throw new Error(`${o.queries.spec}: no query could be decoded`);
     const queryLabels = main.queries.labels;
@@ -254,15 +291,23 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
     const corpus = searched;
     const reference = await exactKnn(main.queries.embeddings[xlAt], corpus.vectors, D, k);
 
-    const figures = (nn: Neighbours): Figures => ({ top1: nnAccuracy(nn, corpus.labels, queryLabels), recall: recallAt(nn, reference, k), map: mapAt(nn, corpus.labels, queryLabels, k) });
+    const figures = (nn: Neighbours): Figures => ({
+      top1: nnAccuracy(nn, corpus.labels, queryLabels),
+      recall: recallAt(nn, reference, k),
+      map: mapAt(nn, corpus.labels, queryLabels, k),
+    });
     const measure = async (r: Run): Promise<RetrievalRow> => {
       const exact = await exactKnn(r.queries, corpus.vectors, D, k);
       const graph = await graphKnn(corpus, r.queries, D, k);
       const same = await exactKnn(r.queries, r.ownCorpus.vectors, D, 1);
       return {
-        name: r.name, ffnDims: r.ffnDims, ...(r.queryModel !== undefined && { queryModel: r.queryModel }),
-        mflops: r.mflops, mflopsFraction: r.mflops / xlMflops,
-        exact: figures(exact), hnsw: figures(graph),
+        name: r.name,
+        ffnDims: r.ffnDims,
+        ...(r.queryModel !== undefined && { queryModel: r.queryModel }),
+        mflops: r.mflops,
+        mflopsFraction: r.mflops / xlMflops,
+        exact: figures(exact),
+        hnsw: figures(graph),
         sameEncoderTop1: nnAccuracy(same, r.ownCorpus.labels, queryLabels),
         imgPerSec: r.encodeMs > 0 ? (Q * 1000) / r.encodeMs : 0,
       };
@@ -271,28 +316,59 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
     const total = own.length + (o.queryModels?.length ?? 0);
     const rows: RetrievalRow[] = [];
     for (const [j, s] of own.entries()) {
-      rows.push(await measure({ ...s, mflops: mflops(c, s.ffnDims), queries: main.queries.embeddings[j], encodeMs: main.queries.encodeMs[j], ownCorpus: { vectors: main.corpus.embeddings[j], labels: main.corpus.labels } }));
+      rows.push(
+        await measure({
+          ...s,
+          mflops: mflops(c, s.ffnDims),
+          queries: main.queries.embeddings[j],
+          encodeMs: main.queries.encodeMs[j],
+          ownCorpus: { vectors: main.corpus.embeddings[j], labels: main.corpus.labels },
+        }),
+      );
       progress('search', rows.length, total);
     }
     // One query model at a time, so that only its own embeddings are held besides the model's.
     for (const m of o.queryModels ?? []) {
       const sets = await embedBoth(m.checkpoint, [m.ffnDims], o, ` ${m.name}`);
       if (sets.queries.indices.join() !== main.queries.indices.join())
-        throw new Error(`query model ${m.name} decoded other queries than ${o.modelDir} (${sets.queries.count} vs ${Q}): their preprocessing skips other images`);
-      rows.push(await measure({
-        name: m.name, ffnDims: m.ffnDims, queryModel: m.dir, mflops: mflops(m.checkpoint.meta.model, m.ffnDims),
-        queries: sets.queries.embeddings[0], encodeMs: sets.queries.encodeMs[0], ownCorpus: { vectors: sets.corpus.embeddings[0], labels: sets.corpus.labels },
-      }));
+        throw new Error(
+          `query model ${m.name} decoded other queries than ${o.modelDir} (${sets.queries.count} vs ${Q}): their preprocessing skips other images`,
+        );
+      rows.push(
+        await measure({
+          name: m.name,
+          ffnDims: m.ffnDims,
+          queryModel: m.dir,
+          mflops: mflops(m.checkpoint.meta.model, m.ffnDims),
+          queries: sets.queries.embeddings[0],
+          encodeMs: sets.queries.encodeMs[0],
+          ownCorpus: { vectors: sets.corpus.embeddings[0], labels: sets.corpus.labels },
+        }),
+      );
       progress('search', rows.length, total);
     }
 
     const best = cheapestWithin(rows, NEAR_XL_TOLERANCE);
     return {
-      kind: 'retrieval', model: o.modelDir, fingerprint: meta.fingerprint, engine: main.engine,
-      corpus: o.corpus.spec, queries: o.queries.spec,
-      corpusCount: corpus.labels.length, corpusEmbedded: main.corpus.count, queryCount: Q, k, hnsw: corpus.hnsw, rows,
-      cheapest: best ? { name: best.name, mflopsFraction: best.mflopsFraction, top1: best.exact.top1, xlTop1: rows[xlAt].exact.top1 } : null,
-      skipped: [...main.corpus.skipped.map((s) => ({ set: 'corpus' as const, ...s })), ...main.queries.skipped.map((s) => ({ set: 'queries' as const, ...s }))],
+      kind: 'retrieval',
+      model: o.modelDir,
+      fingerprint: meta.fingerprint,
+      engine: main.engine,
+      corpus: o.corpus.spec,
+      queries: o.queries.spec,
+      corpusCount: corpus.labels.length,
+      corpusEmbedded: main.corpus.count,
+      queryCount: Q,
+      k,
+      hnsw: corpus.hnsw,
+      rows,
+      cheapest: best
+        ? { name: best.name, mflopsFraction: best.mflopsFraction, top1: best.exact.top1, xlTop1: rows[xlAt].exact.top1 }
+        : null,
+      skipped: [
+        ...main.corpus.skipped.map((s) => ({ set: 'corpus' as const, ...s })),
+        ...main.queries.skipped.map((s) => ({ set: 'queries' as const, ...s })),
+      ],
     };
   } finally {
     searched?.close();
