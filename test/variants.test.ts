@@ -9,7 +9,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
+import sharp from 'sharp';
 import { ENGINES, type Encoder, createEncoder } from '../src/engine/encoder.ts';
+import { readManifest } from '../src/index/manifest.ts';
 import { initTfjs } from '../src/engine/tfjs-backend.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { ModelConfig, type ModelConfigInput, embeddingDim, granularityDims } from '../src/model/config.ts';
@@ -178,7 +180,7 @@ describe('variant weights, validation and FLOPs', () => {
     assert.equal(paramCount(s, [4, 4]), paramCount(config({}), [4, 4]) + 2 * (32 - 48) - 5);
   });
 
-  test('a variant checkpoint round-trips with its fingerprint; `matvit info` prints the fields and the embedding', async () => {
+  test('a variant checkpoint round-trips with its fingerprint; `matvit info` prints the fields and the embedding; `index build` stores its width', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-variants-'));
     try {
       const c = config({
@@ -217,6 +219,15 @@ describe('variant weights, validation and FLOPs', () => {
         stdout,
         /retrieval embedding: 5-d, L2-normalized: the head's output \(no bias\) on the mean of the patch tokens \(3 prefix tokens excluded\) after the final norm \(fc_norm, after pooling\)/,
       );
+      // The index holds what the model embeds: 5-d head outputs, not D = 16.
+      const imgs = path.join(dir, 'imgs');
+      fs.mkdirSync(imgs);
+      for (let i = 0; i < 3; i++)
+        await sharp({ create: { width: 12, height: 12, channels: 3, background: { r: 80 * i, g: 10, b: 200 } } })
+          .png()
+          .toFile(path.join(imgs, `${i}.png`));
+      await matvit('index', 'build', '--model', dir, '--data', `files:${imgs}`, '--out', path.join(dir, 'index'));
+      assert.equal(readManifest(path.join(dir, 'index')).dim, 5);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

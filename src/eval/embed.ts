@@ -3,6 +3,7 @@
 // per submodel: 30 MB for 60k x 128), which is what exact evaluation over a corpus needs.
 import { type Dataset, type Skipped, batches } from '../data/dataset.ts';
 import type { Encoder } from '../engine/encoder.ts';
+import { embeddingDim } from '../model/config.ts';
 
 export interface EmbeddedSet {
   /** Images that decoded, in dataset order. */
@@ -35,7 +36,7 @@ export async function embedDataset(
 ): Promise<EmbeddedSet> {
   const c = encoder.config;
   const n = Math.min(ds.size, opts.limit ?? ds.size);
-  const D = c.dim;
+  const D = embeddingDim(c);
   const K = c.numClasses;
   const embeddings = ffnDims.map(() => new Float32Array(n * D));
   const logits = opts.logits ? ffnDims.map(() => new Float32Array(n * K)) : undefined;

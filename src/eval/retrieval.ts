@@ -13,7 +13,7 @@ import { Graph } from '../index/hnsw.ts';
 import { IndexParams } from '../index/manifest.ts';
 import { VectorIndex } from '../index/vector-index.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
-import { type ModelConfig, type Submodel, granularityDims } from '../model/config.ts';
+import { type ModelConfig, type Submodel, embeddingDim, granularityDims } from '../model/config.ts';
 import { mflops } from '../model/flops.ts';
 import { type Neighbours, checkK, recallAt } from '../util/recall.ts';
 import { type EmbeddedSet, embedDataset } from './embed.ts';
@@ -256,7 +256,7 @@ interface Run extends Submodel {
 export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResult> {
   const { meta } = o.checkpoint;
   const c = meta.model;
-  const D = c.dim;
+  const D = embeddingDim(c);
   const k = o.k ?? 10;
   const progress = o.onProgress ?? (() => {});
   const own = querySubmodels(c, o.submodels);
@@ -264,9 +264,9 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   const xlAt = own.findIndex((s) => s.ffnDims.every((d) => d === c.mlpDim));
   for (const m of o.queryModels ?? []) {
     const mc = m.checkpoint.meta.model;
-    if (mc.dim !== D)
+    if (embeddingDim(mc) !== D)
       throw new Error(
-        `query model ${m.name} (${m.dir}) embeds into ${mc.dim} dimensions, ${o.modelDir} into ${D}: it cannot search this corpus`,
+        `query model ${m.name} (${m.dir}) embeds into ${embeddingDim(mc)} dimensions, ${o.modelDir} into ${D}: it cannot search this corpus`,
       );
   }
   // Labels are compared across the two sets: they must index the same classes.

@@ -6,7 +6,7 @@ import { type Encoder, type EngineName, createEncoder } from '../engine/encoder.
 import type { Checkpoint } from '../model/checkpoint.ts';
 import { mflops } from '../model/flops.ts';
 import type { WeightMap } from '../model/weights.ts';
-import { type ModelConfig, granularityDims, submodelName } from '../model/config.ts';
+import { type ModelConfig, embeddingDim, granularityDims, submodelName } from '../model/config.ts';
 import { openCorpus, modelPathFor } from './corpus.ts';
 import { corpusOf, fileListDataset } from './file-list.ts';
 import { readManifest } from './manifest.ts';
@@ -92,7 +92,7 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
     fingerprint: meta.fingerprint,
     modelName: cfg.name,
     ffnDims,
-    dim: cfg.dim,
+    dim: embeddingDim(cfg),
     M: o.M,
     efConstruction: o.efConstruction,
     ef: o.ef,
