@@ -15,6 +15,7 @@ import type { WeightMap } from '../src/model/weights.ts';
 import { type Encoder, ENGINES, createEncoder } from '../src/engine/encoder.ts';
 import { buildOnnxModel } from '../src/engine/onnx-graph.ts';
 import { OnnxEncoder } from '../src/engine/onnx.ts';
+import { tinyConfig } from './helpers/tiny.ts';
 import { assertClose, maxAbsDiff, randomImages, referenceOutputs, strongWeights } from './helpers/model-fixtures.ts';
 
 const TOL = 1e-4;
@@ -22,19 +23,7 @@ const TOL = 1e-4;
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-const TINY = ModelConfig.parse({
-  name: 'tiny',
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  dim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
-  numClasses: 5,
-  mean: [0.5, 0.5, 0.5],
-  std: [0.25, 0.25, 0.25],
-});
+const TINY = tinyConfig();
 
 /** s, m, l, xl and one Mix'n'Match submodel (widths non-decreasing with depth, as in the paper). */
 function submodels(c: ModelConfig): [string, number[]][] {

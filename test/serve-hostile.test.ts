@@ -15,7 +15,7 @@ import sharp from 'sharp';
 import { buildIndex } from '../src/index/build.ts';
 import { createApp, redactUrl } from '../src/serve/app.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
-import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
+import { type ServeFixture, call, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
 const TOKEN = 'hostile-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -23,24 +23,6 @@ let f: ServeFixture;
 let s: RunningServer;
 let png: Buffer;
 const servers: http.Server[] = [];
-
-interface Reply {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Headers;
-}
-
-async function call(url: string, init: RequestInit = {}): Promise<Reply> {
-  const r = await fetch(url, init);
-  const text = await r.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // images, the page
-  }
-  return { status: r.status, body, headers: r.headers };
-}
 
 const json = (path: string, body: string, headers: Record<string, string> = {}) =>
   call(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });

@@ -24,7 +24,7 @@ import { CASCADE_META_KEY, type Cascade } from '../src/serve/cascade.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { SearchService } from '../src/serve/service.ts';
 import { matvit } from './helpers/cli.ts';
-import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
+import { type Reply, type ServeFixture, call, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
 const TOKEN = 'test-admin-token';
 const MAX_IMAGE = 64 * 1024;
@@ -33,24 +33,6 @@ let f: ServeFixture;
 let s: RunningServer;
 let png: Buffer; // a query that is not in the corpus
 const extra: http.Server[] = [];
-
-interface Reply {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Headers;
-}
-
-async function call(url: string, init: RequestInit = {}): Promise<Reply> {
-  const r = await fetch(url, init);
-  const text = await r.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON (metrics, images)
-  }
-  return { status: r.status, body, headers: r.headers };
-}
 
 const raw = (path: string, bytes: Buffer, type = 'image/png', headers: Record<string, string> = {}) =>
   call(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': type, ...headers }, body: new Uint8Array(bytes) });

@@ -19,23 +19,11 @@ import { macs, paramCount } from '../src/model/flops.ts';
 import { forward, toTensors } from '../src/model/matvit.ts';
 import { type WeightMap, numel, weightSpecs } from '../src/model/weights.ts';
 import { matvit } from './helpers/cli.ts';
+import { tinyConfig } from './helpers/tiny.ts';
 import { assertClose, maxAbsDiff, randomImages, referenceOutputs, strongWeights } from './helpers/model-fixtures.ts';
 
 const TOL = 1e-4;
-const base = {
-  name: 'variant',
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  dim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
-  numClasses: 5,
-  mean: [0.5, 0.5, 0.5],
-  std: [0.25, 0.25, 0.25],
-} as const;
-const config = (o: Partial<ModelConfigInput>) => ModelConfig.parse({ ...base, ...o });
+const config = (o: Partial<ModelConfigInput>) => tinyConfig({ name: 'variant', ...o });
 
 /**
  * The variants, each on a tiny config; `off` is the same weights with the variant switched off,
@@ -150,7 +138,7 @@ describe('variant weights, validation and FLOPs', () => {
 
   test('bad combinations name the field', () => {
     const issues = (o: Partial<ModelConfigInput>) =>
-      ModelConfig.safeParse({ ...base, ...o }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+      ModelConfig.safeParse({ ...config({}), ...o }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
     assert.match(issues({ classToken: false }).join('\n'), /^globalPool: .*classToken/m);
     assert.match(issues({ numClasses: 0, embedding: 'head' }).join('\n'), /^embedding: .*numClasses is 0/m);
     assert.match(issues({ numClasses: 0, headBias: false }).join('\n'), /^headBias: /m);

@@ -57,3 +57,22 @@ export async function fmnistPng(i: number): Promise<Buffer> {
     .png()
     .toBuffer();
 }
+
+/** A response with its body parsed as JSON when it is JSON (errors, results), else kept as text (images, the page, metrics). */
+export interface Reply {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  headers: Headers;
+}
+
+export async function call(url: string, init: RequestInit = {}): Promise<Reply> {
+  const r = await fetch(url, init);
+  const text = await r.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: r.status, body, headers: r.headers };
+}
