@@ -22,7 +22,8 @@ import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { ModelConfig, granularityDims } from '../src/model/config.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { UsageError } from '../src/cli/common.ts';
-import { benchIndexCommand, indexCommand } from '../src/cli/index-cmd.ts';
+import { indexCommand } from '../src/cli/index-cmd.ts';
+import { benchIndexCommand } from '../src/cli/index-maintain.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/matvit.js');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-build-test-'));

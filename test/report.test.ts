@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { buildReport, modelLabels, parseResult } from '../src/eval/report.ts';
+import { buildReport, modelLabels } from '../src/eval/report.ts';
+import { parseResult } from '../src/eval/result-files.ts';
 import { fails, matvit } from './helpers/cli.ts';
 
 const pct = (x: number) => (100 * x).toFixed(2);

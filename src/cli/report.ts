@@ -41,7 +41,7 @@ export const reportCommand = new Command('report')
   .addOption(flag(Options, '--title <text>', 'page title'))
   .action(async (raw) => {
     const o = parseOptions(Options, raw);
-    const { buildReport, parseResult } = await import('../eval/report.ts');
+    const [{ buildReport }, { parseResult }] = await Promise.all([import('../eval/report.ts'), import('../eval/result-files.ts')]);
     const twice = o.in.find((f, i) => o.in.findIndex((g) => path.resolve(g) === path.resolve(f)) !== i);
     if (twice !== undefined) throw new UsageError(`--in: ${twice} is given twice`);
     // Links are relative to the page, so the directory can move with its inputs and the bytes do

@@ -1,0 +1,241 @@
+// `matvit index info|verify|recover|merge` and `matvit bench index`: the commands that read, check,
+// repair and combine indexes (src/index/verify.ts, recover.ts, merge.ts, bench.ts); the writing ones
+// are in index-cmd.ts.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
+import { submodelName } from '../model/config.ts';
+import { csv, flag, parseOptions, printJson } from './common.ts';
+import { markdownTable } from '../util/format.ts';
+import { IndexOnly, count } from './index-flags.ts';
+
+// ---- info --------------------------------------------------------------------------------------
+
+export const infoCommand = new Command('info')
+  .description(
+    "an index's model, parameters, counts, labels, graph snapshot and files, and what opening it found (opens read-only; `index verify` checks it all)",
+  )
+  .addOption(flag(IndexOnly, '--index <dir>', 'index directory'))
+  .addOption(flag(IndexOnly, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(IndexOnly, raw);
+    const [{ VectorIndex }, { corpusOf }] = await Promise.all([import('../index/vector-index.ts'), import('../index/file-list.ts')]);
+    const index = VectorIndex.open(o.index, { mode: 'read' });
+    try {
+      const i = index.info();
+      const runs = index.getMeta('runs');
+      if (o.json) return void printJson({ ...i, runs });
+      const m = i.manifest;
+      const out = (line: string) => process.stdout.write(line + '\n');
+      out(`index ${o.index}`);
+      out(`  model ${m.modelName}, fingerprint ${m.fingerprint}${m.modelPath ? `, at ${path.resolve(o.index, m.modelPath)}` : ''}`);
+      out(
+        `  corpus submodel ${m.model ? submodelName(m.model, m.ffnDims) : m.ffnDims.join(',')} (ffnDims ${m.ffnDims.join(',')}), ${m.dim}-d, space ${m.space}; HNSW M ${m.M}, efConstruction ${m.efConstruction}, ef ${m.ef}`,
+      );
+      const described = (c: Record<string, unknown>) => `${c.spec}${c.shard ? ` (shard ${c.shard})` : ''}`;
+      const merged = m.corpus.mergedFrom as Record<string, unknown>[] | undefined;
+      out(`  corpus ${merged ? `merged from ${merged.map(described).join(', ')}` : described(m.corpus)}`);
+      out(`  items: ${i.counts.live} live, ${i.counts.deleted} removed; store seq ${i.storeSeq}`);
+      const names = corpusOf(o.index).classNames;
+      const labels = Object.entries(i.labels).map(([k, n]) => `${k === '-1' ? 'no label' : (names[Number(k)] ?? k)}: ${n}`);
+      if (labels.length) out(`  labels: ${labels.join(', ')}`);
+      out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
+      out(
+        i.snapshot
+          ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}`
+          : '  snapshot: none usable',
+      );
+      out(
+        `  opened: snapshot ${i.opened.snapshot}${i.opened.reason ? ` (${i.opened.reason})` : ''}${i.opened.rebuilt ? ', graph rebuilt in memory' : ''}, replayed +${i.opened.replayed.added} -${i.opened.replayed.deleted}, ${i.opened.ms} ms`,
+      );
+      for (const d of i.opened.damage) out(`  damage: ${d}`);
+      for (const w of i.opened.warnings) out(`  warning: ${w}`);
+      out(
+        `  files: ${Object.entries(i.files)
+          .map(([f, b]) => `${f} ${b}`)
+          .join(', ')}`,
+      );
+      const last = Array.isArray(runs) ? (runs.at(-1) as Record<string, unknown> | undefined) : undefined;
+      if (last) out(`  last build/add (${(runs as unknown[]).length} recorded): ${JSON.stringify(last)}`);
+    } finally {
+      index.close();
+    }
+  });
+
+// ---- verify ------------------------------------------------------------------------------------
+
+const VerifyOptions = z.object({
+  index: z.string().min(1),
+  sample: count(1).default(200),
+  minRecall: z.coerce.number().min(0, 'expected a number in 0..1').max(1, 'expected a number in 0..1').optional(),
+  full: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+export const verifyCommand = new Command('verify')
+  .description(
+    "check the index (opens read-only): what opening finds (lost acknowledged writes, a missing or damaged graph snapshot), SQLite's check of the store, every stored vector against its checksum, manifest, store and graph agreeing, and recall@10 of the graph against exact search; exit code 1 when not ok",
+  )
+  .addOption(flag(VerifyOptions, '--index <dir>', 'index directory'))
+  .addOption(flag(VerifyOptions, '--sample <n>', 'stored vectors used as queries for recall@10'))
+  .addOption(flag(VerifyOptions, '--min-recall <r>', 'also fail when recall@10 is below r'))
+  .addOption(flag(VerifyOptions, '--full', "SQLite's integrity_check (every index against its table; slower) instead of quick_check"))
+  .addOption(flag(VerifyOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(VerifyOptions, raw);
+    const { verifyDir } = await import('../index/verify.ts');
+    const r = verifyDir(o.index, { sampleSize: o.sample, minRecall: o.minRecall, full: o.full });
+    if (o.json) printJson(r);
+    else {
+      const out: string[] = [`${o.index}: ${r.ok ? 'ok' : 'NOT OK'}`];
+      if (r.integrity)
+        out.push(`  SQLite ${r.integrity.check}: ${r.integrity.faults.length ? `${r.integrity.faults.length} fault(s)` : 'ok'}`);
+      if (r.vectors)
+        out.push(
+          `  vector checksums: ${r.vectors.checked} match, ${r.vectors.bad.length} do not${r.vectors.unchecked ? `, ${r.vectors.unchecked} have none yet` : ''}`,
+        );
+      const c = r.counts;
+      if (c)
+        out.push(
+          `  manifest live ${c.manifest.live}, removed ${c.manifest.deleted} (as of seq ${c.manifest.seq}); store live ${c.store.live}, removed ${c.store.deleted}; graph ${c.graphPoints} points, ${c.graphLive} live`,
+        );
+      const q = r.recall;
+      if (q)
+        out.push(
+          `  recall@${q.k} ${q.recallAt10.toFixed(4)} at ef ${q.ef} over ${q.queries} queries; graph ${q.graphQps} queries/s, exact search ${q.exactMs} ms for all`,
+        );
+      out.push(...r.problems.map((p) => `  problem: ${p}`), ...r.notes.map((n) => `  note: ${n}`));
+      process.stdout.write(out.join('\n') + '\n');
+    }
+    if (!r.ok) process.exitCode = 1;
+  });
+
+// ---- recover -----------------------------------------------------------------------------------
+
+const RecoverOptions = z.object({ index: z.string().min(1), acceptLoss: z.boolean().default(false), json: z.boolean().default(false) });
+
+export const recoverCommand = new Command('recover')
+  .description(
+    'after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice',
+  )
+  .addOption(flag(RecoverOptions, '--index <dir>', 'index directory'))
+  .addOption(flag(RecoverOptions, '--accept-loss', 'give up the missing changes (without it, only says what is missing)'))
+  .addOption(flag(RecoverOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(RecoverOptions, raw);
+    const { recoverIndex } = await import('../index/recover.ts');
+    const r = recoverIndex(o.index, { acceptLoss: o.acceptLoss });
+    if (o.json) return void printJson(r);
+    if (!r.after) return void process.stdout.write(`${o.index}: nothing to recover: the store holds every acknowledged change\n`);
+    process.stdout.write(
+      `${o.index}: recovered from the loss: ${r.loss?.what ?? r.ackedUnreadable}\n` +
+        `  the store (new id ${r.after.storeId}) goes on from seq ${r.after.seq} and id ${r.after.maxId} with ${r.after.live} live items; the loss is recorded in its meta key 'losses'\n`,
+    );
+  });
+
+// ---- merge -------------------------------------------------------------------------------------
+
+const MergeOptions = z.object({ out: z.string().min(1), json: z.boolean().default(false) });
+
+export const mergeCommand = new Command('merge')
+  .description(
+    'join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge',
+  )
+  .addOption(flag(MergeOptions, '--out <dir>', 'the merged index (created, or continued)'))
+  .addOption(flag(MergeOptions, '--json', 'print JSON'))
+  .argument('<shards...>', 'shard index directories')
+  .action(async (shards: string[], raw) => {
+    const o = parseOptions(MergeOptions, raw);
+    const [{ modelPathFor }, { VectorIndex }, { mergeIndexes }] = await Promise.all([
+      import('../index/corpus.ts'),
+      import('../index/vector-index.ts'),
+      import('../index/merge.ts'),
+    ]);
+    const manifests = shards.map((d) => readManifest(d));
+    const first = manifests[0];
+    // The merged index records where the shards' model is, so that `index add` and `serve` find
+    // it; mergeIndexes leaves that to its caller. Only when the shards agree on the model:
+    // otherwise merge refuses them with the fingerprints named.
+    if (first.modelPath && manifests.every((m) => m.fingerprint === first.fingerprint) && !fs.existsSync(path.join(o.out, MANIFEST_FILE))) {
+      const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
+      const modelPath = modelPathFor(o.out, path.resolve(shards[0], first.modelPath));
+      VectorIndex.create(o.out, {
+        fingerprint,
+        modelName,
+        ffnDims,
+        dim,
+        space,
+        M,
+        efConstruction,
+        ef,
+        model,
+        modelPath,
+        corpus: { mergedFrom: manifests.map((m) => m.corpus) },
+      }).close();
+    }
+    const r = mergeIndexes(o.out, shards);
+    if (o.json) return void printJson(r);
+    process.stdout.write(
+      markdownTable(
+        ['shard', 'live', 'added', 'duplicates'],
+        r.shards.map((s) => [s.dir, s.live, s.added, s.duplicates]),
+      ) + `\n${r.dir}: ${r.live} live items\n`,
+    );
+  });
+
+// ---- bench index (under `matvit bench`) ------------------------------------------------------------
+
+const intList = (v: string, ctx: z.RefinementCtx) => {
+  const list = csv(v).map(Number);
+  if (list.length > 0 && list.every((x) => Number.isInteger(x) && x >= 1)) return list;
+  ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of positive integers' });
+  return z.NEVER;
+};
+
+const BenchIndexOptions = z.object({
+  index: z.string().min(1),
+  efConstruction: z.string().default('200,100,64,48').transform(intList),
+  ef: z.string().transform(intList).optional(),
+  sample: count(1).default(500),
+  json: z.boolean().default(false),
+});
+
+export const benchIndexCommand = new Command('index')
+  .description(
+    "insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors",
+  )
+  .addOption(flag(BenchIndexOptions, '--index <dir>', 'index directory (read only)'))
+  .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare'))
+  .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef)"))
+  .addOption(flag(BenchIndexOptions, '--sample <n>', 'stored items used as queries for recall@10'))
+  .addOption(flag(BenchIndexOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(BenchIndexOptions, raw);
+    const [{ VectorIndex }, { benchIndex }] = await Promise.all([import('../index/vector-index.ts'), import('../index/bench.ts')]);
+    const index = VectorIndex.open(o.index, { mode: 'read' });
+    try {
+      const r = await benchIndex(index, o.efConstruction, { efs: o.ef, sample: o.sample });
+      if (o.json) return void printJson(r);
+      process.stdout.write(
+        `${o.index}: ${r.items} items, ${r.dim}-d, M ${r.M}; recall@10 over ${r.queries} items against exact search; on this thread\n` +
+          markdownTable(
+            ['efConstruction', 'insert s', 'us/item', 'ef', 'recall@10', 'us/query'],
+            r.rows.flatMap((x) =>
+              x.search.map((q) => [
+                x.efConstruction,
+                x.insertSeconds.toFixed(1),
+                x.usPerItem.toFixed(0),
+                q.ef,
+                q.recallAt10.toFixed(4),
+                q.usPerQuery.toFixed(0),
+              ]),
+            ),
+          ) +
+          '\n',
+      );
+    } finally {
+      index.close();
+    }
+  });
