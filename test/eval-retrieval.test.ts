@@ -14,10 +14,11 @@ import { type RetrievalResult, type RetrievalRow, cheapestWithin, evalRetrieval,
 import { type Neighbours, recallAt } from '../src/util/recall.ts';
 import { buildIndex } from '../src/index/build.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
-import { ModelConfig, granularityDims } from '../src/model/config.ts';
+import { granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { matvit } from './helpers/cli.ts';
+import { tinyConfig } from './helpers/tiny.ts';
 
 // ---- plain-loop references, over arrays of lists --------------------------------------------
 
@@ -167,15 +168,11 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-retrieval-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 // 28x28 gray, 4 tokens + CLS, d_ff 32 (s = 4): an image costs about 30 kFLOPs.
-const TINY = ModelConfig.parse({
+const TINY = tinyConfig({
   name: 'tiny-retrieval',
   imageSize: 28,
   patchSize: 14,
   channels: 1,
-  dim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
   numClasses: 10,
   mean: [0.286],
   std: [0.353],

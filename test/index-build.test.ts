@@ -19,26 +19,23 @@ import { VectorIndex, STORE_FILE } from '../src/index/vector-index.ts';
 import { verifyIndex } from '../src/index/verify.ts';
 import { Store } from '../src/index/store.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
-import { ModelConfig, granularityDims } from '../src/model/config.ts';
+import { granularityDims } from '../src/model/config.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { UsageError } from '../src/cli/common.ts';
 import { indexCommand } from '../src/cli/index-cmd.ts';
 import { benchIndexCommand } from '../src/cli/index-maintain.ts';
+import { tinyConfig } from './helpers/tiny.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/matvit.js');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-build-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 const dir = (name: string) => path.join(root, name);
 
-const TINY = ModelConfig.parse({
+const TINY = tinyConfig({
   name: 'tiny-index',
   imageSize: 28,
   patchSize: 14,
   channels: 1,
-  dim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
   numClasses: 10,
   mean: [0.286],
   std: [0.353],
