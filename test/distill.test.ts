@@ -14,7 +14,7 @@ import { initWeights } from '../src/model/weights.ts';
 import { forward, toTensors } from '../src/model/matvit.ts';
 import { initTfjs } from '../src/engine/tfjs-backend.ts';
 import { Distill, TrainConfig } from '../src/train/config.ts';
-import { makeOptimizer, teacherOutputs, toVariables, trainStep } from '../src/train/step.ts';
+import { makeOptimizer, stepSubmodels, teacherOutputs, toVariables, trainStep } from '../src/train/step.ts';
 import { randomImages, referenceOutputs, strongWeights } from './helpers/model-fixtures.ts';
 import { fails, matvit } from './helpers/cli.ts';
 import { tinyConfig } from './helpers/tiny.ts';
@@ -63,6 +63,10 @@ describe('distillation', () => {
     assert.ok(Math.abs(losses[0] - want) < 1e-4 * (1 + want), `loss ${losses[0]}, reference ${want}`);
     // The distillation terms are not vanishing here (the test would not see them otherwise).
     assert.ok(want - ce / B > 0.05, `distillation terms ${want - ce / B}`);
+    // Without labels (labelLoss 0) the loss is the distillation terms alone; targets are not read.
+    const unlabelled = await trainStep(c, params, makeOptimizer(train, params), images, new Float32Array(0), [sub], 0, t, 0);
+    const kd = want - ce / B;
+    assert.ok(Math.abs(unlabelled.losses[0] - kd) < 1e-4 * (1 + kd), `loss without labels ${unlabelled.losses[0]}, reference ${kd}`);
     tf.dispose([t.logits, t.embedding, ...Object.values(params)]);
   });
 
@@ -91,6 +95,30 @@ describe('distillation', () => {
     const after = meanCos();
     assert.ok(after > before + 0.02, `mean cos(s, xl) ${before.toFixed(4)} -> ${after.toFixed(4)}`);
     tf.dispose(Object.values(params));
+  });
+
+  test('without labels and teacher self, XL is never trained (it would only match itself); s, m and l all are', () => {
+    const train = TrainConfig.parse({ model: c, data: 'x', labelLoss: 0, distill: { teacher: 'self' } });
+    const drawn = new Set(Array.from({ length: 400 }, (_, step) => stepSubmodels(train, step)[0].name));
+    assert.deepEqual([...drawn].sort(), ['l', 'm', 's']);
+    assert.deepEqual(
+      stepSubmodels({ ...train, objective: 'sum' }, 0).map((s) => s.name),
+      ['s', 'm', 'l'],
+    );
+    // With labels XL is drawn as before.
+    const labelled = TrainConfig.parse({ model: c, data: 'x', distill: { teacher: 'self' } });
+    assert.ok(Array.from({ length: 400 }, (_, step) => stepSubmodels(labelled, step)[0].name).includes('xl'));
+  });
+
+  test('a model without a classifier (no head, or a head that is the embedding) trains by distillation only', () => {
+    const issues = (o: object) => JSON.stringify(TrainConfig.safeParse({ data: 'x', ...o }).error?.issues ?? []);
+    const headless = { ...c, numClasses: 0 };
+    assert.match(issues({ model: headless }), /no classifier head.*--label-loss 0/);
+    assert.match(issues({ model: headless, labelLoss: 0, distill: {} }), /no classifier logits to distill: --distill-kl 0/);
+    assert.equal(issues({ model: headless, labelLoss: 0, distill: { kl: 0 } }), '[]');
+    assert.match(issues({ model: { ...c, embedding: 'head' } }), /no classifier head/);
+    assert.match(issues({ model: c, labelLoss: 0 }), /--label-loss 0 needs distillation/);
+    assert.match(issues({ model: c, labelLoss: 0, distill: {}, mixup: 0.2 }), /mixup mixes labels/);
   });
 
   test("teacher 'init' needs --init", () => {
@@ -144,6 +172,34 @@ describe('distillation', () => {
         'fmnist-tiny',
       ]);
       assert.match(bad.stderr, /teacher 'init' needs --init/);
+    },
+  );
+
+  test(
+    'matvit train --label-loss 0: a headless model is fine-tuned by cosine distillation alone, validated by cosine to XL',
+    { timeout: 120_000 },
+    async (t) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-distill-'));
+      t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const g = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 0, mean: [0.286], std: [0.353] });
+      saveCheckpoint(path.join(dir, 'headless'), g, initWeights(g, 2));
+      const out = path.join(dir, 'run');
+      // prettier-ignore
+      await matvit('train', '--init', path.join(dir, 'headless'), '--data', 'fashion-mnist:test[:64]', '--val', 'fashion-mnist:test[64:96]',
+        '--out', out, '--batch-size', '16', '--epochs', '1', '--label-loss', '0', '--distill-kl', '0', '--backend', 'cpu');
+      const rows = fs
+        .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      const val = rows.find((r) => r.valCosineToXl);
+      assert.ok(val, 'a validation row with valCosineToXl');
+      assert.deepEqual(Object.keys(val.valCosineToXl).sort(), ['l', 'm', 's', 'xl']);
+      for (const [name, v] of Object.entries(val.valCosineToXl as Record<string, number>))
+        assert.ok(name === 'xl' ? Math.abs(v - 1) < 1e-5 : v > -1 && v < 1, `${name} ${v}`);
+      assert.ok(fs.existsSync(path.join(out, 'best', 'model.safetensors')));
+      // Every logged training loss is a submodel narrower than XL.
+      for (const r of rows.filter((r) => r.loss)) assert.ok(!('xl' in r.loss), JSON.stringify(r.loss));
     },
   );
 });

@@ -29,6 +29,7 @@ const Options = z.object({
   weights: z.string().optional(),
   baselineFfn: num.optional(),
   init: z.string().optional(),
+  labelLoss: num.optional(),
   labelSmoothing: num.optional(),
   cropScale: z.string().optional(),
   flip: z.boolean().optional(),
@@ -64,6 +65,7 @@ function resolveConfig(o: z.infer<typeof Options>): TrainConfig {
       weightDecay: o.weightDecay,
       objective: o.objective,
       baselineFfn: o.baselineFfn,
+      labelLoss: o.labelLoss,
       labelSmoothing: o.labelSmoothing,
       flip: o.flip,
       mixup: o.mixup,
@@ -107,6 +109,9 @@ const trainOptions = (cmd: Command, O: z.ZodObject) =>
     .addOption(flag(TrainConfig, '--weights <s,m,l,xl>', 'sampling weights of the granularities (sampled objective)', 'granularityWeights'))
     .addOption(flag(TrainConfig, '--baseline-ffn <n>', 'train a plain ViT at this one FFN width (baselines)'))
     .addOption(flag(TrainConfig, '--init <dir>', 'start from the weights of this model directory or checkpoint (same architecture)'))
+    .addOption(
+      flag(TrainConfig, '--label-loss <x>', "weight of the cross-entropy on the data's labels (0: distillation only, no labels needed)"),
+    )
     .addOption(flag(TrainConfig, '--label-smoothing <x>', 'label smoothing'))
     .addOption(flag(TrainConfig, '--crop-scale <a,b>', 'random-resized-crop scale range'))
     .addOption(flag(TrainConfig, '--no-flip', 'no horizontal flips'))

@@ -74,3 +74,29 @@ export async function embedDataset(
     encodeMs,
   };
 }
+
+/**
+ * Mean cosine between each submodel's embedding and full-width XL's embedding of the same image:
+ * how well a submodel stays in XL's metric space, measurable without labels. -> { name: mean cosine }
+ */
+export async function cosineToXl(
+  encoder: Encoder,
+  ds: Dataset,
+  subs: readonly { name: string; ffnDims: readonly number[] }[],
+  concurrency?: number,
+): Promise<Record<string, number>> {
+  const c = encoder.config;
+  const set = await embedDataset(encoder, ds, [...subs.map((s) => s.ffnDims), Array(c.depth).fill(c.mlpDim)], {
+    batchSize: 256,
+    concurrency,
+  });
+  const xl = set.embeddings[subs.length];
+  const out: Record<string, number> = {};
+  for (const [j, s] of subs.entries()) {
+    const e = set.embeddings[j];
+    let sum = 0;
+    for (let i = 0; i < e.length; i++) sum += e[i] * xl[i];
+    out[s.name] = set.count > 0 ? sum / set.count : NaN;
+  }
+  return out;
+}

@@ -54,6 +54,11 @@ export const TrainConfig = z
     beta2: z.number().min(0).lt(1).default(0.999),
     adamEps: z.number().positive().default(1e-8),
     clipNorm: z.number().positive().default(1.0),
+    /**
+     * Weight of the cross-entropy on the dataset's labels. 0 trains on images alone by distillation
+     * (unlabelled photos, a headless or CLIP model): the only way to make such a model elastic.
+     */
+    labelLoss: z.number().nonnegative().default(1),
     labelSmoothing: z.number().min(0).lt(1).default(0.1),
     /** Random-resized crop scale range and horizontal flip (set flip false for digits). */
     cropScale: z.tuple([z.number().gt(0).lte(1), z.number().gt(0).lte(1)]).default([0.5, 1]),
@@ -67,9 +72,21 @@ export const TrainConfig = z
     concurrency: z.number().int().positive().default(8),
   })
   .strict()
-  .refine((c) => c.distill?.teacher !== 'init' || c.init !== undefined, {
-    path: ['distill', 'teacher'],
-    message: "teacher 'init' needs --init DIR (the frozen model)",
+  .superRefine((c, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    if (c.distill?.teacher === 'init' && c.init === undefined)
+      issue(['distill', 'teacher'], "teacher 'init' needs --init DIR (the frozen model)");
+    // A head that is the embedding (CLIP's projection) or no head at all: nothing to classify with.
+    const classifier = c.model.numClasses > 0 && c.model.embedding === 'pre_logits';
+    if (!classifier && c.labelLoss > 0)
+      issue(
+        ['labelLoss'],
+        'the model has no classifier head (numClasses 0 or a head embedding): train by distillation with --label-loss 0',
+      );
+    if (!classifier && c.distill && c.distill.kl > 0)
+      issue(['distill', 'kl'], 'the model has no classifier logits to distill: --distill-kl 0');
+    if (c.labelLoss === 0 && !c.distill) issue(['labelLoss'], 'no loss: --label-loss 0 needs distillation (--distill self|init)');
+    if (c.labelLoss === 0 && c.mixup > 0) issue(['mixup'], 'mixup mixes labels: it needs --label-loss above 0');
   });
 export type TrainConfig = z.infer<typeof TrainConfig>;
 export type TrainConfigInput = z.input<typeof TrainConfig>;

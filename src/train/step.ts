@@ -13,16 +13,20 @@ import { type WeightMap, weightSpecs } from '../model/weights.ts';
 import { AdamW } from './adamw.ts';
 import type { Distill, TrainConfig } from './config.ts';
 
-/** The submodels trained at a step: all four (sum), one drawn by weight (sampled), or the baseline width. */
+/**
+ * The submodels trained at a step: all four (sum), one drawn by weight (sampled), or the baseline
+ * width. Without labels XL learns nothing from its own outputs (teacher 'self'), so it is left out.
+ */
 export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
   const c = cfg.model;
   if (cfg.baselineFfn !== undefined) return [{ name: `ffn${cfg.baselineFfn}`, ffnDims: Array(c.depth).fill(cfg.baselineFfn) }];
+  const xlIdle = cfg.labelLoss === 0 && cfg.distill?.teacher === 'self';
+  const w = cfg.granularityWeights.map((x, i) => (xlIdle && i === 3 ? 0 : x));
   const all = GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
-  if (cfg.objective === 'sum') return all;
-  const w = cfg.granularityWeights;
+  if (cfg.objective === 'sum') return all.filter((_, i) => w[i] > 0 || !xlIdle);
   let u = seedrandom(`${cfg.seed}:granularity:${step}`)() * w.reduce((a, b) => a + b, 0);
   for (const [i, s] of all.entries()) if ((u -= w[i]) < 0) return [s];
-  return [all[3]];
+  return [all.filter((_, i) => w[i] > 0).at(-1) ?? all[3]];
 }
 
 /** Mean cross-entropy against soft targets. logits [B, K], targets [B, K] -> scalar */
@@ -45,7 +49,9 @@ function distillLoss(out: ForwardOutput, t: Teacher): tf.Scalar {
   const p = tf.softmax(tf.div(t.logits, T));
   const kl = tf.mean(tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t.logits, T)), tf.logSoftmax(tf.div(out.logits, T)))), 1));
   const cos = tf.mean(tf.sum(tf.mul(out.embedding, t.embedding), 1));
-  return tf.add(tf.mul(kl, t.cfg.kl * T * T), tf.mul(tf.sub(1, cos), t.cfg.cosine)) as tf.Scalar;
+  // Without classifier logits (K = 0) the KL term is the mean of nothing: NaN, so it is left out.
+  const cosTerm = tf.mul(tf.sub(1, cos), t.cfg.cosine) as tf.Scalar;
+  return t.cfg.kl > 0 ? (tf.add(tf.mul(kl, t.cfg.kl * T * T), cosTerm) as tf.Scalar) : cosTerm;
 }
 
 /** XL's outputs on images [B, C, H, W] with `weights` (the trained ones or a frozen model), outside any gradient. */
@@ -57,7 +63,8 @@ export function teacherOutputs(c: ModelConfig, weights: Record<string, tf.Tensor
 
 /**
  * The step's inputs: smoothed one-hot targets, and mixup when enabled (its lambda seeded by step,
- * so a resumed run mixes the same way). images [B, C, H, W] -> images, targets [B, K].
+ * so a resumed run mixes the same way). images [B, C, H, W] -> images, targets [B, K]; no targets
+ * when training without labels (the labels may then be -1).
  */
 export function mixBatch(
   cfg: TrainConfig,
@@ -65,6 +72,7 @@ export function mixBatch(
   labels: Int32Array,
   step: number,
 ): { images: Float32Array; targets: Float32Array } {
+  if (cfg.labelLoss === 0) return { images, targets: new Float32Array(0) };
   return mixup(images, labels, cfg.model.numClasses, {
     alpha: cfg.mixup,
     smoothing: cfg.labelSmoothing,
@@ -88,10 +96,11 @@ export async function trainStep(
   subs: Submodel[],
   lr: number,
   teacher?: Teacher,
+  labelLoss = 1,
 ): Promise<{ losses: number[]; gradNorm: number }> {
-  const B = targets.length / c.numClasses;
+  const B = images.length / (c.channels * c.imageSize * c.imageSize);
   const x = tf.tensor4d(images, [B, c.channels, c.imageSize, c.imageSize]);
-  const y = tf.tensor2d(targets, [B, c.numClasses]);
+  const y = labelLoss > 0 ? tf.tensor2d(targets, [B, c.numClasses]) : undefined;
   const losses: number[] = [];
   let total: Record<string, tf.Tensor> | undefined;
   for (const s of subs) {
@@ -99,8 +108,12 @@ export async function trainStep(
     const distilled = teacher && !(teacher.cfg.teacher === 'self' && s.ffnDims.every((d) => d === c.mlpDim)) ? teacher : undefined;
     const { value, grads } = tf.variableGrads(() => {
       const out = forward(c, params, x, s.ffnDims);
-      const ce = crossEntropy(out.logits, y) as tf.Scalar;
-      return distilled ? tf.add(ce, distillLoss(out, distilled)) : ce;
+      const ce = y ? (tf.mul(crossEntropy(out.logits, y), labelLoss) as tf.Scalar) : undefined;
+      const kd = distilled ? distillLoss(out, distilled) : undefined;
+      if (ce && kd) return tf.add(ce, kd) as tf.Scalar;
+      const loss = ce ?? kd;
+      if (!loss) throw new Error(`trainStep: ${s.name} has no loss (no labels and no teacher)`);
+      return loss;
     });
     losses.push((await value.data())[0]);
     value.dispose();
@@ -112,7 +125,7 @@ export async function trainStep(
         total[name] = sum;
       }
   }
-  tf.dispose([x, y]);
+  tf.dispose(y ? [x, y] : [x]);
   if (!total) throw new Error('trainStep: no submodel to train');
   const gradNorm = await opt.step(total, lr);
   tf.dispose(Object.values(total));

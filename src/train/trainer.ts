@@ -24,6 +24,7 @@ import { type WeightMap, initWeights, weightSpecs } from '../model/weights.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { initTfjs } from '../engine/tfjs-backend.ts';
 import { classify } from '../eval/classify.ts';
+import { cosineToXl } from '../eval/embed.ts';
 import type { AdamW } from './adamw.ts';
 import { TrainConfig } from './config.ts';
 import { learningRate } from './schedule.ts';
@@ -152,15 +153,23 @@ export async function train(
     try {
       const subs =
         cfg.baselineFfn !== undefined ? stepSubmodels(cfg, 0) : GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
-      const { rows } = await classify(encoder, valDs, subs, { batchSize: 256, concurrency: cfg.concurrency });
-      const top1 = Object.fromEntries(rows.map((r) => [r.name, r.top1]));
-      // Model selection: the mean top-1 over the trained submodels, so no width is sacrificed.
-      const score = rows.reduce((a, r) => a + r.top1, 0) / rows.length;
-      metric({ step, epoch: step / stepsPerEpoch, valTop1: top1, score });
-      log(`step ${step} val top-1 ${rows.map((r) => `${r.name} ${(100 * r.top1).toFixed(2)}`).join(' ')}`);
+      // Model selection: the mean over the submodels of val top-1, or without labels of the cosine to
+      // XL's embedding of the same image (the metric space the distillation keeps), so no width is sacrificed.
+      const byName =
+        cfg.labelLoss > 0
+          ? Object.fromEntries(
+              (await classify(encoder, valDs, subs, { batchSize: 256, concurrency: cfg.concurrency })).rows.map((r) => [r.name, r.top1]),
+            )
+          : await cosineToXl(encoder, valDs, subs, cfg.concurrency);
+      const score = Object.values(byName).reduce((a, b) => a + b, 0) / subs.length;
+      const key = cfg.labelLoss > 0 ? 'valTop1' : 'valCosineToXl';
+      metric({ step, epoch: step / stepsPerEpoch, [key]: byName, score });
+      log(
+        `step ${step} val ${cfg.labelLoss > 0 ? 'top-1' : 'cosine to XL'} ${subs.map((r) => `${r.name} ${(100 * byName[r.name]).toFixed(2)}`).join(' ')}`,
+      );
       if (score > bestScore) {
         bestScore = score;
-        saveCheckpoint(path.join(outDir, 'best'), c, await hostWeights(params), { provenance: { trainConfig: cfg, step, valTop1: top1 } });
+        saveCheckpoint(path.join(outDir, 'best'), c, await hostWeights(params), { provenance: { trainConfig: cfg, step, [key]: byName } });
       }
     } finally {
       await encoder.dispose();
@@ -192,7 +201,7 @@ export async function train(
       const distill = cfg.distill;
       const needsTeacher = distill && subs.some((s) => distill.teacher === 'init' || s.ffnDims.some((d) => d !== c.mlpDim));
       const teacher = needsTeacher ? teacherOutputs(c, teacherWeights, images, distill) : undefined;
-      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr, teacher).finally(
+      const { losses: lossValues, gradNorm } = await trainStep(c, params, opt, images, targets, subs, lr, teacher, cfg.labelLoss).finally(
         () => teacher && tf.dispose([teacher.logits, teacher.embedding]),
       );
       step += 1;
