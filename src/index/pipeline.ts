@@ -19,20 +19,17 @@
 //
 // Resume: every committed batch is in the store, and items are recognized by their content hash,
 // so re-running the same build skips everything already indexed, after a clean finish or a kill.
-import { type Dataset, type DatasetItem, type Skipped, DEFAULT_CONCURRENCY } from '../data/dataset.ts';
-import { DecodeError, type DecodeOptions, preprocessImage, preprocessPixels } from '../data/preprocess.ts';
+import { type Dataset, type Skipped, DEFAULT_CONCURRENCY } from '../data/dataset.ts';
+import { DecodeError, type DecodeOptions } from '../data/preprocess.ts';
 import type { EncodeOutput, Encoder } from '../engine/encoder.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { sha256Hex } from '../util/hash.ts';
+import { decodeItem, readItem, sourceOf } from './item-input.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
 import { type Shard, shardOf } from './shard.ts';
 import type { VectorIndex } from './vector-index.ts';
 
 // The CLI's --shard parser, where index build's other pieces are.
 export { parseShard } from './shard.ts';
-
-/** What the index records as an item's source: the path relative to the corpus root, or the IDX ref. */
-const sourceOf = (item: DatasetItem): string => item.path ?? item.ref;
 
 /** Default batch: 256 small images (the must-show throughput), fewer when one input is large (224x224x3 = 600 KB). */
 export function defaultBatch(cfg: ModelConfig): number {
@@ -221,15 +218,14 @@ class PipelineRun {
     const { ds, pending } = this;
     const item = ds.item(i);
     const source = sourceOf(item);
-    let bytes: Buffer;
+    let bytes: Buffer, sha256: string;
     try {
-      bytes = await ds.bytes(i);
+      ({ bytes, sha256 } = await readItem(ds, i));
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       this.skip(i, err);
       return null;
     }
-    const sha256 = sha256Hex(bytes);
     const twin = pending.get(sha256);
     if (twin) {
       // Keep the first in dataset order whichever was read first (reads finish in any order):
@@ -260,7 +256,7 @@ class PipelineRun {
     };
     pending.set(sha256, entry);
     try {
-      entry.input = ds.pixels ? await preprocessPixels(bytes, ds.pixels, this.cfg) : await preprocessImage(bytes, this.cfg, this.s.decode);
+      entry.input = await decodeItem(ds, bytes, this.cfg, this.s.decode);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       pending.delete(sha256);
