@@ -1,7 +1,7 @@
 // `matvit index build` and `matvit index add`: open (or create) the index, start the corpus
 // encoder, run the pipeline (pipeline.ts) and record the run.
 import os from 'node:os';
-import { parseDatasetSpec, specRoot } from '../data/dataset.ts';
+import { type Dataset, parseDatasetSpec, specRoot } from '../data/dataset.ts';
 import { type Encoder, type EngineName, createEncoder } from '../engine/encoder.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import { mflops } from '../model/flops.ts';
@@ -80,13 +80,18 @@ export interface BuildOptions extends PipelineOptions {
   ef?: number;
 }
 
-/** `matvit index build`: creates the index in `out` or continues it (see the file header). */
-export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
-  const { meta, weights } = o.checkpoint;
+/**
+ * Creates the index of a build in `out`, or opens the one there (its HNSW parameters must be the
+ * ones asked for): `index build`, and `index enqueue --model` for the queue's collector (src/queue/).
+ */
+export function openBuildIndex(
+  o: Pick<BuildOptions, 'checkpoint' | 'modelDir' | 'out' | 'M' | 'efConstruction' | 'ef'>,
+  ffnDims: number[],
+  ds: Dataset,
+  shard: string | null = null,
+): VectorIndex {
+  const { meta } = o.checkpoint;
   const cfg = meta.model;
-  const ffnDims = o.ffnDims ?? granularityDims(cfg, 'xl');
-  const ds = await parseDatasetSpec(o.data, { limitInputPixels: o.maxPixels });
-  const shard = o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null;
   const root = specRoot(ds.spec);
   const index = VectorIndex.openOrCreate(o.out, {
     fingerprint: meta.fingerprint,
@@ -100,13 +105,26 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
     modelPath: modelPathFor(o.out, o.modelDir),
     corpus: { spec: ds.spec, ...(root && { root }), classNames: ds.classNames, ...(shard && { shard }) },
   });
+  const have = index.params;
+  const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
+  if (clash.length) {
+    index.close();
+    throw new Error(
+      `${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`,
+    );
+  }
+  return index;
+}
+
+/** `matvit index build`: creates the index in `out` or continues it (see the file header). */
+export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
+  const { meta, weights } = o.checkpoint;
+  const cfg = meta.model;
+  const ffnDims = o.ffnDims ?? granularityDims(cfg, 'xl');
+  const ds = await parseDatasetSpec(o.data, { limitInputPixels: o.maxPixels });
+  const shard = o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null;
+  const index = openBuildIndex(o, ffnDims, ds, shard);
   try {
-    const have = index.params;
-    const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
-    if (clash.length)
-      throw new Error(
-        `${o.out} already holds an index with ${clash.map((k) => `${k} ${have[k]}`).join(', ')}; asked for ${clash.map((k) => `${k} ${o[k]}`).join(', ')}. Leave them out to continue it, or build into a new directory`,
-      );
     const encoder = await corpusEncoder(o.engine ?? 'onnx', cfg, weights, ffnDims, o.workers);
     let r: PipelineResult;
     try {
