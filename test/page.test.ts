@@ -1,6 +1,7 @@
 // The web page in headless Chromium (Debian's chromium driven by playwright-core): upload an image,
 // the results grid appears with scores and the encoder used; choosing an encoder shows the compute
-// saved against XL; clicking a result searches by it; nothing the page does is refused by the CSP.
+// saved against XL; clicking a result searches by it; "more like this" searches by its item id;
+// nothing the page does is refused by the CSP. (Encoding in the browser: browser-encode.test.ts.)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
@@ -48,11 +49,13 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   await page.waitForFunction(() => document.querySelectorAll('#encoder option').length > 1);
   assert.match((await page.textContent('#about')) ?? '', /60 images embedded by tiny-serve/);
   await page.waitForSelector('#corpus img');
+  await page.uncheck('#in-browser'); // these searches are encoded on the server
 
   await page.setInputFiles('#file', { name: 'query.png', mimeType: 'image/png', buffer: await fmnistPng(3000) });
   await page.waitForSelector('#results .result');
   assert.equal(await page.locator('#results .result').count(), 12);
   assert.equal(await page.textContent('#encoder-used'), 'xl');
+  assert.match((await page.textContent('#encoded-where')) ?? '', /^on the server/);
   assert.match((await page.textContent('#policy')) ?? '', /auto/);
   assert.match((await page.locator('#results .score').first().textContent()) ?? '', /^\d\.\d{4}$/);
   assert.ok(await page.isVisible('#query'));
@@ -73,6 +76,16 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   await page.locator('#results .result img').nth(2).click();
   await again;
   await page.waitForFunction((src) => document.querySelector('#results .result img')?.getAttribute('src') === src, firstSrc);
+
+  // "More like this" searches by the item's stored vector: no image is sent, the item itself is left out.
+  const id = Number(/\/v1\/items\/(\d+)\/image/.exec(firstSrc ?? '')?.[1]);
+  const sent = page.waitForRequest((r) => r.url().endsWith('/v1/search'));
+  await page.locator('#results .result .more').first().click();
+  assert.deepEqual((await sent).postDataJSON(), { id, k: 5 });
+  await page.waitForFunction((t) => document.querySelector('#encoded-where')?.textContent === t, `not encoded: item ${id}'s stored vector`);
+  const srcs = await page.locator('#results .result img').evaluateAll((imgs) => imgs.map((i) => i.getAttribute('src')));
+  assert.equal(srcs.length, 5);
+  assert.ok(!srcs.includes(firstSrc), `item ${id} is not among its own neighbours`);
   assert.equal(errors.length, 0, errors.join('\n'));
   await page.close();
 });

@@ -136,8 +136,8 @@ function normLut(cfg: ModelConfig): Float32Array {
   return lut;
 }
 
-/** Interleaved 8-bit pixels [S, S, C] -> normalized planes [C, S, S], mirrored when `flip`. */
-function normalize(px: Uint8Array, cfg: ModelConfig, flip: boolean): Float32Array {
+/** Interleaved 8-bit pixels [S, S, C] -> normalized planes [C, S, S], mirrored when `flip` (also the web page's, src/web). */
+export function normalize(px: Uint8Array, cfg: ModelConfig, flip: boolean): Float32Array {
   const S = cfg.imageSize;
   const C = cfg.channels;
   const lut = normLut(cfg);

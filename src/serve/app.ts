@@ -20,6 +20,7 @@ import multer from 'multer';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { ApiError, invalidField, payloadTooLarge, toApiError } from './errors.ts';
+import { modelRoutes } from './model-routes.ts';
 import { ADD_ACCEPTED, ID_ACCEPTED, MAX_K, addSchema, base64Image, idSchema, parseOr400, searchAccepted, searchSchema } from './schemas.ts';
 import type { SearchService } from './service.ts';
 import { preview } from '../util/zod-error.ts';
@@ -70,7 +71,7 @@ const securityHeaders = helmet({
     useDefaults: false,
     directives: {
       defaultSrc: ["'self'"],
-      scriptSrc: ["'self'"],
+      scriptSrc: ["'self'", "'wasm-unsafe-eval'"], // the page's query encoder is WebAssembly (model-routes.ts)
       styleSrc: ["'self'"],
       imgSrc: ["'self'", 'blob:', 'data:'],
       connectSrc: ["'self'"],
@@ -336,6 +337,7 @@ export function createApp(deps: AppDeps): express.Express {
     })
     .all(methodNotAllowed('GET'));
 
+  app.use(modelRoutes(service)); // the ONNX graphs, runtime and page script of in-browser encoding
   app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
 
   app.use((req) => {
