@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { ENGINES } from '../engine/encoder.ts';
 import type { BuildSummary } from '../index/build.ts';
+import { LanceParams } from '../index/lance-params.ts';
 import { IndexParams, readManifest } from '../index/manifest.ts';
 import type { Progress } from '../index/pipeline.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
@@ -75,7 +76,11 @@ function printSummary(s: BuildSummary, json: boolean): void {
 const BuildOptions = z.object({
   model: modelDir,
   data: z.string().min(1),
-  out: z.string().min(1),
+  out: z.string().min(1).optional(),
+  store: z.enum(['sqlite', 'lance']).default('sqlite'),
+  uri: z.string().min(1).optional(),
+  ann: LanceParams.shape.ann.optional(),
+  annMinRows: count(256).optional(),
   granularity: z.string().optional(),
   ffnDims: z.string().optional(),
   shard: z.string().optional(),
@@ -100,6 +105,12 @@ const buildCommand = withPipeline(
       ),
     )
     .addOption(flag(B, '--out <dir>', 'index directory (created, or continued when it holds an index of this model)'))
+    .addOption(
+      flag(B, '--store <kind>', 'store of a new index: sqlite (SQLite + in-memory HNSW) or lance (LanceDB on disk or object storage)'),
+    )
+    .addOption(flag(B, '--uri <path-or-uri>', 'lance: where the index goes, a directory or s3:// gs:// az:// (instead of --out)'))
+    .addOption(flag(LanceParams, '--ann <type>', 'lance: the ANN index built past --ann-min-rows items'))
+    .addOption(flag(LanceParams, '--ann-min-rows <n>', 'lance: items before an ANN index is built (below: exact search)'))
     .addOption(flag(B, '--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)'))
     .addOption(flag(B, '--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)"))
     .addOption(
@@ -111,6 +122,9 @@ const buildCommand = withPipeline(
   B,
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
+  if (o.uri !== undefined && o.store !== 'lance') throw new UsageError('--uri is for --store lance (a sqlite index is a directory: --out)');
+  if ((o.uri === undefined) === (o.out === undefined)) throw new UsageError('give one of --out DIR or --store lance --uri PATH_OR_URI');
+  const out = (o.uri ?? o.out)!;
   const [{ loadCheckpoint }, { buildIndex }, { parseShard }] = await Promise.all([
     import('../model/checkpoint.ts'),
     import('../index/build.ts'),
@@ -127,7 +141,9 @@ const buildCommand = withPipeline(
       checkpoint,
       modelDir: o.model,
       data: o.data,
-      out: o.out,
+      out,
+      store: o.store,
+      lance: { ann: o.ann, annMinRows: o.annMinRows },
       ffnDims: sub.ffnDims,
       engine: o.engine,
       workers: o.workers,
@@ -145,7 +161,7 @@ const buildCommand = withPipeline(
     bar.stop();
   }
   printSummary(s, o.json);
-  if (!o.json) calibrationHint(o.out);
+  if (!o.json) calibrationHint(out);
 });
 
 /** Says on stderr when the corpus does not look like the model's input (colour for a grayscale model, sizes far off), before anything is embedded. */
@@ -215,9 +231,9 @@ const removeCommand = new Command('remove')
   .addOption(flag(RemoveOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(RemoveOptions, raw);
-    const [{ VectorIndex }, { sourcesToRemove }] = await Promise.all([import('../index/vector-index.ts'), import('../index/file-list.ts')]);
+    const [{ openIndex }, { sourcesToRemove }] = await Promise.all([import('../index/open-store.ts'), import('../index/file-list.ts')]);
     if (!o.id === !o.path) throw new UsageError('give one of --id ID... or --path PATH...');
-    const index = VectorIndex.open(o.index);
+    const index = openIndex(o.index);
     try {
       const r = o.id ? index.remove(o.id) : index.removeSources(sourcesToRemove(o.index, o.path!));
       const out = { removed: r.removed, missing: r.missing, live: index.size };
@@ -238,21 +254,25 @@ const removeCommand = new Command('remove')
 // ---- compact -----------------------------------------------------------------------------------
 
 const compactCommand = new Command('compact')
-  .description('rebuild the graph from the stored vectors, reclaiming the slots of removed items')
+  .description(
+    "rebuild the graph from the stored vectors, reclaiming the slots of removed items (lance: LanceDB's optimize: compaction, ANN index update, old versions pruned)",
+  )
   .addOption(flag(IndexOnly, '--index <dir>', 'index directory'))
   .addOption(flag(IndexOnly, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(IndexOnly, raw);
-    const [{ VectorIndex, STORE_FILE }, { badVectorsMessage }] = await Promise.all([
+    const [{ openIndex }, { STORE_FILE }, { badVectorsMessage }] = await Promise.all([
+      import('../index/open-store.ts'),
       import('../index/vector-index.ts'),
       import('../index/errors.ts'),
     ]);
-    const index = VectorIndex.open(o.index);
+    const index = openIndex(o.index);
     try {
       const r = index.compact();
       if (o.json) printJson({ ...r, live: index.size });
       else {
-        process.stdout.write(`${o.index}: graph points ${r.before} -> ${r.after} in ${r.ms} ms; ${index.size} live\n`);
+        const what = index.kind === 'lance' ? 'rows' : 'graph points';
+        process.stdout.write(`${o.index}: ${what} ${r.before} -> ${r.after} in ${r.ms} ms; ${index.size} live\n`);
         for (const w of [...index.opened.damage, ...index.opened.warnings]) process.stdout.write(`  on open: ${w}\n`);
         if (r.badVectors.length) process.stdout.write(`  damage: ${badVectorsMessage(path.join(o.index, STORE_FILE), r.badVectors)}\n`);
       }

@@ -21,8 +21,8 @@ export const infoCommand = new Command('info')
   .addOption(flag(IndexOnly, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(IndexOnly, raw);
-    const [{ VectorIndex }, { corpusOf }] = await Promise.all([import('../index/vector-index.ts'), import('../index/file-list.ts')]);
-    const index = VectorIndex.open(o.index, { mode: 'read' });
+    const [{ openIndex }, { corpusOf }] = await Promise.all([import('../index/open-store.ts'), import('../index/file-list.ts')]);
+    const index = openIndex(o.index, { mode: 'read' });
     try {
       const i = index.info();
       const runs = index.getMeta('runs');
@@ -41,7 +41,12 @@ export const infoCommand = new Command('info')
       const names = corpusOf(o.index).classNames;
       const labels = Object.entries(i.labels).map(([k, n]) => `${k === '-1' ? 'no label' : (names[Number(k)] ?? k)}: ${n}`);
       if (labels.length) out(`  labels: ${labels.join(', ')}`);
-      out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
+      const st = i.store;
+      if (st?.ann !== undefined)
+        out(
+          `  store: LanceDB version ${st.version}; ${st.ann ? `ANN ${st.ann.type} over ${st.ann.indexedRows} rows, ${st.ann.unindexedRows} not yet indexed` : 'no ANN index yet: exact search'}`,
+        );
+      else out(`  graph: ${i.graph.points} points (${i.graph.deletedSlots} removed), capacity ${i.graph.capacity}`);
       out(
         i.snapshot
           ? `  snapshot: seq ${i.snapshot.seq} (${i.snapshot.behind} changes behind the store), ${i.snapshot.bytes} bytes, written ${i.snapshot.writtenAt}`

@@ -31,6 +31,8 @@ const ServeOptions = z.object({
   loadShedding: z.boolean().default(D.load.enabled),
   customWidths: z.boolean().default(D.sessions.customWidths),
   customSessions: int.positive().default(D.sessions.customSessions),
+  readOnly: z.boolean().default(false),
+  refreshMs: int.nonnegative().default(D.refreshMs),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -42,6 +44,7 @@ function serveConfig(o: z.infer<typeof ServeOptions>): ServeConfigInput {
     load: { enabled: o.loadShedding, p95Ms: o.p95Ms, queueDepth: o.queueTarget },
     sessions: { customWidths: o.customWidths, customSessions: o.customSessions },
     defaultMetrics: true,
+    refreshMs: o.refreshMs,
   };
 }
 
@@ -71,6 +74,8 @@ export const serveCommand = new Command('serve')
     ),
   )
   .addOption(flag(S, '--no-custom-widths', 'refuse FFN widths outside the menu (ffnDims, encoder=a,b,...) with 400'))
+  .addOption(flag(S, '--read-only', 'open the index read-only: a replica of an index another process writes (writes answer 503)'))
+  .addOption(flag(S, '--refresh-ms <ms>', 'pick up what another process committed every this many ms (0: never)'))
   .addOption(flag(S, '--log-level <level>', 'pino log level'))
   .action(async (raw) => {
     const o = parseOptions(ServeOptions, raw);
@@ -84,6 +89,7 @@ export const serveCommand = new Command('serve')
       host: o.host,
       engine: o.engine,
       engineOptions: { threads: o.threads },
+      readOnly: o.readOnly,
       config: serveConfig(o),
       adminToken,
       log,

@@ -11,7 +11,10 @@ import { openCorpus, modelPathFor } from './corpus.ts';
 import { corpusOf, fileListDataset } from './file-list.ts';
 import { readManifest } from './manifest.ts';
 import { type PipelineOptions, type PipelineResult, runPipeline } from './pipeline.ts';
-import { type OpenReport, VectorIndex } from './vector-index.ts';
+import type { LanceParamsInput } from './lance-params.ts';
+import { openOrCreateIndex } from './open-store.ts';
+import type { IndexStore, StoreKind } from './store-api.ts';
+import type { OpenReport } from './vector-index.ts';
 
 export interface BuildSummary extends PipelineResult {
   index: string;
@@ -78,6 +81,10 @@ export interface BuildOptions extends PipelineOptions {
   M?: number;
   efConstruction?: number;
   ef?: number;
+  /** The store of a new index (default sqlite: store-api.ts); an existing one keeps its own. */
+  store?: StoreKind;
+  /** LanceDB store settings of a new index (lance-params.ts). */
+  lance?: LanceParamsInput;
 }
 
 /**
@@ -85,26 +92,31 @@ export interface BuildOptions extends PipelineOptions {
  * ones asked for): `index build`, and `index enqueue --model` for the queue's collector (src/queue/).
  */
 export function openBuildIndex(
-  o: Pick<BuildOptions, 'checkpoint' | 'modelDir' | 'out' | 'M' | 'efConstruction' | 'ef'>,
+  o: Pick<BuildOptions, 'checkpoint' | 'modelDir' | 'out' | 'M' | 'efConstruction' | 'ef' | 'store' | 'lance'>,
   ffnDims: number[],
   ds: Dataset,
   shard: string | null = null,
-): VectorIndex {
+): IndexStore {
   const { meta } = o.checkpoint;
   const cfg = meta.model;
   const root = specRoot(ds.spec);
-  const index = VectorIndex.openOrCreate(o.out, {
-    fingerprint: meta.fingerprint,
-    modelName: cfg.name,
-    ffnDims,
-    dim: embeddingDim(cfg),
-    M: o.M,
-    efConstruction: o.efConstruction,
-    ef: o.ef,
-    model: cfg,
-    modelPath: modelPathFor(o.out, o.modelDir),
-    corpus: { spec: ds.spec, ...(root && { root }), classNames: ds.classNames, ...(shard && { shard }) },
-  });
+  const index = openOrCreateIndex(
+    o.out,
+    {
+      fingerprint: meta.fingerprint,
+      modelName: cfg.name,
+      ffnDims,
+      dim: embeddingDim(cfg),
+      M: o.M,
+      efConstruction: o.efConstruction,
+      ef: o.ef,
+      model: cfg,
+      modelPath: modelPathFor(o.out, o.modelDir),
+      corpus: { spec: ds.spec, ...(root && { root }), classNames: ds.classNames, ...(shard && { shard }) },
+    },
+    o.store ?? 'sqlite',
+    o.lance,
+  );
   const have = index.params;
   const clash = (['M', 'efConstruction', 'ef'] as const).filter((k) => o[k] !== undefined && o[k] !== have[k]);
   if (clash.length) {
@@ -153,7 +165,7 @@ export async function buildIndex(o: BuildOptions): Promise<BuildSummary> {
 }
 
 /** Keeps the last runs' counts in the store's metadata, for `index info`. */
-function recordRun(index: VectorIndex, s: BuildSummary): void {
+function recordRun(index: IndexStore, s: BuildSummary): void {
   const runs = (index.getMeta('runs') as unknown[] | undefined) ?? [];
   const run = {
     at: new Date().toISOString(),

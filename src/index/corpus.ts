@@ -4,11 +4,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.ts';
 import type { OpenMode } from './open.ts';
-import { VectorIndex } from './vector-index.ts';
+import { openIndex } from './open-store.ts';
+import type { IndexStore } from './store-api.ts';
 import { readManifest } from './manifest.ts';
 
 export interface Corpus {
-  index: VectorIndex;
+  index: IndexStore;
   checkpoint: Checkpoint;
   modelDir: string;
 }
@@ -38,6 +39,6 @@ export const modelPathFor = (indexDir: string, modelDir: string) => path.relativ
 export function openCorpus(indexDir: string, opts: { model?: string; mode?: OpenMode } = {}): Corpus {
   const modelDir = modelDirOf(indexDir, opts.model);
   const checkpoint = loadCheckpoint(modelDir);
-  const index = VectorIndex.open(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, mode: opts.mode });
+  const index = openIndex(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, mode: opts.mode });
   return { index, checkpoint, modelDir };
 }

@@ -26,7 +26,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { decodeItem, readItem, sourceOf } from './item-input.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
 import { type Shard, shardOf } from './shard.ts';
-import type { VectorIndex } from './vector-index.ts';
+import type { IndexStore as VectorIndex } from './store-api.ts';
 
 // The CLI's --shard parser, where index build's other pieces are.
 export { parseShard } from './shard.ts';

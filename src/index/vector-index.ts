@@ -22,6 +22,7 @@ import { LiveSet } from './live-set.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, softwareVersions, writeManifest } from './manifest.ts';
 import { type Checked, type OpenOptions, checkOnOpen, createFiles } from './open.ts';
 import { type InsertResult, type Item, type NewItem, type RemoveResult, Store } from './store.ts';
+import type { IndexStore } from './store-api.ts';
 import type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
 import { type VectorLike, queryVector, scoreChunk, unitVector } from './vectors.ts';
 
@@ -30,7 +31,8 @@ export { type OpenMode, type OpenOptions, STORE_FILE } from './open.ts';
 export type { Duplicate, InsertResult, Item, NewItem, RemoveResult } from './store.ts';
 export type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
 
-export class VectorIndex {
+export class VectorIndex implements IndexStore {
+  readonly kind = 'sqlite' as const;
   private live = new LiveSet();
   /** The store seq whose changes the in-memory graph reflects. */
   private appliedSeq = 0;

@@ -10,6 +10,9 @@ import { badVectorsMessage } from './errors.ts';
 import type { Manifest } from './manifest.ts';
 import { STORE_FILE, integrityMessage } from './open.ts';
 import { Store } from './store.ts';
+import { LanceIndex, holdsLance } from './lance-store.ts';
+import { verifyLance } from './lance-verify.ts';
+import type { IndexStore } from './store-api.ts';
 import { VectorIndex } from './vector-index.ts';
 
 export interface VerifyOptions {
@@ -37,6 +40,19 @@ const some = (ids: number[]) => ids.slice(0, 5).join(', ') + (ids.length > 5 ? '
 
 /** Opens `dir` read-only and checks it; an index that cannot be opened is a report with that problem, not a throw. */
 export function verifyDir(dir: string, opts: VerifyOptions = {}): VerifyReport {
+  if (holdsLance(dir)) {
+    let lance: LanceIndex;
+    try {
+      lance = LanceIndex.open(dir, { mode: 'read' });
+    } catch (e) {
+      return { ok: false, problems: [(e as Error).message], notes: [], integrity: null, vectors: null };
+    }
+    try {
+      return verifyLance(lance, opts);
+    } finally {
+      lance.close();
+    }
+  }
   let index: VectorIndex;
   try {
     index = VectorIndex.open(dir, { mode: 'read', quickCheck: false }); // verify runs the check it is asked for
@@ -81,7 +97,9 @@ function storeChecks(store: Store, opts: VerifyOptions, r: VerifyReport): Verify
 }
 
 /** Checks an open index (see the file header). */
-export function verifyIndex(index: VectorIndex, opts: VerifyOptions = {}): VerifyReport {
+export function verifyIndex(index: IndexStore, opts: VerifyOptions = {}): VerifyReport {
+  if (index instanceof LanceIndex) return verifyLance(index, opts);
+  if (!(index instanceof VectorIndex)) throw new Error(`verify: an index of store ${index.kind} it does not know`);
   const r: VerifyReport = {
     ok: false,
     problems: [...index.opened.damage],

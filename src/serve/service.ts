@@ -323,6 +323,8 @@ export class SearchService {
         M: m.M,
         ef: m.ef,
         storeSeq: i.storeSeq,
+        // Which store, and for a LanceDB replica the version it reads and when it last checked (every refreshMs).
+        store: { ...(i.store ?? { kind: this.index.kind }), refreshMs: this.config.refreshMs },
         createdAt: m.createdAt,
         updatedAt: m.updatedAt,
         // What opening it found and did (also in the start-up log).

@@ -1,0 +1,575 @@
+// The LanceDB store: an index as a Lance database (a local directory, or an s3:// / gs:// / az://
+// URI with credentials from the environment) holding two tables. `items`: one row per item ever
+// added (vector, content sha256, source, label, label name, added-at, payload, change seq), a
+// delete being a tombstone (deleted_seq set, live_sha256 cleared). `meta`: key -> JSON, the
+// manifest (manifest.ts) under 'manifest' and this store's settings (lance-params.ts) under 'lance'.
+// A local index also gets manifest.json, a copy for the tools that read it by path (corpus.ts).
+//
+// Writes: one LanceDB commit per add or remove, acknowledged when LanceDB has committed it
+// (lance-worker.ts). Adds are a merge-insert keyed on live_sha256, so content already live is
+// never inserted twice, whatever crashed before. Ids and seqs continue from the highest stored
+// ones, so one process writes at a time (LanceDB commits are atomic, not serialized per key).
+// Searches: exact (a flat scan) until the table holds annMinRows items, then LanceDB's IVF-PQ (or
+// IVF-HNSW-SQ) index, with rows added since searched flat next to it; filters run inside LanceDB.
+// Replicas (read-only opens) read the version they checked out until refresh() checks out the latest.
+import fs from 'node:fs';
+import path from 'node:path';
+import { notWritable } from '../util/writable.ts';
+import { IndexError } from './errors.ts';
+import { type LanceParams, type LanceParamsInput, LanceParams as LanceParamsSchema, annSettings } from './lance-params.ts';
+import { type ColumnSpec, type Columns, LanceWorker } from './lance-worker.ts';
+import { type IndexParamsInput, type Manifest, parseIndexParams, softwareVersions, writeManifest } from './manifest.ts';
+import type { OpenOptions } from './open.ts';
+import type { IndexStore, StoreState } from './store-api.ts';
+import { type Duplicate, type InsertResult, type Item, type NewItem, type RemoveResult, checkItem } from './store-schema.ts';
+import type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
+import { type VectorLike, queryVector } from './vectors.ts';
+
+const ITEMS = 'items';
+const META = 'meta';
+const LIVE = 'deleted_seq IS NULL';
+const ITEM_COLS = ['id', 'source', 'label', 'label_name', 'sha256', 'bytes', 'added_at', 'seq', 'deleted_seq', 'payload'];
+
+const itemColumns = (dim: number): ColumnSpec[] => [
+  { name: 'id', type: 'int64', nullable: false },
+  { name: 'source', type: 'utf8', nullable: false },
+  { name: 'label', type: 'int32', nullable: false },
+  { name: 'label_name', type: 'utf8', nullable: true },
+  { name: 'sha256', type: 'utf8', nullable: false },
+  { name: 'live_sha256', type: 'utf8', nullable: true },
+  { name: 'bytes', type: 'int64', nullable: false },
+  { name: 'added_at', type: 'utf8', nullable: false },
+  { name: 'seq', type: 'int64', nullable: false },
+  { name: 'deleted_seq', type: 'int64', nullable: true },
+  { name: 'payload', type: 'utf8', nullable: true },
+  { name: 'vector', type: 'vector', nullable: false, dim },
+];
+const META_COLS: ColumnSpec[] = [
+  { name: 'key', type: 'utf8', nullable: false },
+  { name: 'value', type: 'utf8', nullable: false },
+];
+
+/** A SQL string literal (LanceDB's filters are DataFusion SQL). */
+const lit = (s: string) => `'${s.replaceAll("'", "''")}'`;
+const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
+type Row = Record<string, unknown>;
+const rows = (c: Columns): Row[] =>
+  Array.from({ length: c.__rows }, (_, i) =>
+    Object.fromEntries(Object.entries(c).flatMap(([k, v]) => (k === '__rows' ? [] : [[k, (v as unknown[])[i]]]))),
+  );
+
+export class LanceIndex implements IndexStore {
+  readonly kind = 'lance' as const;
+  private seq = 0;
+  private maxId = 0;
+  private live = 0;
+  private deleted = 0;
+  private version = 0;
+  private checkedAt = new Date().toISOString();
+  /** The meta key 'ann': how many rows the ANN index was trained on (unset: no index yet). */
+  private annBuilt: { rows: number } | undefined;
+  private labelCache: { version: number; labels: Record<string, number> } | null = null;
+  private report!: OpenReport;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: LanceWorker,
+    private manifest: Manifest,
+    private readonly lance: LanceParams,
+    readonly readOnly: boolean,
+  ) {}
+
+  get params() {
+    const { space, dim, M, efConstruction, ef } = this.manifest;
+    return { space, dim, M, efConstruction, ef };
+  }
+
+  get size(): number {
+    return this.live;
+  }
+
+  get opened(): OpenReport {
+    return this.report;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Creates an empty index at `uri` (a new or empty directory, or an object-storage URI without tables). */
+  static create(uri: string, input: IndexParamsInput, lance: LanceParamsInput = {}): LanceIndex {
+    const params = parseIndexParams(input);
+    const settings = LanceParamsSchema.parse(lance);
+    if (!isUri(uri)) {
+      fs.mkdirSync(uri, { recursive: true });
+      const why = notWritable(uri);
+      if (why) throw new IndexError('unwritable', `cannot create an index in ${uri}: ${why}`);
+    }
+    const db = new LanceWorker();
+    try {
+      const tables = db.call<string[]>('connect', { uri });
+      if (tables.includes(META)) throw new Error(`${uri} already holds an index (a LanceDB ${META} table); open it instead`);
+      if (!tables.includes(ITEMS)) db.call('create', { name: ITEMS, cols: itemColumns(params.dim) });
+      else if ((db.call('open', { name: ITEMS }), db.call<number>('count', { name: ITEMS })))
+        throw new Error(`${uri} holds an ${ITEMS} table but no manifest; restore it or use another location`);
+      db.call('create', { name: META, cols: META_COLS });
+      const now = new Date().toISOString();
+      const manifest: Manifest = {
+        format: 'matvit-index',
+        version: 1,
+        ...params,
+        counts: { live: 0, deleted: 0, seq: 0 },
+        versions: softwareVersions(),
+        createdAt: now,
+        updatedAt: now,
+      };
+      // The manifest last: it marks a complete index (as open.ts's createFiles does).
+      putMeta(db, { lance: settings, manifest });
+    } finally {
+      db.close();
+    }
+    return LanceIndex.open(uri, { expectedFingerprint: params.fingerprint });
+  }
+
+  static open(uri: string, opts: OpenOptions = {}): LanceIndex {
+    const t0 = performance.now();
+    const mode = opts.mode ?? 'write';
+    let readOnlyReason = mode === 'read' ? 'opened read-only' : undefined;
+    if (mode !== 'read' && !isUri(uri)) {
+      const why = notWritable(uri);
+      if (why && mode === 'write') throw new IndexError('unwritable', `${uri} cannot be opened for writing: ${why}`);
+      if (why) readOnlyReason = `${why}: writes are disabled`;
+    }
+    const db = new LanceWorker();
+    try {
+      const tables = db.call<string[]>('connect', { uri });
+      if (!tables.includes(META) || !tables.includes(ITEMS))
+        throw new Error(`${uri} is not a MatViT LanceDB index (no ${META} / ${ITEMS} tables)`);
+      db.call('open', { name: ITEMS });
+      db.call('open', { name: META });
+      const meta = getMeta(db, ['manifest', 'lance']);
+      if (!meta.manifest) throw new Error(`${uri}: the ${META} table holds no manifest (a create that did not finish)`);
+      const manifest = meta.manifest as Manifest;
+      if (opts.expectedFingerprint !== undefined && opts.expectedFingerprint !== manifest.fingerprint)
+        throw new Error(
+          `${uri} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Use that model, or build a new index`,
+        );
+      const index = new LanceIndex(uri, db, manifest, LanceParamsSchema.parse(meta.lance ?? {}), readOnlyReason !== undefined);
+      index.loadState();
+      const warnings: string[] = [];
+      index.report = {
+        writable: !index.readOnly,
+        ...(readOnlyReason && { readOnlyReason }),
+        damage: [],
+        warnings,
+        snapshot: 'none',
+        rebuilt: false,
+        replayed: { added: 0, deleted: 0 },
+        ms: Math.round(performance.now() - t0),
+      };
+      return index;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** Opens the index at `uri` if there is one (same model, ffnDims, dim and space), else creates it. */
+  static openOrCreate(uri: string, input: IndexParamsInput, lance: LanceParamsInput = {}): LanceIndex {
+    const probe = new LanceWorker();
+    let exists: boolean;
+    try {
+      exists = probe.call<string[]>('connect', { uri }).includes(META);
+    } finally {
+      probe.close();
+    }
+    if (!exists) return LanceIndex.create(uri, input, lance);
+    const want = parseIndexParams(input);
+    const index = LanceIndex.open(uri, { expectedFingerprint: want.fingerprint });
+    const diff = (['ffnDims', 'dim', 'space'] as const).filter((k) => JSON.stringify(index.manifest[k]) !== JSON.stringify(want[k]));
+    if (diff.length) {
+      index.close();
+      throw new Error(`${uri} holds an index with ${diff.map((k) => `${k} ${JSON.stringify(index.manifest[k])}`).join(', ')}`);
+    }
+    return index;
+  }
+
+  close(): void {
+    try {
+      if (!this.readOnly) this.writeMirror();
+    } finally {
+      this.db.close();
+    }
+  }
+
+  /** Counts, the highest id and seq, from the stored rows: whatever a killed writer left, they are what was committed. */
+  private loadState(): void {
+    this.version = this.db.call<number>('version', { name: ITEMS });
+    const c = this.db.call<Columns>('query', { name: ITEMS, select: ['id', 'seq', 'deleted_seq'] });
+    const ids = c.id as number[],
+      seqs = c.seq as number[],
+      del = c.deleted_seq as (number | null)[];
+    let maxId = 0,
+      seq = 0,
+      live = 0;
+    for (let i = 0; i < c.__rows; i++) {
+      if (ids[i] > maxId) maxId = ids[i];
+      seq = Math.max(seq, seqs[i], del[i] ?? 0);
+      if (del[i] === null) live++;
+    }
+    Object.assign(this, { maxId, seq, live, deleted: c.__rows - live, checkedAt: new Date().toISOString() });
+    this.annBuilt = this.getMeta('ann') as { rows: number } | undefined;
+  }
+
+  /** Checks out the latest committed version of both tables (what a replica does every refresh interval). */
+  refresh(): { added: number; deleted: number } {
+    const before = this.seq;
+    this.db.call('checkoutLatest', { name: META });
+    const v = this.db.call<number>('checkoutLatest', { name: ITEMS });
+    this.checkedAt = new Date().toISOString();
+    if (v === this.version) return { added: 0, deleted: 0 };
+    this.loadState();
+    const added = this.db.call<number>('count', { name: ITEMS, where: `seq > ${before} AND ${LIVE}` });
+    const deleted = this.db.call<number>('count', { name: ITEMS, where: `deleted_seq > ${before}` });
+    return { added, deleted };
+  }
+
+  // ---- changes ---------------------------------------------------------------------------------
+
+  private assertWritable(): void {
+    if (this.readOnly) throw new IndexError('unwritable', `${this.dir} is open read-only: ${this.report?.readOnlyReason ?? ''}`);
+  }
+
+  add(items: readonly NewItem[]): InsertResult {
+    this.assertWritable();
+    const dim = this.manifest.dim;
+    const checked = items.map((it, i) => checkItem(it, i, dim));
+    const fromSeq = this.seq;
+    const found = this.findLive(`live_sha256 IN (${[...new Set(checked.map((r) => lit(r.sha256)))].map(String).join(', ') || "''"})`);
+    const known = new Map(found.map((r) => [r.sha256 as string, r]));
+    const ids: (number | null)[] = [];
+    const duplicates: Duplicate[] = [];
+    const fresh: { r: (typeof checked)[number]; id: number; seq: number }[] = [];
+    let id = this.maxId,
+      seq = this.seq;
+    checked.forEach((r, index) => {
+      const dup = known.get(r.sha256);
+      if (dup) {
+        ids.push(null);
+        duplicates.push({ index, sha256: r.sha256, source: r.source, existingId: dup.id as number, existingSource: dup.source as string });
+        return;
+      }
+      ids.push(++id);
+      fresh.push({ r, id, seq: ++seq });
+      known.set(r.sha256, { id, source: r.source });
+    });
+    if (fresh.length) {
+      const vectors = new Float32Array(fresh.length * dim);
+      fresh.forEach((f, i) => vectors.set(new Float32Array(f.r.vector.buffer, f.r.vector.byteOffset, dim), i * dim));
+      const col = <T>(f: (x: (typeof fresh)[number]) => T) => fresh.map(f);
+      const cols: Columns = {
+        __rows: fresh.length,
+        id: col((f) => f.id),
+        source: col((f) => f.r.source),
+        label: col((f) => f.r.label),
+        label_name: col((f) => f.r.labelName),
+        sha256: col((f) => f.r.sha256),
+        live_sha256: col((f) => f.r.sha256),
+        bytes: col((f) => f.r.bytes),
+        added_at: col((f) => f.r.addedAt),
+        seq: col((f) => f.seq),
+        deleted_seq: col(() => null),
+        payload: col((f) => (f.r as { payload?: string | null }).payload ?? null),
+        vector: vectors,
+      };
+      const r = this.db.call<{ inserted: number; version: number }>('insertNew', { name: ITEMS, key: 'live_sha256', cols });
+      if (r.inserted !== fresh.length)
+        throw new Error(
+          `${this.dir}: ${fresh.length - r.inserted} of ${fresh.length} items were live already: another process writes this index`,
+        );
+      Object.assign(this, { maxId: id, seq, live: this.live + fresh.length, version: r.version });
+    }
+    this.maybeIndex();
+    return { ids, duplicates, fromSeq, toSeq: this.seq };
+  }
+
+  remove(ids: readonly number[]): RemoveResult {
+    for (const id of ids) if (!Number.isSafeInteger(id)) throw new Error(`item id ${id}: expected an integer`);
+    return this.tombstone(ids, 'id', String);
+  }
+
+  removeSources(sources: readonly string[]): RemoveResult {
+    return this.tombstone(sources, 'source', lit);
+  }
+
+  private tombstone<K extends number | string>(keys: readonly K[], column: 'id' | 'source', sql: (k: K) => string): RemoveResult {
+    this.assertWritable();
+    const fromSeq = this.seq;
+    const uniq = [...new Set(keys)];
+    const found = uniq.length ? this.findLive(`${column} IN (${uniq.map(sql).join(', ')})`) : [];
+    const removed: number[] = [];
+    for (const k of uniq)
+      for (const r of found.filter((f) => f[column] === k).sort((a, b) => (a.id as number) - (b.id as number)))
+        removed.push(r.id as number);
+    const missing = uniq.filter((k) => !found.some((f) => f[column] === k));
+    if (removed.length) {
+      const seq = this.seq + 1;
+      const r = this.db.call<{ updated: number; version: number }>('update', {
+        name: ITEMS,
+        where: `id IN (${removed.join(', ')}) AND ${LIVE}`,
+        valuesSql: { deleted_seq: String(seq), live_sha256: 'NULL' },
+      });
+      Object.assign(this, { seq, live: this.live - r.updated, deleted: this.deleted + r.updated, version: r.version });
+    }
+    return { removed, missing, fromSeq, toSeq: this.seq };
+  }
+
+  private findLive(where: string): Row[] {
+    return rows(this.db.call<Columns>('query', { name: ITEMS, where: `${where} AND ${LIVE}`, select: ['id', 'source', 'sha256'] }));
+  }
+
+  existing(sha256s: readonly string[]): Map<string, number> {
+    if (!sha256s.length) return new Map();
+    const found = this.findLive(`live_sha256 IN (${sha256s.map(lit).join(', ')})`);
+    return new Map(found.map((r) => [r.sha256 as string, r.id as number]));
+  }
+
+  item(id: number): Item | undefined {
+    if (!Number.isSafeInteger(id)) return undefined;
+    const [r] = rows(this.db.call<Columns>('query', { name: ITEMS, where: `id = ${id}`, select: ITEM_COLS, limit: 1 }));
+    if (!r) return undefined;
+    const p = r.payload as string | null;
+    return {
+      ...({ id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256, bytes: r.bytes } as Item),
+      addedAt: r.added_at as string,
+      seq: r.seq as number,
+      deletedSeq: r.deleted_seq as number | null,
+      payload: p === null ? null : JSON.parse(p),
+    };
+  }
+
+  getMeta(key: string): unknown {
+    return getMeta(this.db, [key])[key];
+  }
+
+  setMeta(key: string, value: unknown): void {
+    this.assertWritable();
+    if (value === undefined) this.db.call('remove', { name: META, where: `key = ${lit(key)}` });
+    else putMeta(this.db, { [key]: value });
+  }
+
+  // ---- search ----------------------------------------------------------------------------------
+
+  search(vector: VectorLike, k: number, opts: SearchOptions = {}): SearchHit[] {
+    return this.query(vector, k, opts, false);
+  }
+
+  searchExact(vector: VectorLike, k: number, opts: Pick<SearchOptions, 'label'> = {}): SearchHit[] {
+    return this.query(vector, k, opts, true);
+  }
+
+  private query(vector: VectorLike, k: number, opts: SearchOptions, exact: boolean): SearchHit[] {
+    if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
+    const { space, dim } = this.manifest;
+    const q = queryVector(vector, dim, space);
+    const extra = Object.keys(opts).filter((key) => !['ef', 'label'].includes(key) && (opts as Record<string, unknown>)[key] !== undefined);
+    if (extra.length) throw new Error(`${extra.join(', ')}: not supported by the LanceDB store yet (label is)`);
+    const label = opts.label;
+    if (label !== undefined && !Number.isInteger(label)) throw new Error(`label = ${label}: expected an integer`);
+    const { nprobes, refineFactor } = this.annParams();
+    const c = this.db.call<Columns>('search', {
+      name: ITEMS,
+      vector: Array.from(q),
+      k,
+      where: label === undefined ? LIVE : `${LIVE} AND label = ${label}`,
+      select: ['id', 'label', 'source'],
+      // Stored vectors are unit length: LanceDB's cosine and dot distances are both 1 - score.
+      distance: space === 'cosine' ? 'cosine' : 'dot',
+      nprobes: opts.ef ?? nprobes,
+      refine: this.lance.ann === 'ivf-pq' ? refineFactor : undefined,
+      exact,
+    });
+    return rows(c).map((r) => ({
+      id: r.id as number,
+      score: 1 - (r._distance as number),
+      label: r.label as number,
+      source: r.source as string,
+    }));
+  }
+
+  vectorOf(id: number): Float32Array | undefined {
+    if (!Number.isSafeInteger(id)) return undefined;
+    const c = this.db.call<Columns>('query', { name: ITEMS, where: `id = ${id} AND ${LIVE}`, select: ['vector'], limit: 1 });
+    return c.__rows ? (c.vector as Float32Array) : undefined;
+  }
+
+  liveMatrix(): { ids: number[]; labels: Int32Array; vectors: Float32Array } {
+    const dim = this.manifest.dim;
+    const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['id', 'label', 'vector'] });
+    const order = Array.from({ length: c.__rows }, (_, i) => i).sort((a, b) => (c.id as number[])[a] - (c.id as number[])[b]);
+    const src = c.vector as Float32Array;
+    const vectors = new Float32Array(order.length * dim);
+    order.forEach((row, i) => vectors.set(src.subarray(row * dim, (row + 1) * dim), i * dim));
+    return { ids: order.map((i) => (c.id as number[])[i]), labels: Int32Array.from(order, (i) => (c.label as number[])[i]), vectors };
+  }
+
+  // ---- maintenance -----------------------------------------------------------------------------
+
+  /**
+   * The ANN index once the table passes annMinRows, trained again when the table has grown 4x since
+   * (its partitions were sized for the rows it was trained on), else brought up to date by optimize
+   * when more than reindexFraction of the rows are outside it.
+   */
+  private maybeIndex(): void {
+    if (this.live < this.lance.annMinRows) return;
+    const built = this.annBuilt;
+    if (!built || this.live >= 4 * built.rows) return this.buildAnn();
+    const ann = this.annState();
+    if (!ann) this.buildAnn();
+    else if (ann.unindexedRows > this.lance.reindexFraction * ann.indexedRows) this.optimize();
+  }
+
+  /** The search settings for the ANN index as it was built (nprobes derived from its partitions unless set). */
+  private annParams() {
+    return annSettings(this.lance, this.annBuilt?.rows ?? this.live, this.manifest.dim);
+  }
+
+  /** (Re)builds the ANN index over every row, with the parameters annSettings derives for the live count. */
+  buildAnn(): void {
+    this.assertWritable();
+    const { partitions, subVectors } = annSettings(this.lance, this.live, this.manifest.dim);
+    const distanceType = this.manifest.space === 'cosine' ? 'cosine' : 'dot';
+    const options =
+      this.lance.ann === 'ivf-pq'
+        ? { numPartitions: partitions, numSubVectors: subVectors, distanceType }
+        : { numPartitions: Math.max(1, Math.round(partitions / 16)), distanceType };
+    this.db.call('createIndex', {
+      name: ITEMS,
+      column: 'vector',
+      kind: this.lance.ann === 'ivf-pq' ? 'ivfPq' : 'ivfHnswSq',
+      options,
+      replace: true,
+    });
+    for (const column of ['id', 'live_sha256']) this.db.call('createIndex', { name: ITEMS, column, kind: 'btree', replace: true });
+    this.annBuilt = { rows: this.live };
+    putMeta(this.db, { ann: { rows: this.live, partitions, subVectors, builtAt: new Date().toISOString() } });
+    this.version = this.db.call<number>('version', { name: ITEMS });
+  }
+
+  private annState(): StoreState['ann'] {
+    const list = this.db.call<{ columns: string[]; type: string; stats: { numIndexedRows: number; numUnindexedRows: number } }[]>(
+      'indices',
+      { name: ITEMS },
+    );
+    const v = list.find((i) => i.columns.includes('vector'));
+    return v ? { type: v.type, indexedRows: v.stats.numIndexedRows, unindexedRows: v.stats.numUnindexedRows } : null;
+  }
+
+  /** LanceDB's optimize: compacts fragments, adds new rows to the indexes, prunes versions older than pruneOlderThanMs. */
+  private optimize(): { compacted: unknown; pruned: unknown } {
+    const r = this.db.call<{ compacted: unknown; pruned: unknown }>('optimize', { name: ITEMS, olderThanMs: this.lance.pruneOlderThanMs });
+    this.db.call('optimize', { name: META, olderThanMs: this.lance.pruneOlderThanMs });
+    this.version = this.db.call<number>('version', { name: ITEMS });
+    return r;
+  }
+
+  /** What a build calls every few batches: the ANN index kept up (see maybeIndex) and the manifest's counts. */
+  snapshot(): void {
+    this.assertWritable();
+    this.maybeIndex();
+    this.writeMirror();
+  }
+
+  /** The manifest with the current counts, in the meta table and (local index) as manifest.json. */
+  private writeMirror(): void {
+    this.manifest = {
+      ...this.manifest,
+      counts: { live: this.live, deleted: this.deleted, seq: this.seq },
+      versions: softwareVersions(),
+      updatedAt: new Date().toISOString(),
+    };
+    putMeta(this.db, { manifest: this.manifest });
+    if (!isUri(this.dir)) writeManifest(this.dir, this.manifest);
+  }
+
+  compact(): { before: number; after: number; ms: number; badVectors: number[] } {
+    this.assertWritable();
+    const t0 = performance.now();
+    const before = this.live + this.deleted;
+    if (this.live >= this.lance.annMinRows) this.buildAnn();
+    this.optimize();
+    this.writeMirror();
+    return { before, after: before, ms: Math.round(performance.now() - t0), badVectors: this.checkVectors().bad };
+  }
+
+  /** Lance checksums nothing the user can ask about; this checks what a damaged vector would break: finite, unit length, of dim. */
+  checkVectors(): { checked: number; bad: number[]; unchecked: number } {
+    const dim = this.manifest.dim;
+    const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['id', 'vector'] });
+    const v = c.vector as Float32Array;
+    const bad: number[] = [];
+    for (let i = 0; i < c.__rows; i++) {
+      let n = 0;
+      for (let j = i * dim; j < (i + 1) * dim; j++) n += v[j] * v[j];
+      if (!(Math.abs(n - 1) < 1e-3)) bad.push((c.id as number[])[i]);
+    }
+    return { checked: c.__rows - bad.length, bad, unchecked: 0 };
+  }
+
+  /** Columns of every row matching `where` (every row when omitted), for verify. */
+  scan(select: string[], where?: string): Columns {
+    return this.db.call<Columns>('query', { name: ITEMS, where, select });
+  }
+
+  storeState(): StoreState {
+    return { kind: 'lance', uri: this.dir, version: this.version, checkedAt: this.checkedAt, ann: this.annState() };
+  }
+
+  info(): IndexInfo & { store: StoreState } {
+    if (this.labelCache?.version !== this.version) {
+      const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['label'] });
+      const labels: Record<string, number> = {};
+      for (const l of c.label as number[]) labels[l] = (labels[l] ?? 0) + 1;
+      this.labelCache = { version: this.version, labels };
+    }
+    const stats = (name: string) => this.db.call<{ totalBytes: number }>('stats', { name }).totalBytes;
+    const { nprobes } = this.annParams();
+    return {
+      dir: this.dir,
+      manifest: this.manifest,
+      storeSeq: this.seq,
+      counts: { live: this.live, deleted: this.deleted },
+      labels: Object.fromEntries(Object.entries(this.labelCache.labels).sort((a, b) => Number(a[0]) - Number(b[0]))),
+      metaKeys: Object.keys(getMeta(this.db)).sort(),
+      graph: {
+        points: this.live + this.deleted,
+        capacity: this.live + this.deleted,
+        deletedSlots: this.deleted,
+        appliedSeq: this.seq,
+        ef: nprobes,
+      },
+      snapshot: null,
+      files: { [`${ITEMS}.lance`]: stats(ITEMS), [`${META}.lance`]: stats(META) },
+      opened: this.report,
+      store: this.storeState(),
+    };
+  }
+}
+
+/** Meta values by key (all keys when `keys` is omitted). */
+function getMeta(db: LanceWorker, keys?: string[]): Record<string, unknown> {
+  const where = keys ? `key IN (${keys.map(lit).join(', ')})` : undefined;
+  const c = db.call<Columns>('query', { name: META, where, select: ['key', 'value'] });
+  return Object.fromEntries(rows(c).map((r) => [r.key, JSON.parse(r.value as string)]));
+}
+
+/** Sets meta keys in one commit (a merge-insert keyed on key). */
+function putMeta(db: LanceWorker, values: Record<string, unknown>): void {
+  const entries = Object.entries(values);
+  db.call('upsert', {
+    name: META,
+    key: 'key',
+    cols: { __rows: entries.length, key: entries.map((e) => e[0]), value: entries.map((e) => JSON.stringify(e[1])) },
+  });
+}
+
+/** Whether `dirOrUri` holds a LanceDB index (a URI always names one; a local directory when it has the items table). */
+export const holdsLance = (dirOrUri: string): boolean => isUri(dirOrUri) || fs.existsSync(path.join(dirOrUri, `${ITEMS}.lance`));
