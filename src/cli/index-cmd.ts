@@ -283,7 +283,11 @@ const compactCommand = new Command('compact')
   });
 
 import { infoCommand, mergeCommand, recoverCommand, verifyCommand } from './index-maintain.ts';
+import { collectCommand, enqueueCommand, statusCommand, workerCommand } from './index-queue.ts';
 
-export const indexCommand = new Command('index').description('corpus indexes: build, add, remove, compact, info, verify, recover, merge');
+export const indexCommand = new Command('index').description(
+  'corpus indexes: build, add, remove, compact, info, verify, recover, merge; on many machines: enqueue, worker, collect, status',
+);
 for (const cmd of [buildCommand, addCommand, removeCommand, compactCommand, infoCommand, verifyCommand, recoverCommand, mergeCommand])
   indexCommand.addCommand(cmd);
+for (const cmd of [enqueueCommand, workerCommand, collectCommand, statusCommand]) indexCommand.addCommand(cmd);
