@@ -105,11 +105,21 @@ export class LanceIndex implements IndexStore {
     }
     const db = new LanceWorker();
     try {
-      const tables = db.call<string[]>('connect', { uri });
-      if (tables.includes(META)) throw new Error(`${uri} already holds an index (a LanceDB ${META} table); open it instead`);
-      if (!tables.includes(ITEMS)) db.call('create', { name: ITEMS, cols: itemColumns(params.dim) });
-      else if ((db.call('open', { name: ITEMS }), db.call<number>('count', { name: ITEMS })))
-        throw new Error(`${uri} holds an ${ITEMS} table but no manifest; restore it or use another location`);
+      const found = probe(db, uri);
+      if (found === 'complete') throw new Error(`${uri} already holds an index; open it instead`);
+      if (found === 'partial') {
+        // A create that was killed: nothing but empty tables to remove (items are never deleted here).
+        let rows = 0;
+        try {
+          db.call('open', { name: ITEMS });
+          rows = db.call<number>('count', { name: ITEMS });
+        } catch {
+          // no items table, or one killed before its first commit: nothing in it
+        }
+        if (rows > 0) throw new Error(`${uri} holds ${rows} items but no manifest; restore it, or use another location`);
+        for (const name of [ITEMS, META]) dropTable(db, uri, name);
+      }
+      db.call('create', { name: ITEMS, cols: itemColumns(params.dim) });
       db.call('create', { name: META, cols: META_COLS });
       const now = new Date().toISOString();
       const manifest: Manifest = {
@@ -140,11 +150,11 @@ export class LanceIndex implements IndexStore {
     }
     const db = new LanceWorker();
     try {
-      const tables = db.call<string[]>('connect', { uri });
-      if (!tables.includes(META) || !tables.includes(ITEMS))
-        throw new Error(`${uri} is not a MatViT LanceDB index (no ${META} / ${ITEMS} tables)`);
+      const found = probe(db, uri);
+      if (found === 'none') throw new Error(`${uri} is not a MatViT LanceDB index (no ${META} / ${ITEMS} tables)`);
+      if (found === 'partial')
+        throw new Error(`${uri}: an index whose creation did not finish (no manifest yet); run the same index build again to create it`);
       db.call('open', { name: ITEMS });
-      db.call('open', { name: META });
       const meta = getMeta(db, ['manifest', 'lance']);
       if (!meta.manifest) throw new Error(`${uri}: the ${META} table holds no manifest (a create that did not finish)`);
       const manifest = meta.manifest as Manifest;
@@ -174,12 +184,12 @@ export class LanceIndex implements IndexStore {
 
   /** Opens the index at `uri` if there is one (same model, ffnDims, dim and space), else creates it. */
   static openOrCreate(uri: string, input: IndexParamsInput, lance: LanceParamsInput = {}): LanceIndex {
-    const probe = new LanceWorker();
+    const db = new LanceWorker();
     let exists: boolean;
     try {
-      exists = probe.call<string[]>('connect', { uri }).includes(META);
+      exists = probe(db, uri) === 'complete';
     } finally {
-      probe.close();
+      db.close();
     }
     if (!exists) return LanceIndex.create(uri, input, lance);
     const want = parseIndexParams(input);
@@ -380,7 +390,7 @@ export class LanceIndex implements IndexStore {
       vector: Array.from(q),
       k,
       where: label === undefined ? LIVE : `${LIVE} AND label = ${label}`,
-      select: ['id', 'label', 'source'],
+      select: ['id', 'label', 'source', '_distance'],
       // Stored vectors are unit length: LanceDB's cosine and dot distances are both 1 - score.
       distance: space === 'cosine' ? 'cosine' : 'dot',
       nprobes: opts.ef ?? nprobes,
@@ -551,6 +561,29 @@ export class LanceIndex implements IndexStore {
       opened: this.report,
       store: this.storeState(),
     };
+  }
+}
+
+/** Whether `uri` holds a complete index (a meta table with the manifest), the leftovers of a killed create, or nothing; leaves `db` connected. */
+function probe(db: LanceWorker, uri: string): 'complete' | 'partial' | 'none' {
+  const tables = db.call<string[]>('connect', { uri });
+  if (!tables.includes(META) && !tables.includes(ITEMS)) return 'none';
+  try {
+    db.call('open', { name: META });
+    if (getMeta(db, ['manifest']).manifest) return 'complete';
+  } catch {
+    // a meta table killed before its first commit
+  }
+  return 'partial';
+}
+
+/** Drops a table, also one LanceDB cannot open (killed before its first commit: then, locally, its directory goes). */
+function dropTable(db: LanceWorker, uri: string, name: string): void {
+  try {
+    db.call('drop', { name });
+  } catch (e) {
+    if (isUri(uri)) throw e;
+    fs.rmSync(path.join(uri, `${name}.lance`), { recursive: true, force: true });
   }
 }
 

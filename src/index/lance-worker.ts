@@ -74,6 +74,7 @@ const table = (name) => {
 const ops = {
   async connect({ uri }) { db = await lancedb.connect(uri); return (await db.tableNames()); },
   async open({ name }) { tables.set(name, await db.openTable(name)); return null; },
+  async drop({ name }) { tables.delete(name); await db.dropTable(name); return null; },
   async create({ name, cols }) { tables.set(name, await db.createEmptyTable(name, schemaOf(cols), { mode: 'create' })); return null; },
   async insertNew({ name, key, cols }) {
     const t = table(name);
@@ -156,6 +157,10 @@ export class LanceWorker {
   private closed = false;
 
   constructor() {
+    // LanceDB's Rust side logs warnings to stderr (deprecations, "creating a new dataset"): only errors,
+    // unless the user asks (https://lancedb.github.io/lancedb/troubleshooting/); set before it loads.
+    process.env.LANCEDB_LOG ??= 'error';
+    process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= 'false';
     const require = createRequire(import.meta.url);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
