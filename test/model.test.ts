@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { checkFfnDims, granularityDims, parseSubmodel, submodelName } from '../src/model/config.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/model/checkpoint.ts';
 import { macs, mflops, paramCount } from '../src/model/flops.ts';
@@ -12,7 +12,12 @@ import { initWeights, numel, weightSpecs } from '../src/model/weights.ts';
 import { learningRate } from '../src/train/schedule.ts';
 import { tinyConfig } from './helpers/tiny.ts';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-model-'));
+const made: string[] = [];
+const tmp = () => {
+  made.push(fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-model-')));
+  return made.at(-1)!;
+};
+after(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 describe('compute accounting', () => {
   // Hand-computed for tinyConfig: image 8, patch 4, C 3 -> N 4, T 5; D 16, 2 layers, mlp 32, K 5.

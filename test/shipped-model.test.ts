@@ -29,8 +29,10 @@ describe('the shipped model', () => {
     }
   });
 
-  it('classifies the first 1000 test images at >= 85% top-1 with every granularity', { timeout: 120_000 }, async () => {
-    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-shipped-')), 'r.json');
+  it('classifies the first 1000 test images at >= 85% top-1 with every granularity', { timeout: 120_000 }, async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-shipped-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const out = path.join(dir, 'r.json');
     await matvit('eval', 'classify', '--model', MODEL, '--data', 'fashion-mnist:test[:1000]', '--json', out);
     const { rows, count } = JSON.parse(fs.readFileSync(out, 'utf8')) as { rows: { name: string; top1: number }[]; count: number };
     assert.equal(count, 1000);
