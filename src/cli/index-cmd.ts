@@ -87,6 +87,7 @@ const BuildOptions = z.object({
   m: count(2).optional(),
   efConstruction: count(1).optional(),
   ef: count(1).optional(),
+  metadata: z.string().min(1).optional(),
   ...Pipeline,
 });
 
@@ -116,6 +117,9 @@ const buildCommand = withPipeline(
     .addOption(
       flag(B, '--shard <i/n>', 'index only shard i of n (1-based; split by a hash of each source), to merge later with `index merge`'),
     )
+    .addOption(
+      flag(B, '--metadata <file>', 'JSON lines {"path": SOURCE, "payload": {...}}: each item\'s payload (search filters and returns it)'),
+    )
     .addOption(flag(IndexParams, '--m <n>', 'HNSW links per node (new index)', 'M'))
     .addOption(flag(IndexParams, '--ef-construction <n>', 'HNSW build breadth (new index)'))
     .addOption(flag(IndexParams, '--ef <n>', 'HNSW search breadth (new index)')),
@@ -125,11 +129,13 @@ const buildCommand = withPipeline(
   if (o.uri !== undefined && o.store !== 'lance') throw new UsageError('--uri is for --store lance (a sqlite index is a directory: --out)');
   if ((o.uri === undefined) === (o.out === undefined)) throw new UsageError('give one of --out DIR or --store lance --uri PATH_OR_URI');
   const out = (o.uri ?? o.out)!;
-  const [{ loadCheckpoint }, { buildIndex }, { parseShard }] = await Promise.all([
+  const [{ loadCheckpoint }, { buildIndex }, { parseShard }, { readMetadata }] = await Promise.all([
     import('../model/checkpoint.ts'),
     import('../index/build.ts'),
     import('../index/pipeline.ts'),
+    import('../index/metadata.ts'),
   ]);
+  const payloads = o.metadata === undefined ? undefined : readMetadata(o.metadata);
   const shard = o.shard === undefined ? undefined : parsedFlag('--shard', o.shard, parseShard);
   const checkpoint = loadCheckpoint(o.model);
   const sub = submodelOption(checkpoint.meta.model, o);
@@ -155,6 +161,7 @@ const buildCommand = withPipeline(
       concurrency: o.concurrency,
       snapshotEvery: o.snapshotEvery,
       maxPixels: o.maxPixels,
+      payloads,
       onProgress: bar.onProgress,
     });
   } finally {

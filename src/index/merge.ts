@@ -59,8 +59,9 @@ export function mergeIndexes(
       try {
         for (const items of src.liveItems(opts.chunk)) {
           const r = index.add(
-            items.map(({ source, label, labelName, sha256, bytes, addedAt, vector }) => ({
+            items.map(({ source, label, labelName, sha256, bytes, addedAt, vector, payload }) => ({
               source,
+              payload,
               label,
               labelName,
               sha256,

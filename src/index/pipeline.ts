@@ -46,6 +46,8 @@ export interface PipelineOptions {
   /** Snapshot the graph every this many committed batches (0: only at the end). */
   snapshotEvery?: number;
   shard?: Shard;
+  /** Payloads by item source (index build --metadata, metadata.ts), stored with the items as they are added. */
+  payloads?: ReadonlyMap<string, Record<string, unknown>>;
   /** How many duplicates and skipped items the summary lists one by one (all are counted). */
   listLimit?: number;
   onProgress?: (p: Progress) => void;
@@ -120,6 +122,7 @@ interface Settings {
   /** Floats per model input. */
   per: number;
   dim: number;
+  payloads?: ReadonlyMap<string, Record<string, unknown>>;
 }
 
 function settings(index: VectorIndex, cfg: ModelConfig, opts: PipelineOptions): Settings {
@@ -132,7 +135,8 @@ function settings(index: VectorIndex, cfg: ModelConfig, opts: PipelineOptions): 
   if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 0))
     throw new Error(`snapshotEvery = ${snapshotEvery}: expected an integer >= 0 (0: only at the end)`);
   const per = cfg.channels * cfg.imageSize * cfg.imageSize;
-  return { batch, concurrency, snapshotEvery, listLimit, decode: { limitInputPixels: opts.maxPixels }, per, dim: index.params.dim };
+  const decode = { limitInputPixels: opts.maxPixels };
+  return { batch, concurrency, snapshotEvery, listLimit, decode, per, dim: index.params.dim, payloads: opts.payloads };
 }
 
 /** The shard's items by dataset position (null: all of them). */
@@ -311,6 +315,7 @@ class PipelineRun {
     const t = performance.now();
     const items = entries.map(({ source, label, labelName, sha256, bytes }, k) => ({
       source,
+      payload: this.s.payloads?.get(source),
       label,
       labelName,
       sha256,

@@ -5,8 +5,10 @@ import { type VectorLike, unitVector } from './vectors.ts';
 
 /** 'MtVi': marks the SQLite file as a MatViT index store (PRAGMA application_id). */
 export const APPLICATION_ID = 0x4d745669;
-/** 2 added items.vector_check. */
-export const SCHEMA_VERSION = 2;
+/** 2 added items.vector_check, 3 items.payload. */
+export const SCHEMA_VERSION = 3;
+/** An item's payload, as stored (compact JSON), at most this many bytes: it is read with every result that asks for it. */
+export const MAX_PAYLOAD_BYTES = 4096;
 const SHA256 = /^[0-9a-f]{64}$/;
 /** Labels are kept in memory as int32 (live-set.ts): the store takes no label it could not give back. */
 export const MAX_LABEL = 2 ** 31 - 1;
@@ -23,7 +25,8 @@ CREATE TABLE items (
   vector       BLOB    NOT NULL,                  -- float32 little-endian, unit length
   seq          INTEGER NOT NULL UNIQUE,           -- change seq of the insert
   deleted_seq  INTEGER UNIQUE,                    -- change seq of the delete; NULL while live
-  vector_check BLOB                               -- vectorCheck(vector); NULL only mid-migration
+  vector_check BLOB,                              -- vectorCheck(vector); NULL only mid-migration
+  payload      TEXT                               -- a JSON object set by the user (search filters and returns it); NULL: none
 ) STRICT;
 CREATE UNIQUE INDEX items_live_sha256 ON items (sha256) WHERE deleted_seq IS NULL;
 CREATE INDEX items_live_source ON items (source) WHERE deleted_seq IS NULL;
@@ -48,25 +51,43 @@ export const vectorCheck = (blob: Uint8Array): Buffer => hash('sha256', blob, 'b
  * Brings a store of an older schema to SCHEMA_VERSION in one transaction; returns what it did, or
  * undefined when there was nothing to do. Version 1 -> 2: a checksum for every vector, computed
  * from the vectors as they are now (it vouches for them from here on, not for their past).
+ * 2 -> 3: an empty payload column.
  */
 export function migrate(db: Database.Database, file: string, from: number): string | undefined {
   if (from === SCHEMA_VERSION) return undefined;
-  if (from !== 1) throw new Error(`${file}: store schema version ${from}, this version reads ${SCHEMA_VERSION} (and migrates 1)`);
+  if (from !== 1 && from !== 2)
+    throw new Error(`${file}: store schema version ${from}, this version reads ${SCHEMA_VERSION} (and migrates 1, 2)`);
   let n = 0;
   db.transaction(() => {
-    db.exec('ALTER TABLE items ADD COLUMN vector_check BLOB');
-    const read = db.prepare('SELECT id, vector FROM items WHERE id > ? ORDER BY id LIMIT 4096');
-    const write = db.prepare('UPDATE items SET vector_check = ? WHERE id = ?');
-    for (let after = 0; ;) {
-      const page = read.all(after) as { id: number; vector: Buffer }[];
-      for (const r of page) write.run(vectorCheck(r.vector), r.id);
-      n += page.length;
-      if (page.length === 0) break;
-      after = page[page.length - 1].id;
+    if (from === 1) {
+      db.exec('ALTER TABLE items ADD COLUMN vector_check BLOB');
+      const read = db.prepare('SELECT id, vector FROM items WHERE id > ? ORDER BY id LIMIT 4096');
+      const write = db.prepare('UPDATE items SET vector_check = ? WHERE id = ?');
+      for (let after = 0; ;) {
+        const page = read.all(after) as { id: number; vector: Buffer }[];
+        for (const r of page) write.run(vectorCheck(r.vector), r.id);
+        n += page.length;
+        if (page.length === 0) break;
+        after = page[page.length - 1].id;
+      }
     }
+    db.exec('ALTER TABLE items ADD COLUMN payload TEXT');
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
-  return `store.sqlite had no vector checksums (schema 1): added them for its ${n} stored vectors, as the vectors are now`;
+  const payload = `store.sqlite had no payload column (schema ${from}): added it, empty`;
+  return from === 1
+    ? `store.sqlite had no vector checksums (schema 1): added them for its ${n} stored vectors, as the vectors are now; ${payload}`
+    : payload;
+}
+
+/** Throws naming `where` unless `p` is a plain JSON object of at most MAX_PAYLOAD_BYTES; returns its stored text. */
+export function payloadText(p: unknown, where: string): string {
+  if (p === null || typeof p !== 'object' || Array.isArray(p) || Object.getPrototypeOf(p) !== Object.prototype)
+    throw new Error(`${where}: expected a JSON object`);
+  const text = JSON.stringify(p);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_PAYLOAD_BYTES) throw new Error(`${where}: ${bytes} bytes of JSON, the limit is ${MAX_PAYLOAD_BYTES}`);
+  return text;
 }
 
 export interface NewItem {
@@ -82,6 +103,8 @@ export interface NewItem {
   vector: VectorLike;
   /** ISO time; defaults to now (merge keeps the shard's). */
   addedAt?: string;
+  /** A JSON object (payloadText's limits); null or absent: none. */
+  payload?: Record<string, unknown> | null;
 }
 
 export interface Item {
@@ -94,6 +117,7 @@ export interface Item {
   addedAt: string;
   seq: number;
   deletedSeq: number | null;
+  payload: Record<string, unknown> | null;
 }
 
 export interface Duplicate {
@@ -146,8 +170,9 @@ export interface Row {
   added_at: string;
   seq: number;
   deleted_seq: number | null;
+  payload: string | null;
 }
-export const ITEM_COLUMNS = 'id, source, label, label_name, sha256, bytes, added_at, seq, deleted_seq';
+export const ITEM_COLUMNS = 'id, source, label, label_name, sha256, bytes, added_at, seq, deleted_seq, payload';
 export const toItem = (r: Row): Item => ({
   id: r.id,
   source: r.source,
@@ -158,6 +183,7 @@ export const toItem = (r: Row): Item => ({
   addedAt: r.added_at,
   seq: r.seq,
   deletedSeq: r.deleted_seq,
+  payload: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>),
 });
 
 /** Validates an item; returns the row to insert (unit vector as a float32 blob, with its checksum). */
@@ -175,6 +201,7 @@ export function checkItem(it: NewItem, i: number, dim: number) {
   if (Number.isNaN(Date.parse(addedAt))) throw new Error(`${where}.addedAt = ${JSON.stringify(addedAt)}: expected an ISO 8601 time`);
   const v = unitVector(it.vector, dim, `${where}.vector`);
   const vector = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  const payload = it.payload === undefined || it.payload === null ? null : payloadText(it.payload, `${where}.payload`);
   return {
     source: it.source,
     label,
@@ -184,5 +211,6 @@ export function checkItem(it: NewItem, i: number, dim: number) {
     addedAt,
     vector,
     vectorCheck: vectorCheck(vector),
+    payload,
   };
 }

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { corruptionError, readOnlyWalError } from './errors.ts';
+import type { CompiledFilter } from './filter.ts';
 import { APPLICATION_ID, ITEM_COLUMNS, SCHEMA, SCHEMA_VERSION, checkItem, migrate, toItem, vectorCheck } from './store-schema.ts';
 import type { Counts, Duplicate, InsertResult, Item, NewItem, RemoveResult, Row, VectorChunk } from './store-schema.ts';
 
@@ -33,6 +34,7 @@ export class Store {
   migrated?: string;
   /** Set on a read-only open of a store older than SCHEMA_VERSION: what the old schema lacks. */
   outdated?: string;
+  private columns = ITEM_COLUMNS;
 
   private constructor(
     private readonly db: Database.Database,
@@ -85,8 +87,11 @@ export class Store {
       const s = db.prepare('SELECT store_id, dim FROM state').get() as { store_id: string; dim: number };
       const store = new Store(db, file, s.dim, s.store_id, readOnly);
       store.migrated = migrated;
-      if (readOnly && version < SCHEMA_VERSION)
-        store.outdated = `store.sqlite has schema ${version}, without vector checksums: they are added when the index is next opened writable (e.g. matvit index compact)`;
+      if (readOnly && version < SCHEMA_VERSION) {
+        const lacks = version < 2 ? 'vector checksums and item payloads' : 'item payloads';
+        store.outdated = `store.sqlite has schema ${version}, without ${lacks}: they are added when the index is next opened writable (e.g. matvit index compact)`;
+        if (version < 3) store.columns = ITEM_COLUMNS.replace('payload', 'NULL AS payload'); // read as "no payload"
+      }
       return store;
     } catch (e) {
       db.close();
@@ -124,8 +129,8 @@ export class Store {
   insert(items: readonly NewItem[]): InsertResult {
     const rows = items.map((it, i) => checkItem(it, i, this.dim));
     const findSha = this.stmt('SELECT id, source FROM items WHERE sha256 = ? AND deleted_seq IS NULL');
-    const ins = this.stmt(`INSERT INTO items (source, label, label_name, sha256, bytes, added_at, vector, vector_check, seq)
-      VALUES (@source, @label, @labelName, @sha256, @bytes, @addedAt, @vector, @vectorCheck, @seq)`);
+    const ins = this.stmt(`INSERT INTO items (source, label, label_name, sha256, bytes, added_at, vector, vector_check, payload, seq)
+      VALUES (@source, @label, @labelName, @sha256, @bytes, @addedAt, @vector, @vectorCheck, @payload, @seq)`);
     return this.write((fromSeq) => {
       let seq = fromSeq;
       const ids: (number | null)[] = [];
@@ -249,7 +254,7 @@ export class Store {
   }
 
   get(id: number): Item | undefined {
-    const r = this.stmt(`SELECT ${ITEM_COLUMNS} FROM items WHERE id = ?`).get(id) as Row | undefined;
+    const r = this.stmt(`SELECT ${this.columns} FROM items WHERE id = ?`).get(id) as Row | undefined;
     return r && toItem(r);
   }
 
@@ -261,13 +266,22 @@ export class Store {
 
   /** The live items with these content hashes (to skip encoding what is already indexed). */
   findSha256(sha256s: readonly string[]): Map<string, Item> {
-    const find = this.stmt(`SELECT ${ITEM_COLUMNS} FROM items WHERE sha256 = ? AND deleted_seq IS NULL`);
+    const find = this.stmt(`SELECT ${this.columns} FROM items WHERE sha256 = ? AND deleted_seq IS NULL`);
     const out = new Map<string, Item>();
     for (const sha of sha256s) {
       const r = find.get(sha) as Row | undefined;
       if (r) out.set(sha, toItem(r));
     }
     return out;
+  }
+
+  /** Ids of the live items matching a compiled filter (filter.ts), in id order; not cached like the others: filters vary. */
+  matchingIds(f: CompiledFilter): number[] {
+    const sql = `SELECT id FROM items WHERE deleted_seq IS NULL AND ${f.where} ORDER BY id`;
+    return this.db
+      .prepare(sql)
+      .pluck()
+      .all(...f.params) as number[];
   }
 
   /** The stored (unit) vectors of these ids, flat [n, dim] in the given order; throws on an unknown id. */
@@ -326,7 +340,7 @@ export class Store {
 
   /** Live items with their metadata and vectors, in id order, `chunk` at a time (merge copies these). */
   *liveItems(chunk = 1024): Generator<(Item & { vector: Float32Array })[]> {
-    const stmt = this.stmt(`SELECT ${ITEM_COLUMNS}, vector FROM items
+    const stmt = this.stmt(`SELECT ${this.columns}, vector FROM items
       WHERE id > @after AND deleted_seq IS NULL ORDER BY id LIMIT @limit`);
     for (const page of this.pages<Row & { vector: Buffer }>(stmt, {}, chunk)) {
       yield page.map((r) => {

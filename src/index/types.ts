@@ -1,4 +1,5 @@
 // The shapes VectorIndex hands out (vector-index.ts): search hits, what opening found, info.
+import type { Filter } from './filter.ts';
 import type { SnapshotProblem } from './hnsw.ts';
 import type { Manifest } from './manifest.ts';
 import type { Checked } from './open.ts';
@@ -8,6 +9,8 @@ export interface SearchOptions {
   ef?: number;
   /** Only items with this label. */
   label?: number;
+  /** Only items matching this filter (filter.ts), parsed. */
+  filter?: Filter;
 }
 
 export interface SearchHit {

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { type Scored, TopK } from '../util/topk.ts';
 import { writeAcked } from './acked.ts';
 import { badVectorsMessage } from './errors.ts';
+import { compileFilter } from './filter.ts';
 import { Graph, type GraphFile, type GraphParams } from './hnsw.ts';
 import { LiveSet } from './live-set.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, softwareVersions, writeManifest } from './manifest.ts';
@@ -30,6 +31,9 @@ export { IndexParams, type IndexParamsInput, type Manifest } from './manifest.ts
 export { type OpenMode, type OpenOptions, STORE_FILE } from './open.ts';
 export type { Duplicate, InsertResult, Item, NewItem, RemoveResult } from './store.ts';
 export type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
+
+/** Restricted searches that keep at most this fraction of the live items scan them exactly (measured in docs/search-api.md). */
+const EXACT_BELOW = 0.02;
 
 export class VectorIndex implements IndexStore {
   readonly kind = 'sqlite' as const;
@@ -272,30 +276,60 @@ export class VectorIndex implements IndexStore {
 
   // ---- search ----------------------------------------------------------------------------------
 
-  /** k nearest live items by graph search; fewer only when fewer live items (with that label) exist. */
+  /**
+   * k nearest live items (with `label`, matching `filter`) by graph search; fewer only when fewer
+   * such items exist. A restriction that keeps at most EXACT_BELOW of the items is answered by an
+   * exact scan of them instead: a graph walk would pass mostly excluded nodes (docs/search-api.md).
+   */
   search(vector: VectorLike, k: number, opts: SearchOptions = {}): SearchHit[] {
     const q = queryVector(vector, this.manifest.dim, this.manifest.space);
     const ef = opts.ef ?? this.manifest.ef;
     if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
     if (!Number.isInteger(ef) || ef < 1) throw new Error(`ef = ${ef}: expected a positive integer`);
-    const { label } = opts;
+    const { label, filter } = opts;
     const live = this.live;
-    const available = label === undefined ? live.size : (live.perLabel.get(label) ?? 0);
+    const labelled = (id: number) => live.has(id) && (label === undefined || live.labels[id] === label);
+    // A filter is evaluated by the store (it holds the payloads), once per query, into a bitmap.
+    let ids: number[] | undefined;
+    let allowed = labelled;
+    if (filter) {
+      ids = this.store.matchingIds(compileFilter(filter)).filter(labelled);
+      const bits = new Uint8Array(live.live.length);
+      for (const id of ids) bits[id] = 1;
+      allowed = (id: number) => bits[id] === 1 && live.has(id);
+    }
+    const available = ids ? ids.length : label === undefined ? live.size : (live.perLabel.get(label) ?? 0);
     const kk = Math.min(k, available);
     if (kk === 0) return [];
+    const exact = () => (ids ? this.exactOf(q, kk, ids) : this.exact([q], kk, label)[0]);
+    const restricted = label !== undefined || ids !== undefined;
+    if (restricted && available <= EXACT_BELOW * live.size) return this.describe(exact());
     // Deleted items are marked in the graph, so a plain search never returns them; the check on
     // live ids below is the guarantee, and costs nothing, unlike a callback per visited node.
-    const allowed = label === undefined ? (id: number) => live.has(id) : (id: number) => live.has(id) && live.labels[id] === label;
-    let r = this.graph.search(q, kk, ef, label === undefined ? undefined : allowed);
+    let r = this.graph.search(q, kk, ef, restricted ? allowed : undefined);
     let hits = r.ids.map((id, i) => ({ id, score: r.scores[i] })).filter((h) => allowed(h.id));
     if (hits.length < r.ids.length) {
       r = this.graph.search(q, kk, ef, allowed);
       hits = r.ids.map((id, i) => ({ id, score: r.scores[i] })).filter((h) => allowed(h.id));
     }
-    // A selective label, or a graph thinned by deletes, can leave the search short of k: the
-    // exact scan of the (few) candidates is then both correct and cheap.
-    if (hits.length < kk) hits = this.exact([q], kk, label)[0];
+    // A graph thinned by deletes can leave the search short of k: the exact scan is then correct.
+    if (hits.length < kk) hits = exact();
     return this.describe(hits);
+  }
+
+  /** An item's stored (unit) vector; undefined unless it is live in the graph. */
+  vectorOf(id: number): Float32Array | undefined {
+    return this.live.has(id) ? this.store.vectorsOf([id]) : undefined;
+  }
+
+  /** Exact top k among the given live ids (a filter's matches), their vectors read in chunks. */
+  private exactOf(q: Float32Array, k: number, ids: readonly number[]): Scored[] {
+    const top = new TopK(k);
+    for (let i = 0; i < ids.length; i += 1024) {
+      const chunk = ids.slice(i, i + 1024);
+      scoreChunk([q], [top], chunk, this.store.vectorsOf(chunk), this.manifest.dim);
+    }
+    return top.result();
   }
 
   /**

@@ -1,29 +1,34 @@
 // The HTTP API, built by `createApp` and started elsewhere (server.ts): tests run it on port 0.
 //
-//   POST   /v1/search              image (multipart field "image" | raw image/* | JSON base64) + options
+//   POST   /v1/search              image (multipart field "image" | raw image/* | JSON base64), vector or id + options
+//   POST   /v1/search/batch        several searches, answered in order (search-routes.ts)
 //   GET    /v1/index               counts, model, corpus submodel, menu, cascade, policy
-//   GET    /v1/items/:id           an item's metadata
+//   GET    /openapi.json, /docs/   the OpenAPI 3.1 document and its reference page (openapi.ts)
+//   GET    /v1/items/:id           an item's metadata and payload
 //   GET    /v1/items/:id/image     the stored corpus image (looked up by id only)
 //   POST   /v1/items               add an image (Bearer admin token; only when one is configured)
 //   DELETE /v1/items/:id           remove an item (idem)
 //   GET    /healthz, /readyz, /metrics; GET / the web page
 //
-// Validation replaces the request's fields with the parsed values: after `searchInput`,
-// req.body is { image: Buffer, options: SearchOptions } whichever way the image came. Every
-// error is an ApiError (errors.ts) answered by the one error middleware at the end.
+// Validation replaces the request's fields with the parsed values (bodies.ts reads the three body
+// kinds). Every error is an ApiError (errors.ts) answered by the one error middleware at the end.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
+import cors from 'cors';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
-import multer from 'multer';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
-import { ApiError, invalidField, payloadTooLarge, toApiError } from './errors.ts';
+import { MAX_PAYLOAD_BYTES } from '../index/store-schema.ts';
+import { createBodies } from './bodies.ts';
+import { ApiError, methodNotAllowed, toApiError } from './errors.ts';
+import type { ItemResponse } from './responses.ts';
 import { modelRoutes } from './model-routes.ts';
-import { ADD_ACCEPTED, ID_ACCEPTED, MAX_K, addSchema, base64Image, idSchema, parseOr400, searchAccepted, searchSchema } from './schemas.ts';
+import { ADD_ACCEPTED, ID_ACCEPTED, MAX_K, addSchema, idSchema, parseOr400 } from './schemas.ts';
+import { openApiRouter } from './openapi.ts';
+import { searchRouter } from './search-routes.ts';
 import type { SearchService } from './service.ts';
-import { preview } from '../util/zod-error.ts';
 
 export interface AppDeps {
   service: SearchService;
@@ -34,7 +39,6 @@ export interface AppDeps {
 }
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
-const ACCEPTED_TYPES = 'multipart/form-data (image in field "image"), image/* (the raw image), application/json ({"image": "<base64>"})';
 
 /** Query parameters whose values are credentials: never logged, whatever their value. */
 const SECRET_PARAM = /token|key|secret|passw|auth|session/i;
@@ -66,38 +70,27 @@ export function redactUrl(url: string, adminToken?: string): string {
  * script and stylesheet, blob: previews of the query image) and nothing else, no framing, nosniff.
  * No HSTS: the service speaks plain HTTP, and HSTS is for the TLS proxy in front of it to decide.
  */
-const securityHeaders = helmet({
-  contentSecurityPolicy: {
-    useDefaults: false,
-    directives: {
-      defaultSrc: ["'self'"],
-      scriptSrc: ["'self'", "'wasm-unsafe-eval'"], // the page's query encoder is WebAssembly (model-routes.ts)
-      styleSrc: ["'self'"],
-      imgSrc: ["'self'", 'blob:', 'data:'],
-      connectSrc: ["'self'"],
-      objectSrc: ["'none'"],
-      baseUri: ["'none'"],
-      formAction: ["'self'"],
-      frameAncestors: ["'none'"],
+const securityHeaders = (crossOrigin: boolean) =>
+  helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'", "'wasm-unsafe-eval'"], // the page's query encoder is WebAssembly (model-routes.ts)
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'blob:', 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
     },
-  },
-  frameguard: { action: 'deny' },
-  strictTransportSecurity: false,
-});
-
-/** 405 for a known path asked with another method, naming the methods it has (Allow). */
-const methodNotAllowed =
-  (...methods: string[]): RequestHandler =>
-  (req) => {
-    const allow = [...methods, ...(methods.includes('GET') ? ['HEAD'] : [])].join(', ');
-    throw new ApiError(
-      405,
-      'method-not-allowed',
-      `${req.method} is not allowed on ${req.path}; allowed: ${allow}`,
-      { accepted: allow },
-      { Allow: allow },
-    );
-  };
+    frameguard: { action: 'deny' },
+    strictTransportSecurity: false,
+    // With --cors, other origins may also embed the item images (<img> loads are not CORS requests).
+    crossOriginResourcePolicy: { policy: crossOrigin ? 'cross-origin' : 'same-origin' },
+  });
 
 /** Equal tokens, compared in constant time (the digests have equal length whatever the inputs). */
 function tokenEquals(given: string, expected: string): boolean {
@@ -112,7 +105,8 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple'); // no nested objects from a[b]=c: every option is a string or a list
-  app.use(securityHeaders);
+  const { cors: origins, rateLimit: rate } = service.config;
+  app.use(securityHeaders(origins.length > 0));
 
   app.use(
     pinoHttp({
@@ -147,90 +141,41 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  // ---- bodies ----------------------------------------------------------------------------------
-  const upload = multer({
-    storage: multer.memoryStorage(),
-    limits: {
-      fileSize: limits.maxImageBytes,
-      files: 1,
-      fields: 16,
-      parts: 20,
-      fieldSize: Math.ceil((limits.maxImageBytes * 4) / 3) + 1024,
-    },
-  }).single('image');
-  const raw = express.raw({ type: 'image/*', limit: limits.maxImageBytes });
-  const json = express.json({ limit: Math.ceil((limits.maxImageBytes * 4) / 3) + 64 * 1024 });
-
-  /** Parses whichever of the three body kinds came; 415 for any other. */
-  const body: RequestHandler = (req, res, next) => {
-    if (req.is('multipart/form-data')) return upload(req, res, next);
-    if (req.is('image/*')) return raw(req, res, next);
-    if (req.is('application/json')) return json(req, res, next);
-    // No body at all (type-is counts "Content-Length: 0" as a body): reported as a missing image.
-    if (
-      req.is('*/*') === null ||
-      (!req.get('content-type') && ['0', undefined].includes(req.get('content-length')) && !req.get('transfer-encoding'))
-    )
-      return next();
-    next(
-      new ApiError(
-        415,
-        'unsupported-media-type',
-        `Content-Type ${JSON.stringify(req.get('content-type') ?? '')} is not accepted; accepted: ${ACCEPTED_TYPES}`,
-        { received: req.get('content-type'), accepted: ACCEPTED_TYPES },
-      ),
+  // Browsers on these origins may call the API (preflights answered here, before any route).
+  if (origins.length)
+    app.use(
+      cors({
+        origin: origins.includes('*') ? '*' : origins,
+        methods: ['GET', 'HEAD', 'POST', 'DELETE'],
+        allowedHeaders: ['Content-Type', 'Authorization'],
+        maxAge: 600,
+      }),
     );
-  };
+  if (rate)
+    app.use(
+      rateLimit({
+        windowMs: rate.windowMs,
+        limit: rate.limit,
+        standardHeaders: 'draft-8',
+        legacyHeaders: false,
+        skip: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.path),
+        handler: (_req, _res, next, o) =>
+          next(
+            new ApiError(
+              429,
+              'rate-limited',
+              `more than ${o.limit} requests in ${o.windowMs / 1000} s from this client; retry later`,
+              {},
+              { 'Retry-After': String(Math.ceil(o.windowMs / 1000)) },
+            ),
+          ),
+      }),
+    );
 
-  /** The image bytes and the other fields of a request, whichever body kind carried them. */
-  function imageAndFields(req: Request, accepted: Record<string, string>): { image: Buffer; fields: Record<string, unknown> } {
-    let image: Buffer | undefined;
-    let fields: Record<string, unknown> = {};
-    if (Buffer.isBuffer(req.body))
-      image = req.body; // raw image/*
-    else if (req.body && typeof req.body === 'object' && !Array.isArray(req.body)) {
-      const { image: encoded, ...rest } = req.body as Record<string, unknown>;
-      fields = rest;
-      if (req.file) image = req.file.buffer;
-      else if (encoded !== undefined) {
-        const r = base64Image.safeParse(encoded);
-        if (!r.success) throw invalidField('image', encoded, 'a base64 string (optionally a data: URL)', r.error.issues[0].message);
-        image = r.data;
-      }
-    } else if (req.body !== undefined) throw invalidField('(body)', req.body, 'a JSON object');
-    if (!image || image.length === 0)
-      throw invalidField(
-        'image',
-        image ? '(0 bytes)' : undefined,
-        accepted.image,
-        image ? 'the image is empty' : 'no image in the request',
-      );
-    if (image.length > limits.maxImageBytes) throw payloadTooLarge(limits.maxImageBytes); // a base64 image decodes to this size only now
-    // Options may come in the query string, the form or the JSON body, but one value per field.
-    const merged: Record<string, unknown> = { ...req.query };
-    for (const [key, value] of Object.entries(fields)) {
-      if (key in merged && !isDeepStrictEqual(merged[key], value))
-        throw invalidField(
-          key,
-          value,
-          'one value, in either the query string or the body',
-          `also given as ${preview(merged[key])} in the query string`,
-        );
-      merged[key] = value;
-    }
-    return { image, fields: merged };
-  }
-
-  const { customWidths } = service.config.sessions;
-  const search = searchSchema(service.menu, customWidths);
-  const searchFields = searchAccepted(service.menu, service.index.params.ef, customWidths);
-  const searchInput: RequestHandler = (req, _res, next) => {
-    const { image, fields } = imageAndFields(req, searchFields);
-    req.body = { image, options: parseOr400(search, fields, searchFields) };
-    next();
-  };
+  const bodies = createBodies(limits);
+  const { body } = bodies;
   const addInput: RequestHandler = (req, _res, next) => {
-    const { image, fields } = imageAndFields(req, ADD_ACCEPTED);
+    const { image, fields } = bodies.imageAndFields(req, ADD_ACCEPTED);
     req.body = { image, meta: parseOr400(addSchema, fields, ADD_ACCEPTED) };
     next();
   };
@@ -258,20 +203,19 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   // ---- routes (each path answers its other methods with 405 and Allow) ---------------------------
-  app
-    .route('/v1/search')
-    .post(body, searchInput, async (req, res) => {
-      const r = await service.search(req.body.image, req.body.options);
-      res.locals.encoder = r.encoders.map((e) => e.name).join('>');
-      res.json(r);
-    })
-    .all(methodNotAllowed('POST'));
+  app.use(searchRouter(service, bodies));
+  app.use(openApiRouter(service));
 
   app
     .route('/v1/index')
     .get((_req, res) => {
       const writes = service.readOnly ? 'read-only' : deps.adminToken ? 'enabled' : 'disabled';
-      res.json({ ...service.info(), writes, limits: { maxImageBytes: limits.maxImageBytes, maxK: MAX_K } });
+      const { maxQueries: maxBatchQueries } = service.config.searchBatch;
+      res.json({
+        ...service.info(),
+        writes,
+        limits: { maxImageBytes: limits.maxImageBytes, maxK: MAX_K, maxBatchQueries, maxPayloadBytes: MAX_PAYLOAD_BYTES },
+      });
     })
     .all(methodNotAllowed('GET'));
 
@@ -290,7 +234,7 @@ export function createApp(deps: AppDeps): express.Express {
     .route('/v1/items/:id')
     .get(idInput, (req, res) => {
       const item = service.item(itemId(req));
-      const { id, source, label, sha256, bytes, addedAt } = item;
+      const { id, source, label, sha256, bytes, addedAt, payload } = item;
       res.json({
         id,
         path: source,
@@ -299,8 +243,9 @@ export function createApp(deps: AppDeps): express.Express {
         sha256,
         bytes,
         addedAt,
+        payload,
         imageUrl: `/v1/items/${id}/image`,
-      });
+      } satisfies ItemResponse);
     })
     .delete(admin, idInput, (req, res) => {
       res.json(service.remove(itemId(req)));
@@ -344,7 +289,7 @@ export function createApp(deps: AppDeps): express.Express {
     throw new ApiError(
       404,
       'not-found',
-      `no route ${req.method} ${req.path}; the API: POST /v1/search, GET /v1/index, GET /v1/items/:id, GET /v1/items/:id/image, POST /v1/items, DELETE /v1/items/:id, GET /healthz, /readyz, /metrics`,
+      `no route ${req.method} ${req.path}; the API: POST /v1/search, POST /v1/search/batch, GET /v1/index, GET /openapi.json (reference: /docs/), GET /v1/items/:id, GET /v1/items/:id/image, POST /v1/items, DELETE /v1/items/:id, GET /healthz, /readyz, /metrics`,
     );
   });
 

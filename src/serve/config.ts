@@ -71,6 +71,25 @@ export const ServeConfig = z
     shutdownTimeoutMs: z.number().int().positive().default(15000),
     /** Process metrics (CPU, memory, event loop lag, GC) in /metrics. */
     defaultMetrics: z.boolean().default(false),
+    /** POST /v1/search/batch: queries per request, and the JSON body's size (base64 images count 4/3). */
+    searchBatch: z
+      .object({
+        maxQueries: z.number().int().positive().default(32),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    /** Origins allowed to call the API from a browser (CORS); '*': any; empty: same origin only. */
+    cors: z.array(z.string().min(1)).default([]),
+    /** Requests per client address per window, past which the API answers 429 (health and metrics are exempt); absent: no limit. */
+    rateLimit: z
+      .object({ limit: z.number().int().positive(), windowMs: z.number().int().positive().default(60_000) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ServeConfig = z.infer<typeof ServeConfig>;

@@ -2,6 +2,7 @@
 // HTTP status and a stable machine-readable code; `toApiError` maps the errors thrown by the
 // libraries underneath (body parsers, multer, sharp via DecodeError) onto it, so the single error
 // middleware never answers 500 for bad input. Anything it cannot map is a bug: 500, logged.
+import type { RequestHandler } from 'express';
 import multer from 'multer';
 import { DecodeError } from '../data/preprocess.ts';
 import { bounded, preview } from '../util/zod-error.ts';
@@ -96,3 +97,17 @@ export function toApiError(err: unknown, limits: { maxImageBytes: number }): Api
     return new ApiError(400, 'invalid-form', `multipart form: ${err.message}`);
   return new ApiError(500, 'internal', 'internal error (logged)');
 }
+
+/** 405 for a known path asked with another method, naming the methods it has (Allow). */
+export const methodNotAllowed =
+  (...methods: string[]): RequestHandler =>
+  (req) => {
+    const allow = [...methods, ...(methods.includes('GET') ? ['HEAD'] : [])].join(', ');
+    throw new ApiError(
+      405,
+      'method-not-allowed',
+      `${req.method} is not allowed on ${req.path}; allowed: ${allow}`,
+      { accepted: allow },
+      { Allow: allow },
+    );
+  };

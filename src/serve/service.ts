@@ -12,17 +12,19 @@ import { pino, type Logger } from 'pino';
 import { preprocessImage } from '../data/preprocess.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
+import type { Filter } from '../index/filter.ts';
 import type { Item, SearchHit } from '../index/vector-index.ts';
 import { writeFileAtomic } from '../util/durable.ts';
 import { sha256Hex } from '../util/hash.ts';
 import { MicroBatcher } from './batcher.ts';
-import { type Confidence, confidence, shouldEscalate, storedCascade } from './cascade.ts';
+import { confidence, shouldEscalate, storedCascade } from './cascade.ts';
 import { ServeConfig, type ServeConfigInput } from './config.ts';
 import { ApiError } from './errors.ts';
 import { CorpusImages, type ImageFile, UPLOADS_DIR, removeStaleUploads, uploadExtension, uploadPath, uploadSource } from './images.ts';
 import { ServiceMenu, type ServiceEntry } from './menu.ts';
 import { type Metrics, createMetrics } from './metrics.ts';
-import { EncoderPolicy, type Plan } from './policy.ts';
+import { EncoderPolicy } from './policy.ts';
+import type { EncoderRun, SearchResponse, SearchResult } from './responses.ts';
 import { BoundedSessions } from './sessions.ts';
 
 export interface ServiceDeps {
@@ -42,37 +44,15 @@ export interface SearchOptions {
   maxLatencyMs?: number;
   ef?: number;
   label?: number;
+  filter?: Filter;
+  scoreThreshold?: number;
+  offset: number;
+  withPayload: boolean;
 }
 
-export interface SearchResult {
-  id: number;
-  score: number;
-  label: number;
-  labelName: string | null;
-  /** The item's source: path relative to the corpus root, 'idx:#N', or 'upload:NAME'. */
-  path: string;
-  imageUrl: string;
-}
-
-export interface EncoderRun {
-  name: string;
-  ffnDims: number[];
-  mflops: number;
-  encodeMs: number;
-  searchMs: number;
-  /** For a stage that could escalate: its neighbours' confidence, and whether it did. */
-  confidence?: Confidence;
-  escalated?: boolean;
-}
-
-export interface SearchResponse {
-  results: SearchResult[];
-  /** The encoder whose neighbours were returned; savedFraction counts every encoder that ran. */
-  encoder: { name: string; ffnDims: number[]; mflops: number; xlMflops: number; savedFraction: number };
-  encoders: EncoderRun[];
-  policy: { mode: Plan['mode']; loadLevel: number; why: string };
-  timings: { decodeMs: number; encodeMs: number; searchMs: number; totalMs: number };
-}
+/** What is searched: an image (encoded here), a vector a client encoded with a menu entry, or an item's stored vector. */
+export type SearchInput =
+  { kind: 'image'; image: Buffer } | { kind: 'vector'; vector: Float32Array; entry: ServiceEntry } | { kind: 'id'; id: number };
 
 export type ServiceState = 'warming' | 'ready' | 'draining' | 'closed';
 
@@ -170,10 +150,11 @@ export class SearchService {
     return e.origin === 'request' ? 'custom' : e.name;
   }
 
-  async search(image: Buffer, o: SearchOptions): Promise<SearchResponse> {
+  async search(query: SearchInput, o: SearchOptions): Promise<SearchResponse> {
     this.assertOpen();
+    if (query.kind !== 'image') return this.searchStored(query, o);
     const t0 = performance.now();
-    const input = await preprocessImage(image, this.model);
+    const input = await preprocessImage(query.image, this.model);
     const decodeMs = performance.now() - t0;
     if (o.maxLatencyMs !== undefined && this.state === 'warming')
       throw new ApiError(
@@ -193,7 +174,7 @@ export class SearchService {
       const vector = await this.batcher.encode(input, stage.entry);
       const t2 = performance.now();
       this.assertOpen(); // the index may have been closed while this query waited for the engine
-      hits = this.index.search(vector, last ? o.k : Math.max(o.k, plan.confidenceK), { ef: o.ef, label: o.label });
+      hits = this.neighbours(vector, last ? 0 : plan.confidenceK, o);
       const run: EncoderRun = {
         name: stage.entry.name,
         ffnDims: stage.entry.ffnDims,
@@ -218,7 +199,8 @@ export class SearchService {
     this.metrics.searchLatency.observe({ encoder: this.label(final) }, totalMs);
     this.metrics.queryMflops.inc(spent);
     return {
-      results: hits.slice(0, o.k).map((h) => this.result(h)),
+      input: 'image',
+      results: this.page(hits, o),
       encoder: {
         name: final.name,
         ffnDims: final.ffnDims,
@@ -237,13 +219,52 @@ export class SearchService {
     };
   }
 
+  /** A vector sent by the client, or an item's stored vector: searched as it is, nothing encoded here. */
+  private searchStored(query: Exclude<SearchInput, { kind: 'image' }>, o: SearchOptions): SearchResponse {
+    const t0 = performance.now();
+    const self = query.kind === 'id' ? query.id : undefined;
+    const vector = query.kind === 'vector' ? query.vector : this.index.vectorOf(this.item(query.id).id);
+    if (!vector) throw notFound(query.kind === 'id' ? query.id : 0, undefined); // deleted between the two reads
+    const entry = query.kind === 'vector' ? query.entry : this.menu.corpus;
+    const results = this.page(this.neighbours(vector, 0, o, self), o);
+    const ms = round(performance.now() - t0);
+    const mode = query.kind === 'vector' ? 'client' : 'stored';
+    this.metrics.searches.inc({ encoder: this.label(entry), mode });
+    this.metrics.searchLatency.observe({ encoder: this.label(entry) }, ms);
+    return {
+      input: query.kind,
+      results,
+      encoder: { name: entry.name, ffnDims: entry.ffnDims, mflops: entry.mflops, xlMflops: this.menu.xlMflops, savedFraction: 1 },
+      encoders: [],
+      policy: {
+        mode,
+        loadLevel: this.policy.load.level,
+        why: query.kind === 'vector' ? `encoded by the client with ${entry.name}` : `item ${query.id}'s stored vector (${entry.name})`,
+      },
+      timings: { decodeMs: 0, encodeMs: 0, searchMs: ms, totalMs: ms },
+    };
+  }
+
+  /** The hits a page needs (offset + k, at least `atLeast`), the item `self` left out. */
+  private neighbours(vector: Float32Array, atLeast: number, o: SearchOptions, self?: number): SearchHit[] {
+    const n = Math.max(atLeast, o.offset + o.k) + (self === undefined ? 0 : 1);
+    const hits = this.index.search(vector, n, { ef: o.ef, label: o.label, filter: o.filter });
+    return self === undefined ? hits : hits.filter((h) => h.id !== self);
+  }
+
+  /** The page of results: offset, k, the score threshold (hits are best first). */
+  private page(hits: SearchHit[], o: SearchOptions): SearchResult[] {
+    const page = hits.slice(o.offset, o.offset + o.k).filter((h) => o.scoreThreshold === undefined || h.score >= o.scoreThreshold);
+    return page.map((h) => this.result(h, o.withPayload));
+  }
+
   /** An item's own label name, else the model's name for its label: never another item's. */
   labelNameOf(item: Pick<Item, 'label' | 'labelName'>): string | null {
     return item.labelName ?? (item.label >= 0 ? (this.model.classNames[item.label] ?? null) : null);
   }
 
   /** A hit as returned: label and name read from the hit's own item in the store. */
-  private result(h: SearchHit): SearchResult {
+  private result(h: SearchHit, withPayload: boolean): SearchResult {
     const item = this.index.item(h.id);
     const label = item?.label ?? h.label;
     return {
@@ -253,6 +274,7 @@ export class SearchService {
       labelName: item ? this.labelNameOf(item) : null,
       path: h.source,
       imageUrl: `/v1/items/${h.id}/image`,
+      ...(withPayload && { payload: item?.payload ?? null }),
     };
   }
 
@@ -261,7 +283,10 @@ export class SearchService {
    * .../image serves it) and written durably before the store commit; the item is durable when
    * this returns. The same content twice gives the existing item (created: false).
    */
-  async add(image: Buffer, meta: { label?: number; labelName?: string }): Promise<{ id: number; created: boolean }> {
+  async add(
+    image: Buffer,
+    meta: { label?: number; labelName?: string; payload?: Record<string, unknown> },
+  ): Promise<{ id: number; created: boolean }> {
     this.assertWritable();
     const sha = sha256Hex(image);
     const known = this.index.existing([sha]).get(sha);
@@ -274,7 +299,7 @@ export class SearchService {
     writeFileAtomic(uploadPath(this.index.dir, name), image);
     const labelName = meta.labelName ?? (meta.label !== undefined && meta.label >= 0 ? (this.model.classNames[meta.label] ?? null) : null);
     const r = this.index.add([
-      { source: uploadSource(name), label: meta.label ?? -1, labelName, sha256: sha, bytes: image.length, vector },
+      { source: uploadSource(name), label: meta.label ?? -1, labelName, sha256: sha, bytes: image.length, vector, payload: meta.payload },
     ]);
     if (r.ids[0] === null) return { id: r.duplicates[0].existingId, created: false }; // the same image raced in
     this.metrics.writes.inc({ op: 'add' });
@@ -393,5 +418,6 @@ export class SearchService {
 }
 
 function notFound(id: number, item: Item | undefined): ApiError {
-  return new ApiError(404, 'not-found', item ? `item ${id} was deleted (at store seq ${item.deletedSeq})` : `no item with id ${id}`);
+  const message = item ? `id: item ${id} was deleted (at store seq ${item.deletedSeq})` : `id: no item with id ${id}`;
+  return new ApiError(404, 'not-found', message, { field: 'id', received: id });
 }

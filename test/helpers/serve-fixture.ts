@@ -37,8 +37,8 @@ export interface ServeFixture {
   cleanup(): void;
 }
 
-/** Builds the model and an index of `n` images in a new temp directory. */
-export async function serveFixture(n = 120): Promise<ServeFixture> {
+/** Builds the model and an index of `n` images in a new temp directory; `payloads` by source ('idx:#N'). */
+export async function serveFixture(n = 120, payloads?: ReadonlyMap<string, Record<string, unknown>>): Promise<ServeFixture> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-serve-test-'));
   const modelDir = path.join(root, 'model');
   const indexDir = path.join(root, 'index');
@@ -46,7 +46,7 @@ export async function serveFixture(n = 120): Promise<ServeFixture> {
   const mix = [4, 16]; // s in layer 1, l in layer 2: between m and l in cost
   saveCheckpoint(modelDir, c, initWeights(c, 7), { menu: [{ name: 'mix-sl', ffnDims: mix, mflops: mflops(c, mix) }] });
   const checkpoint = loadCheckpoint(modelDir);
-  await buildIndex({ checkpoint, modelDir, data: `fashion-mnist:test[:${n}]`, out: indexDir, snapshotEvery: 0 });
+  await buildIndex({ checkpoint, modelDir, data: `fashion-mnist:test[:${n}]`, out: indexDir, snapshotEvery: 0, payloads });
   return { root, modelDir, indexDir, checkpoint, n, cleanup: () => fs.rmSync(root, { recursive: true, force: true }) };
 }
 
