@@ -169,10 +169,15 @@ describe('matvit CLI', () => {
     const model = path.join(dir, 'fm');
     const folder = path.join(dir, 'fmnist-folder');
     await matvit('dataset', 'export', '--data', 'fashion-mnist:test[:300]', '--out', folder);
-    const idx = path.join(dir, 'idx.json');
+    const idx = path.join(dir, 'results', 'not-yet', 'idx.json'); // --json's folder is created
     const fold = path.join(dir, 'folder.json');
     await matvit('eval', 'classify', '--model', model, '--data', 'fashion-mnist:test[:300]', '--json', idx);
     await matvit('eval', 'classify', '--model', model, '--data', folder, '--json', fold);
+    // A --json that cannot be written is refused before the evaluation, naming the flag.
+    const under = path.join(fold, 'x.json'); // a "folder" that is a file
+    const bad = await fails(['eval', 'classify', '--model', model, '--data', 'fashion-mnist:test[:300]', '--json', under]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^error: --json: cannot create .*folder\.json/);
     const [a, b] = [idx, fold].map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
     assert.equal(a.count, 300);
     assert.deepEqual(

@@ -172,6 +172,12 @@ describe('distillation', () => {
         'fmnist-tiny',
       ]);
       assert.match(bad.stderr, /teacher 'init' needs --init/);
+      // A model whose head has another class count than the data is refused up front, with the way out.
+      const five = { ...g, numClasses: 5 };
+      saveCheckpoint(path.join(dir, 'five'), five, initWeights(five, 1));
+      // prettier-ignore
+      const mismatch = await fails(['train', '--init', path.join(dir, 'five'), '--data', 'fashion-mnist:test[:64]', '--out', path.join(dir, 'y'), '--backend', 'cpu']);
+      assert.match(mismatch.stderr, /has 10 classes and the model 5 outputs: fine-tune without labels by distillation \(--label-loss 0/);
     },
   );
 

@@ -333,6 +333,24 @@ describe('eval retrieval end to end', () => {
     assert.match(fs.readFileSync(path.join(root, 'retrieval.svg'), 'utf8'), /^<svg[\s\S]*recall@10/);
   });
 
+  test('queries that are also in the corpus are refused (each would find itself), naming how many', async () => {
+    const run = (corpus: string, queries: string) =>
+      (async () =>
+        evalRetrieval({
+          modelDir: modelA,
+          checkpoint: loadCheckpoint(modelA),
+          corpus: await parseDatasetSpec(corpus),
+          queries: await parseDatasetSpec(queries),
+          submodels: [],
+          k: 5,
+        }))();
+    await assert.rejects(
+      run('fashion-mnist:test[0:240]', 'fashion-mnist:test[200:260]'),
+      /^Error: 40 of the queries fashion-mnist:test\[200:260\] are also in the corpus/,
+    );
+    await assert.rejects(run('fashion-mnist:test[0:240]', 'fashion-mnist:test'), /240 of the queries/);
+  });
+
   test('--index: the index vectors and graph are searched; a model of another fingerprint is refused, naming both', async () => {
     const r = await evalRetrieval({
       modelDir: modelA,

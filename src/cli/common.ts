@@ -7,6 +7,7 @@ import { Option } from 'commander';
 import { z } from 'zod';
 import { type ModelConfig, parseSubmodel, granularityDims, submodelName } from '../model/config.ts';
 import { formatZodError } from '../util/zod-error.ts';
+import { notWritable } from '../util/writable.ts';
 
 export class UsageError extends Error {}
 
@@ -60,6 +61,25 @@ export const modelDir = z
         code: 'custom',
         message: `${path.resolve(dir)}: ${why}; give a checkpoint directory written by matvit init, train or import (e.g. models/matvit-fmnist)`,
       });
+  });
+
+/**
+ * A file a command writes at its end (--json, --csv, --out): its folder is created and checked when
+ * the options are parsed, so that a long evaluation does not end in ENOENT or EACCES.
+ */
+export const outputFile = z
+  .string()
+  .min(1)
+  .superRefine((file, ctx) => {
+    const dir = path.dirname(path.resolve(file));
+    let why: string | undefined;
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      why = notWritable(dir, [path.basename(file)]);
+    } catch (e) {
+      why = `cannot create ${dir}: ${(e as Error).message}`;
+    }
+    if (why) ctx.addIssue({ code: 'custom', message: why });
   });
 
 /** Comma-separated list -> string[] */

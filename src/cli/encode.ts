@@ -7,7 +7,7 @@ import { mflops } from '../model/flops.ts';
 import { PRESETS, preset } from '../model/presets.ts';
 import { initWeights } from '../model/weights.ts';
 import { ENGINES, createEncoder } from '../engine/encoder.ts';
-import { UsageError, csv, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
+import { UsageError, csv, flag, modelDir, outputFile, parseOptions, printJson, submodelOption } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 
 const Submodel = { granularity: z.string().optional(), ffnDims: z.string().optional() };
@@ -76,7 +76,7 @@ export const embedCommand = withSubmodel(new Command('embed'), EmbedOptions)
     }
   });
 
-const ExportOptions = z.object({ model: modelDir, ...Submodel, out: z.string().min(1) });
+const ExportOptions = z.object({ model: modelDir, ...Submodel, out: outputFile });
 
 export const exportOnnxCommand = withSubmodel(new Command('export-onnx'), ExportOptions)
   .description('write a standalone ONNX file of one submodel (input pixels [B,C,H,W] normalized; outputs embedding, logits)')

@@ -8,7 +8,7 @@ import { ENGINES, createEncoder } from '../engine/encoder.ts';
 import type { ClassifyRow } from '../eval/classify.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
 import type { QueryModel, RetrievalRow } from '../eval/retrieval.ts';
-import { UsageError, csv, flag, modelDir, parseOptions, submodelOption } from './common.ts';
+import { UsageError, csv, flag, modelDir, outputFile, parseOptions, submodelOption } from './common.ts';
 import { phaseBar } from './progress.ts';
 import { compact, markdownTable } from '../util/format.ts';
 
@@ -24,8 +24,8 @@ const ClassifyOptions = z.object({
   backend: z.string().default('auto'),
   batch: z.coerce.number().int().positive().default(64),
   limit: z.coerce.number().int().positive().optional(),
-  json: z.string().optional(),
-  csv: z.string().optional(),
+  json: outputFile.optional(),
+  csv: outputFile.optional(),
 });
 
 /** timm's results columns, plus the submodel, its widths and MFLOPs. Accuracies in percent, params in millions, as timm. */
@@ -172,7 +172,7 @@ const RetrievalArgs = z.object({
   batch: z.coerce.number().int().positive().default(64),
   limitCorpus: z.coerce.number().int().positive().optional(),
   limitQueries: z.coerce.number().int().positive().optional(),
-  json: z.string().optional(),
+  json: outputFile.optional(),
 });
 
 /** --query-model NAME=DIR[:granularity|:w,w,...]; a colon stays part of DIR unless a submodel follows it. */

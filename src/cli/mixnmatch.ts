@@ -9,7 +9,7 @@ import { createEncoder } from '../engine/encoder.ts';
 import { loadCheckpoint, readMeta, saveMeta } from '../model/checkpoint.ts';
 import type { FrontPoint, MixRow, PairedDiff } from '../eval/mixnmatch.ts';
 import { renderSvg, xyChart } from '../eval/plot.ts';
-import { UsageError, flag, modelDir, parseOptions } from './common.ts';
+import { UsageError, flag, modelDir, outputFile, parseOptions } from './common.ts';
 import { phaseBar } from './progress.ts';
 import { compact, markdownTable } from '../util/format.ts';
 
@@ -23,7 +23,7 @@ const Options = z
     batch: z.coerce.number().int().positive().default(64),
     limit: z.coerce.number().int().positive().optional(),
     latencyRuns: z.coerce.number().int().positive().default(20),
-    out: z.string().min(1),
+    out: outputFile,
     writeMenu: z.boolean().default(false),
   })
   .strict();

@@ -227,6 +227,17 @@ const SLICE = /^(.+)\[(-?\d*):(-?\d*)\]$/;
 /** A spec without its trailing slice (IDX refs count from the start of the file, not of a slice). */
 export const unslicedSpec = (spec: string): string => SLICE.exec(spec)?.[1] ?? spec;
 
+/** How many items two datasets share: slices of one source overlapping (canonical specs), else 0. */
+export function sharedItems(a: Dataset, b: Dataset): number {
+  if (unslicedSpec(a.spec) !== unslicedSpec(b.spec)) return 0;
+  const range = (d: Dataset): [number, number] => {
+    const m = SLICE.exec(d.spec);
+    return m ? [Number(m[2]), Number(m[3])] : [0, d.size];
+  };
+  const [[a0, a1], [b0, b1]] = [range(a), range(b)];
+  return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
+}
+
 /** The folder a spec reads image files from, which relative item paths are under; undefined for IDX specs. */
 export function specRoot(spec: string): string | undefined {
   const base = unslicedSpec(spec);

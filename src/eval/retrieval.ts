@@ -6,7 +6,7 @@
 // model deployed on its own). Query encoders from another checkpoint are the paper's baselines:
 // an independently trained ViT embeds into another space, so its queries miss an XL corpus.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import type { Dataset, Skipped } from '../data/dataset.ts';
+import { type Dataset, type Skipped, sharedItems } from '../data/dataset.ts';
 import { createEncoder } from '../engine/encoder.ts';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from '../index/hnsw.ts';
@@ -275,6 +275,12 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
       `the corpus ${o.corpus.spec} has ${o.corpus.classNames.length} classes, the queries ${o.queries.spec} ${o.queries.classNames.length}`,
     );
 
+  // A query that is also in the corpus finds itself: 1-NN would be 100% whatever the model.
+  const shared = sharedItems(o.corpus, o.queries);
+  if (shared > 0)
+    throw new Error(
+      `${shared} of the queries ${o.queries.spec} are also in the corpus ${o.corpus.spec}: each would find itself; give disjoint slices (e.g. fashion-mnist:train[:55000] and fashion-mnist:train[55000:])`,
+    );
   // Opened first, so that an index of another model is refused before anything is embedded.
   let searched: SearchedCorpus | undefined = o.indexDir ? indexCorpus(o.indexDir, meta.fingerprint) : undefined;
   try {

@@ -122,6 +122,13 @@ export async function train(
   const valDs = cfg0.val ? await parseDatasetSpec(cfg0.val) : undefined;
   const cfg: TrainConfig = { ...cfg0, model: withClassNames(cfg0.model, trainDs) };
   const c = cfg.model;
+  // Labels index the head's outputs: a mismatch would fail mid-run (or silently train unused classes).
+  for (const ds of cfg.labelLoss > 0 ? [trainDs, valDs] : [])
+    if (ds && ds.classNames.length !== c.numClasses)
+      throw new Error(
+        `${ds.spec} has ${ds.classNames.length ? `${ds.classNames.length} classes` : 'no class labels'} and the model ${c.numClasses} outputs: ` +
+          "fine-tune without labels by distillation (--label-loss 0 --distill self), or give data with the model's classes",
+      );
   const stepsPerEpoch = Math.floor(trainDs.size / cfg.batchSize);
   if (stepsPerEpoch === 0) throw new Error(`${cfg.data} has ${trainDs.size} images, fewer than one batch of ${cfg.batchSize}`);
   const totalSteps = Math.ceil(cfg.epochs * stepsPerEpoch);
