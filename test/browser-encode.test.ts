@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Browser, type Page, chromium } from 'playwright-core';
-import sharp from 'sharp';
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+import sharp, { type Sharp } from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { preprocessImage } from '../src/data/preprocess.ts';
 import { buildIndex } from '../src/index/build.ts';
@@ -59,7 +59,7 @@ after(async () => {
 });
 
 /** Fashion-MNIST test image i (outside the corpus) as a sharp image, grey or tinted to colour, at w x h. */
-async function query(i: number, w: number, h: number, colour: boolean): Promise<sharp.Sharp> {
+async function query(i: number, w: number, h: number, colour: boolean): Promise<Sharp> {
   const ds = await parseDatasetSpec('fashion-mnist:test');
   const grey = await sharp(await ds.bytes(i), { raw: { width: 28, height: 28, channels: 1 } })
     .resize(w, h, { kernel: 'cubic', fit: 'fill' })
@@ -92,8 +92,8 @@ async function queries(): Promise<{ name: string; mime: string; bytes: Buffer }[
 }
 
 /** A page on the app, failing the test on any page error or Content-Security-Policy refusal. */
-async function openPage(errors: string[]): Promise<Page> {
-  const page = await browser.newPage();
+async function openPage(errors: string[], context?: BrowserContext): Promise<Page> {
+  const page = await (context ?? browser).newPage();
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && /Content Security Policy|Refused/i.test(m.text()) && errors.push(m.text()));
   return page;
@@ -118,11 +118,12 @@ test(
     const service = s.service;
     const entry = service.menu.entries[0];
     const errors: string[] = [];
-    const page = await openPage(errors);
+    const context = await browser.newContext();
+    const page = await openPage(errors, context);
     let downloaded = 0;
     page.on('response', async (r) => {
-      if (/\/v1\/models\/.+\.onnx$|\/vendor\/onnxruntime-web/.test(r.url()))
-        downloaded += (await r.body().catch(() => Buffer.alloc(0))).length;
+      // Bytes on the wire (the runtime comes gzipped).
+      if (/\/v1\/models\/.+\.onnx$|\/vendor\/onnxruntime-web/.test(r.url())) downloaded += (await r.request().sizes()).responseBodySize;
     });
     await page.goto(s.url);
     await page.waitForFunction(() => document.body.dataset.browserEncoder === 'ready', undefined, { timeout: 60_000 });
@@ -132,7 +133,7 @@ test(
     let sameTop10 = 0;
     const encodeMs: number[] = [];
     const qs = await queries();
-    for (const q of qs) {
+    for (const [i, q] of qs.entries()) {
       const sent = page.waitForRequest((r) => r.url().endsWith('/v1/search') && r.method() === 'POST');
       const answered = page.waitForResponse((r) => r.url().endsWith('/v1/search'));
       await page.setInputFiles('#file', { name: q.name, mimeType: q.mime, buffer: q.bytes });
@@ -140,13 +141,16 @@ test(
       const reply = await (await answered).json();
       assert.equal(body.model, service.index.info().manifest.fingerprint, q.name);
       assert.equal(body.encoder, entry.name);
-      await page.waitForFunction(() => document.querySelector('#encoded-where')?.textContent?.startsWith('in this browser'));
+      await page.waitForFunction((n) => document.body.dataset.searches === String(n), i + 1);
+      assert.match((await page.textContent('#encoded-where')) ?? '', /^in this browser \(s\)/);
       encodeMs.push(Number(await page.evaluate(() => document.body.dataset.browserEncodeMs)));
+      const timings = ((await page.textContent('#browser-timings')) ?? '').replace(/^browser: /, '');
 
       const server = await service.batcher.encode(await preprocessImage(q.bytes, service.model), entry);
-      const cos = cosine(body.vector, server);
+      const sentVector = Buffer.from(body.vector, 'base64'); // the client sends little-endian float32 as base64
+      const cos = cosine(new Float32Array(sentVector.buffer, sentVector.byteOffset, sentVector.length / 4), server);
       const fd = new FormData();
-      fd.append('image', new Blob([q.bytes], { type: q.mime }), q.name);
+      fd.append('image', new Blob([new Uint8Array(q.bytes)], { type: q.mime }), q.name);
       const byServer = await call(`${s.url}/v1/search?k=10&encoder=${entry.name}`, { method: 'POST', body: fd });
       assert.equal(byServer.status, 200, JSON.stringify(byServer.body));
       const ids = (r: { results: { id: number }[] }) =>
@@ -157,7 +161,7 @@ test(
       const same = ids(reply) === ids(byServer.body);
       if (same) sameTop10++;
       rows.push(
-        `${q.name.padEnd(26)} ${String(q.bytes.length).padStart(7)} B  cosine ${cos.toFixed(6)}  top-10 ${same ? 'same' : 'differs'}`,
+        `${q.name.padEnd(26)} ${String(q.bytes.length).padStart(7)} B  cosine ${cos.toFixed(6)}  top-10 ${same ? 'same' : 'differs'}  ${timings}`,
       );
       assert.ok(cos >= 0.995, `${q.name}: cosine ${cos} between the browser's and the server's embedding`);
     }
@@ -172,8 +176,20 @@ test(
     );
     assert.ok(sameTop10 >= 0.9 * qs.length, `same top-10 for ${sameTop10} of ${qs.length}`);
     assert.match((await page.textContent('#compute')) ?? '', /server compute saved: [\d.]+ MFLOPs/);
+
+    // A second visit in the same browser: the graph and the runtime come from its cache (immutable URLs).
+    const again = await openPage(errors, context);
+    let second = 0;
+    again.on('response', async (r) => {
+      if (/\/v1\/models\/.+\.onnx$|\/vendor\/onnxruntime-web/.test(r.url()))
+        second += Math.max(0, (await r.request().sizes()).responseBodySize); // -1: from the cache
+    });
+    await again.goto(s.url);
+    await again.waitForFunction(() => document.body.dataset.browserEncoder === 'ready', undefined, { timeout: 60_000 });
+    console.log(`second visit: ${second} bytes downloaded (${(await again.textContent('#browser-status')) ?? ''})`);
+    assert.ok(second < downloaded / 100, `second visit downloaded ${second} bytes, the first ${downloaded}`);
     assert.deepEqual(errors, []);
-    await page.close();
+    await context.close();
   },
 );
 
@@ -205,6 +221,10 @@ test('GET /v1/models/FP/ENTRY.onnx: immutable, ETag, 304 on If-None-Match; 404 n
   const runtime = await fetch(`${s.url}${manifest.body.runtime.wasmPaths}ort-wasm-simd-threaded.wasm`);
   assert.equal(runtime.status, 200);
   assert.match(runtime.headers.get('cache-control') ?? '', /immutable/);
+  assert.equal(runtime.headers.get('content-encoding'), 'gzip');
+  assert.equal(runtime.headers.get('content-type'), 'application/wasm');
+  const wasm = Buffer.from(await runtime.arrayBuffer()); // fetch decodes the gzip
+  assert.equal(wasm.subarray(0, 4).toString('latin1'), '\0asm');
   assert.equal((await call(`${s.url}${manifest.body.runtime.wasmPaths}..%2Fpackage.json`)).status, 404);
 });
 
@@ -224,7 +244,9 @@ for (const [why, block] of [
     const sent = page.waitForRequest((r) => r.url().includes('/v1/search'));
     const q = (await queries())[0];
     await page.setInputFiles('#file', { name: q.name, mimeType: q.mime, buffer: q.bytes });
-    assert.match((await sent).headers()['content-type'] ?? '', /multipart\/form-data/); // the image itself went to the server
+    const body = (await sent).postDataJSON();
+    assert.equal(body.vector, undefined);
+    assert.equal(Buffer.from(body.image, 'base64').compare(q.bytes), 0); // the image itself went to the server
     await page.waitForSelector('#results .result');
     assert.match((await page.textContent('#encoded-where')) ?? '', /^on the server \(browser encoding /);
     assert.match((await page.textContent('#browser-status')) ?? '', /unavailable/);

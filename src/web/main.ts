@@ -4,6 +4,7 @@
 // A query image is encoded in this browser when it can (encode.ts: the smallest menu entry, in
 // WebAssembly) and searched by vector; otherwise, or when the box is unticked, it is sent to the
 // server to encode. Every result offers "more like this": a search by its item id.
+import { MatvitClient, type SearchResponse } from '../client/index.ts';
 import { type BrowserEncoder, type BrowserEncoding, downloadedBytes, encodeInBrowser, loadBrowserEncoder } from './encode.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(sel: string) => document.querySelector(sel) as T;
@@ -13,6 +14,7 @@ interface MenuEntry {
   mflops: number;
   fractionOfXl: number;
 }
+/** The fields of GET /v1/index the page shows (the client types the rest of the open object loosely). */
 interface IndexInfo {
   index: { counts: { live: number; deleted: number } };
   model: { name: string; fingerprint: string };
@@ -20,14 +22,6 @@ interface IndexInfo {
   menu: MenuEntry[];
   cascade: { stages: string[] } | null;
 }
-interface SearchResponse {
-  results: { id: number; score: number; label: number; labelName: string | null; path: string; imageUrl: string }[];
-  encoder: { name: string; mflops: number; xlMflops: number; savedFraction: number };
-  encoders: { name: string; mflops: number; escalated?: boolean }[];
-  policy: { mode: string; loadLevel: number };
-  timings: { decodeMs?: number; encodeMs?: number; searchMs: number; totalMs: number };
-}
-
 const state: {
   info: IndexInfo | null;
   busy: boolean;
@@ -56,15 +50,10 @@ function showError(message: string): void {
   box.hidden = !message;
 }
 
-async function api<T>(url: string, init?: RequestInit): Promise<T> {
-  const r = await fetch(url, init);
-  const body = await r.json();
-  if (!r.ok) throw new Error(body.error?.message ?? `${r.status} ${r.statusText}`);
-  return body as T;
-}
+const client = new MatvitClient();
 
 async function loadInfo(): Promise<void> {
-  const info = await api<IndexInfo>('/v1/index');
+  const info = (await client.index()) as unknown as IndexInfo;
   state.info = info;
   $('#about').textContent =
     `${info.index.counts.live} images embedded by ${info.model.name} (${info.corpus.submodel}, ${fmt(info.corpus.mflops)} MFLOPs per image). ` +
@@ -144,15 +133,7 @@ async function run(query: Blob | null, searching: () => Promise<{ body: SearchRe
 }
 
 const k = () => Number($<HTMLInputElement>('#k').value || '12');
-const postJson = (body: unknown) =>
-  api<SearchResponse>('/v1/search', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-
-async function searchOnServer(blob: Blob): Promise<SearchResponse> {
-  const params = new URLSearchParams({ k: String(k()), encoder: $<HTMLSelectElement>('#encoder').value });
-  const fd = new FormData();
-  fd.append('image', blob, (blob as File).name ?? 'query');
-  return api<SearchResponse>(`/v1/search?${params}`, { method: 'POST', body: fd });
-}
+const searchOnServer = (blob: Blob) => client.search({ image: blob, k: k(), encoder: $<HTMLSelectElement>('#encoder').value });
 
 /** The browser encoder when it is wanted and works; otherwise why not. */
 async function browserEncoder(): Promise<BrowserEncoder | string> {
@@ -175,7 +156,7 @@ function search(blob: Blob): Promise<void> {
       // An image this browser cannot decode may still be one the server can (or it says why not).
       return { body: await searchOnServer(blob), where: `on the server (the browser could not encode it: ${(e as Error).message})` };
     }
-    const body = await postJson({ vector: Array.from(encoded.vector), model: enc.manifest.fingerprint, encoder: enc.entry.name, k: k() });
+    const body = await client.search({ vector: encoded.vector, model: enc.manifest.fingerprint, encoder: enc.entry.name, k: k() });
     const { decode, preprocess, run, total } = encoded.ms;
     $('#browser-timings').textContent =
       `browser: decode ${decode.toFixed(1)} ms · preprocess ${preprocess.toFixed(1)} ms · encode ${run.toFixed(1)} ms · total ${total.toFixed(1)} ms`;
@@ -185,7 +166,7 @@ function search(blob: Blob): Promise<void> {
 }
 
 function searchById(id: number): Promise<void> {
-  return run(null, async () => ({ body: await postJson({ id, k: k() }), where: `not encoded: item ${id}'s stored vector` }));
+  return run(null, async () => ({ body: await client.search({ id, k: k() }), where: `not encoded: item ${id}'s stored vector` }));
 }
 
 function render(body: SearchResponse, where: string): void {
@@ -193,6 +174,7 @@ function render(body: SearchResponse, where: string): void {
   const inBrowser = where.startsWith('in this browser');
   $('#summary').hidden = false;
   $('#encoded-where').textContent = where;
+  document.body.dataset.searches = String(Number(document.body.dataset.searches ?? 0) + 1); // for tests: this answer is shown
   $('#browser-timings').hidden = !inBrowser;
   $('#encoder-used').textContent = encoders.length ? encoders.map((e) => e.name).join(' → ') : encoder.name;
   const escalated = encoders.some((e) => e.escalated);
@@ -206,8 +188,8 @@ function render(body: SearchResponse, where: string): void {
       : `${fmt(spent)} MFLOPs, ${pct(-encoder.savedFraction)} more than XL alone (the cascade ran twice)`;
   $('#meter-spent').style.width = `${Math.min(100, (100 * spent) / encoder.xlMflops)}%`;
   const server = [
-    timings.decodeMs !== undefined && `decode ${timings.decodeMs} ms`,
-    timings.encodeMs !== undefined && `encode ${timings.encodeMs} ms`,
+    body.input === 'image' && `decode ${timings.decodeMs} ms`,
+    body.input === 'image' && `encode ${timings.encodeMs} ms`,
     `search ${timings.searchMs} ms`,
     `total ${timings.totalMs} ms`,
   ].filter(Boolean);
