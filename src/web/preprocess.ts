@@ -40,21 +40,37 @@ const SRGB_TO_LINEAR = Float64Array.from({ length: 256 }, (_, v) => {
   const c = v / 255;
   return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
 });
-const toSrgb8 = (y: number) => Math.round(255 * (y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055));
+// The linear values where the rounded sRGB level steps up (level v + 0.5 decoded): Math.round of the
+// sRGB encoding of y is the number of these below y, found by binary search instead of a pow per pixel.
+const LEVEL_STEPS = Float64Array.from({ length: 255 }, (_, v) => {
+  const c = (v + 0.5) / 255;
+  return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+});
+function toSrgb8(y: number): number {
+  let lo = 0,
+    hi = 255;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (LEVEL_STEPS[mid] <= y) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /** RGBA (alpha already flattened) -> the model's channels: luminance for 1, RGB for 3. */
-export function toChannels(rgba: Uint8Array | Uint8ClampedArray, width: number, height: number, channels: number): Pixels {
-  const n = width * height;
+export function toChannels(rgba: Pixels, channels: number): Pixels {
+  const n = rgba.width * rgba.height;
+  const src = rgba.data;
   const data = new Uint8Array(n * channels);
   for (let i = 0; i < n; i++) {
-    const r = rgba[4 * i],
-      g = rgba[4 * i + 1],
-      b = rgba[4 * i + 2];
+    const r = src[4 * i],
+      g = src[4 * i + 1],
+      b = src[4 * i + 2];
     if (channels === 1)
       data[i] = r === g && g === b ? r : toSrgb8(0.2126 * SRGB_TO_LINEAR[r] + 0.7152 * SRGB_TO_LINEAR[g] + 0.0722 * SRGB_TO_LINEAR[b]);
     else data.set([r, g, b], 3 * i);
   }
-  return { data, width, height, channels };
+  return { data, width: rgba.width, height: rgba.height, channels };
 }
 
 /** Box average over factor x factor blocks (a partial last block averages what it has): vips_shrink with ceil. */
@@ -182,11 +198,11 @@ export function modelInput(
   format?: string,
 ): Float32Array {
   const plan = evalPlan(width, height, cfg);
-  let p = toChannels(rgba, width, height, cfg.channels);
-  if (plan.resize) {
-    if (format === 'jpeg' || format === 'webp') p = shrinkOnLoad(p, format, plan.resize);
-    p = resize(p, plan.resize.width, plan.resize.height, cfg.interpolation);
-  }
+  let p: Pixels = { data: new Uint8Array(rgba.buffer, rgba.byteOffset, rgba.length), width, height, channels: 4 };
+  // In sharp's order: shrunk while decoding (in colour), then greyscale, then resized.
+  if (plan.resize && (format === 'jpeg' || format === 'webp')) p = shrinkOnLoad(p, format, plan.resize);
+  p = toChannels(p, cfg.channels);
+  if (plan.resize) p = resize(p, plan.resize.width, plan.resize.height, cfg.interpolation);
   if (plan.after) {
     const { left, top, width: w, height: h } = plan.after;
     const C = p.channels;
