@@ -142,7 +142,7 @@ test(
       assert.equal(body.model, service.index.info().manifest.fingerprint, q.name);
       assert.equal(body.encoder, entry.name);
       await page.waitForFunction((n) => document.body.dataset.searches === String(n), i + 1);
-      assert.match((await page.textContent('#encoded-where')) ?? '', /^in this browser \(s\)/);
+      assert.match((await page.textContent('#encoded-where')) ?? '', /^encoded in this browser \(s\)/);
       encodeMs.push(Number(await page.evaluate(() => document.body.dataset.browserEncodeMs)));
       const timings = ((await page.textContent('#browser-timings')) ?? '').replace(/^browser: /, '');
 
@@ -248,7 +248,7 @@ for (const [why, block] of [
     assert.equal(body.vector, undefined);
     assert.equal(Buffer.from(body.image, 'base64').compare(q.bytes), 0); // the image itself went to the server
     await page.waitForSelector('#results .result');
-    assert.match((await page.textContent('#encoded-where')) ?? '', /^on the server \(browser encoding /);
+    assert.match((await page.textContent('#encoded-where')) ?? '', /^encoded on the server \(browser encoding /);
     assert.match((await page.textContent('#browser-status')) ?? '', /unavailable/);
     assert.deepEqual(errors, []);
     await page.close();

@@ -55,7 +55,7 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   await page.waitForSelector('#results .result');
   assert.equal(await page.locator('#results .result').count(), 12);
   assert.equal(await page.textContent('#encoder-used'), 'xl');
-  assert.match((await page.textContent('#encoded-where')) ?? '', /^on the server/);
+  assert.match((await page.textContent('#encoded-where')) ?? '', /^encoded on the server/);
   assert.match((await page.textContent('#policy')) ?? '', /auto/);
   assert.match((await page.locator('#results .score').first().textContent()) ?? '', /^\d\.\d{4}$/);
   assert.ok(await page.isVisible('#query'));
@@ -82,10 +82,14 @@ test('upload an image: results grid, encoder used, compute saved; click a result
   const sent = page.waitForRequest((r) => r.url().endsWith('/v1/search'));
   await page.locator('#results .result .more').first().click();
   assert.deepEqual((await sent).postDataJSON(), { id, k: 5 });
-  await page.waitForFunction((t) => document.querySelector('#encoded-where')?.textContent === t, `not encoded: item ${id}'s stored vector`);
+  await page.waitForFunction(
+    (t) => document.querySelector('#encoded-where')?.textContent === t,
+    `item ${id}'s stored vector (nothing encoded)`,
+  );
   const srcs = await page.locator('#results .result img').evaluateAll((imgs) => imgs.map((i) => i.getAttribute('src')));
   assert.equal(srcs.length, 5);
   assert.ok(!srcs.includes(firstSrc), `item ${id} is not among its own neighbours`);
+  assert.equal(await page.getAttribute('#query', 'src'), `/v1/items/${id}/image`); // the query shown is the item
   assert.equal(errors.length, 0, errors.join('\n'));
   await page.close();
 });

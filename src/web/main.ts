@@ -108,19 +108,17 @@ async function searchByImageOf(id: number): Promise<void> {
   await search(await r.blob());
 }
 
-/** Runs one search with the page busy, showing its query image (if any) and its results or error. */
-async function run(query: Blob | null, searching: () => Promise<{ body: SearchResponse; where: string }>): Promise<void> {
+/** Runs one search with the page busy, showing its query image (a file, or a stored item's URL) and its results or error. */
+async function run(query: Blob | string, searching: () => Promise<{ body: SearchResponse; where: string }>): Promise<void> {
   if (state.busy) return;
   state.busy = true;
   document.body.classList.add('busy');
   showError('');
-  if (query) {
-    const q = $<HTMLImageElement>('#query');
-    if (q.src) URL.revokeObjectURL(q.src);
-    q.src = URL.createObjectURL(query);
-    q.hidden = false;
-    $('#drop-text').textContent = 'Drop, paste or pick another image';
-  }
+  const q = $<HTMLImageElement>('#query');
+  if (q.src.startsWith('blob:')) URL.revokeObjectURL(q.src);
+  q.src = typeof query === 'string' ? query : URL.createObjectURL(query);
+  q.hidden = false;
+  $('#drop-text').textContent = 'Drop, paste or pick another image';
   try {
     const { body, where } = await searching();
     render(body, where);
@@ -148,30 +146,36 @@ async function browserEncoder(): Promise<BrowserEncoder | string> {
 function search(blob: Blob): Promise<void> {
   return run(blob, async () => {
     const enc = await browserEncoder();
-    if (typeof enc === 'string') return { body: await searchOnServer(blob), where: `on the server (browser encoding ${enc})` };
+    if (typeof enc === 'string') return { body: await searchOnServer(blob), where: `encoded on the server (browser encoding ${enc})` };
     let encoded: BrowserEncoding;
     try {
       encoded = await encodeInBrowser(enc, blob);
     } catch (e) {
       // An image this browser cannot decode may still be one the server can (or it says why not).
-      return { body: await searchOnServer(blob), where: `on the server (the browser could not encode it: ${(e as Error).message})` };
+      return {
+        body: await searchOnServer(blob),
+        where: `encoded on the server (the browser could not encode it: ${(e as Error).message})`,
+      };
     }
     const body = await client.search({ vector: encoded.vector, model: enc.manifest.fingerprint, encoder: enc.entry.name, k: k() });
     const { decode, preprocess, run, total } = encoded.ms;
     $('#browser-timings').textContent =
       `browser: decode ${decode.toFixed(1)} ms · preprocess ${preprocess.toFixed(1)} ms · encode ${run.toFixed(1)} ms · total ${total.toFixed(1)} ms`;
     document.body.dataset.browserEncodeMs = total.toFixed(2);
-    return { body, where: `in this browser (${enc.entry.name})` };
+    return { body, where: `encoded in this browser (${enc.entry.name})` };
   });
 }
 
 function searchById(id: number): Promise<void> {
-  return run(null, async () => ({ body: await client.search({ id, k: k() }), where: `not encoded: item ${id}'s stored vector` }));
+  return run(`/v1/items/${id}/image`, async () => ({
+    body: await client.search({ id, k: k() }),
+    where: `item ${id}'s stored vector (nothing encoded)`,
+  }));
 }
 
 function render(body: SearchResponse, where: string): void {
   const { encoder, encoders, policy, timings, results } = body;
-  const inBrowser = where.startsWith('in this browser');
+  const inBrowser = where.startsWith('encoded in this browser');
   $('#summary').hidden = false;
   $('#encoded-where').textContent = where;
   document.body.dataset.searches = String(Number(document.body.dataset.searches ?? 0) + 1); // for tests: this answer is shown
