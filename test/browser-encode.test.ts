@@ -2,7 +2,8 @@
 // playwright-core) against the real app on port 0, with the shipped Fashion-MNIST model: the page
 // encodes each of a set of images of mixed formats and sizes with onnxruntime-web, and
 // - its embedding agrees with the server's embedding of the same file (cosine >= 0.995 each),
-// - its vector search returns the same top-10 as the server-encoded search of the file (>= 90%);
+// - its vector search returns the same top-10 as the server-encoded search of the file (>= 90%),
+// and, for a random-weight RGB model with a center crop, colour images agree too;
 // the ONNX route is immutable and revalidates with its ETag; the page falls back to the server
 // when the graph cannot be downloaded or WebAssembly is missing. Encode times and bytes downloaded
 // are printed (docs/browser-encoding.md).
