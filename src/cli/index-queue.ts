@@ -18,14 +18,19 @@ async function address(url: string) {
   return parsedFlag('--queue', url, parseQueueUrl);
 }
 
-/** A pino logger on stderr, and an AbortSignal that SIGINT/SIGTERM trigger (the process then finishes its current job). */
+/**
+ * A pino logger on stderr, and an AbortSignal that SIGINT/SIGTERM trigger: the process finishes its
+ * current job and stops. A second signal exits at once (a job it held comes back to the queue when
+ * its lock expires), for a stop that cannot finish, e.g. while Redis is unreachable.
+ */
 async function runtime(name: string) {
   const { pino } = await import('pino');
   const log = pino({ name, level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const)
-    process.once(sig, () => {
-      log.info({ signal: sig }, 'stopping after the current job');
+    process.on(sig, () => {
+      if (ac.signal.aborted) process.exit(sig === 'SIGINT' ? 130 : 143);
+      log.info({ signal: sig }, 'stopping after the current job (a second signal stops at once)');
       ac.abort();
     });
   return { log, signal: ac.signal };

@@ -28,7 +28,7 @@ export function parseQueueUrl(url: string): QueueAddress {
   } catch {
     throw new Error(`${want}`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`protocol ${u.protocol}: ${want}`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`protocol ${u.protocol.slice(0, -1)}: ${want}`);
   const name = decodeURIComponent(u.pathname.replace(/^\//, ''));
   if (!NAME.test(name)) throw new Error(`queue name "${name}": ${want}`);
   const db = u.searchParams.get('db');
