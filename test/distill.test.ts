@@ -97,6 +97,22 @@ describe('distillation', () => {
     tf.dispose(Object.values(params));
   });
 
+  test('cosine distillation alone does not reach the head: it is left unchanged, the rest is trained', async () => {
+    await initTfjs('cpu');
+    const w = strongWeights(c, 6);
+    const images = randomImages(c, B, 7);
+    const train = TrainConfig.parse({ model: c, data: 'x', labelLoss: 0, distill: { kl: 0 } });
+    const params = toVariables(c, w);
+    const t = teacherOutputs(c, toTensors(c, w), images, train.distill!);
+    const sub = { name: 's', ffnDims: granularityDims(c, 's') };
+    await trainStep(c, params, makeOptimizer(train, params), images, new Float32Array(0), [sub], 1e-2, t, 0);
+    const changed = (n: string) => params[n].dataSync().some((v, i) => v !== w[n].data[i]);
+    assert.equal(changed('head.weight'), false);
+    assert.equal(changed('head.bias'), false);
+    assert.equal(changed('blocks.0.mlp.fc1.weight'), true);
+    tf.dispose([t.logits, t.embedding, ...Object.values(params)]);
+  });
+
   test('without labels and teacher self, XL is never trained (it would only match itself); s, m and l all are', () => {
     const train = TrainConfig.parse({ model: c, data: 'x', labelLoss: 0, distill: { teacher: 'self' } });
     const drawn = new Set(Array.from({ length: 400 }, (_, step) => stepSubmodels(train, step)[0].name));

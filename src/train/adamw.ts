@@ -34,10 +34,15 @@ export class AdamW {
     }
   }
 
-  /** Clips `grads` to the global norm and applies one update at learning rate `lr`; returns the pre-clip norm. */
+  /**
+   * Clips `grads` to the global norm and applies one update at learning rate `lr`; returns the
+   * pre-clip norm. A parameter the loss does not reach (no gradient: the head when training by
+   * embedding distillation alone) is left as it is, moments and decay included, as torch.optim.AdamW
+   * skips parameters whose grad is None.
+   */
   async step(grads: Record<string, tf.Tensor>, lr: number): Promise<number> {
     const { beta1, beta2, eps, weightDecay, clipNorm } = this.o;
-    const names = Object.keys(this.params);
+    const names = Object.keys(this.params).filter((n) => grads[n] !== undefined);
     const g = await Promise.all(names.map(async (n) => (await grads[n].data()) as Float32Array));
     const norm = Math.sqrt(g.reduce((s, gi) => s + sumSquares(gi), 0));
     this.t += 1;
