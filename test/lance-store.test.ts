@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import seedrandom from 'seedrandom';
 import { buildIndex } from '../src/index/build.ts';
+import { createLance } from '../src/index/lance-create.ts';
 import { LanceIndex } from '../src/index/lance-store.ts';
 import type { NewItem } from '../src/index/store-schema.ts';
 import { VectorIndex } from '../src/index/vector-index.ts';
@@ -62,7 +63,7 @@ describe('LanceIndex against a plain loop', () => {
   test('adds, duplicates, removes, exact and ANN search, payloads, a read-only replica refreshing', () => {
     const dim = 16;
     const uri = path.join(root, 'unit');
-    const index = LanceIndex.create(
+    const index = createLance(
       uri,
       { fingerprint: FP, modelName: 't', ffnDims: [4], dim, space: 'cosine', corpus: {} },
       { annMinRows: 300 },
@@ -85,6 +86,8 @@ describe('LanceIndex against a plain loop', () => {
         }
       }
       assert.equal(index.size, 400);
+      assert.equal(index.info().store.ann, null, 'no ANN index before a snapshot');
+      index.snapshot();
       assert.ok(index.info().store.ann, 'an ANN index past annMinRows');
       const removed = [...live.keys()].filter((id) => id % 7 === 0);
       const rr = index.remove([...removed, 99999]);

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { submodelName } from '../model/config.ts';
-import { csv, flag, parseOptions, printJson } from './common.ts';
+import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
 import { IndexOnly, count } from './index-flags.ts';
 
@@ -200,7 +200,13 @@ const intList = (v: string, ctx: z.RefinementCtx) => {
 };
 
 const BenchIndexOptions = z.object({
-  index: z.string().min(1),
+  index: z.string().min(1).optional(),
+  synthetic: count(100).optional(),
+  dim: count(8).default(128),
+  queries: count(1).default(500),
+  stores: z.string().default('sqlite,lance'),
+  dir: z.string().min(1).default('bench-index-synthetic'),
+  keep: z.boolean().default(false),
   efConstruction: z.string().default('200,100,64,48').transform(intList),
   ef: z.string().transform(intList).optional(),
   sample: count(1).default(500),
@@ -215,11 +221,25 @@ export const benchIndexCommand = new Command('index')
   .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare'))
   .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef)"))
   .addOption(flag(BenchIndexOptions, '--sample <n>', 'stored items used as queries for recall@10'))
+  .addOption(
+    flag(
+      BenchIndexOptions,
+      '--synthetic <n>',
+      'instead of --index: build both stores from n synthetic vectors (a seeded Gaussian mixture) and compare build time, recall@10, latency p50/p99 and the serving process RSS',
+    ),
+  )
+  .addOption(flag(BenchIndexOptions, '--dim <d>', '--synthetic: vector dimension'))
+  .addOption(flag(BenchIndexOptions, '--queries <n>', '--synthetic: held-out queries'))
+  .addOption(flag(BenchIndexOptions, '--stores <list>', '--synthetic: stores to build (sqlite, lance)'))
+  .addOption(flag(BenchIndexOptions, '--dir <dir>', '--synthetic: where the indexes are built'))
+  .addOption(flag(BenchIndexOptions, '--keep', '--synthetic: keep the built indexes'))
   .addOption(flag(BenchIndexOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(BenchIndexOptions, raw);
+    if ((o.index === undefined) === (o.synthetic === undefined)) throw new UsageError('give one of --index DIR or --synthetic N');
+    if (o.synthetic !== undefined) return benchSyntheticAction({ ...o, synthetic: o.synthetic });
     const [{ VectorIndex }, { benchIndex }] = await Promise.all([import('../index/vector-index.ts'), import('../index/bench.ts')]);
-    const index = VectorIndex.open(o.index, { mode: 'read' });
+    const index = VectorIndex.open(o.index!, { mode: 'read' });
     try {
       const r = await benchIndex(index, o.efConstruction, { efs: o.ef, sample: o.sample });
       if (o.json) return void printJson(r);
@@ -244,3 +264,37 @@ export const benchIndexCommand = new Command('index')
       index.close();
     }
   });
+
+async function benchSyntheticAction(o: z.infer<typeof BenchIndexOptions> & { synthetic: number }): Promise<void> {
+  const { benchSynthetic } = await import('../index/bench-synthetic.ts');
+  const stores = csv(o.stores);
+  for (const s of stores) if (s !== 'sqlite' && s !== 'lance') throw new UsageError(`--stores: ${s}: expected sqlite or lance`);
+  const r = await benchSynthetic({
+    n: o.synthetic,
+    dim: o.dim,
+    queries: o.queries,
+    dir: o.dir,
+    stores: stores as ('sqlite' | 'lance')[],
+    keep: o.keep,
+    onProgress: o.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+  });
+  if (o.json) return void printJson(r);
+  process.stdout.write(
+    `${r.n} synthetic ${r.dim}-d unit vectors (seeded Gaussian mixture); ${r.queries} held-out queries; recall@10 against a plain exact scan; latency and RSS in a read-only serving child process\n` +
+      markdownTable(
+        ['store', 'build s', 'disk MB', 'recall@10', 'p50 ms', 'p99 ms', 'open ms', 'RSS MB', 'peak RSS MB'],
+        r.stores.map((s) => [
+          s.store,
+          s.buildSeconds.toFixed(1),
+          s.diskMB.toFixed(0),
+          s.recallAt10.toFixed(4),
+          s.p50Ms.toFixed(2),
+          s.p99Ms.toFixed(2),
+          s.openMs.toFixed(0),
+          s.rssMB.toFixed(0),
+          s.peakRssMB.toFixed(0),
+        ]),
+      ) +
+      '\n',
+  );
+}

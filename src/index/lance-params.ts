@@ -1,9 +1,11 @@
 // The LanceDB store's settings (kept in its meta table under 'lance'), and the ANN index's
 // parameters derived from the table's size and dimension where not set.
 //
-// IVF-PQ: ~sqrt(N) partitions (LanceDB's guide, https://lancedb.github.io/lancedb/ann_indexes/),
-// dim/8 sub-vectors (8 dims per 1-byte code), and a refine step that re-ranks refineFactor*k
-// candidates by their full stored vectors, which is what lifts recall@10 past 0.95 (docs/lance-store.md).
+// IVF-PQ: one partition per ~4096 rows (at least 16), fewer than LanceDB's sqrt(N) guide
+// (https://lancedb.github.io/lancedb/ann_indexes/) because k-means training samples 256 rows per
+// partition and costs partitions^2: sqrt(1M) = 1000 partitions took tens of minutes on 2 cores
+// here (docs/lance-store.md); dim/8 sub-vectors (8 dims per 1-byte code); and a refine step that
+// re-ranks refineFactor*k candidates by their full stored vectors, which lifts recall@10.
 import { z } from 'zod';
 
 export const LanceParams = z.object({
@@ -32,11 +34,11 @@ export type LanceParamsInput = z.input<typeof LanceParams>;
 
 /** The ANN settings for a table of `rows` vectors of `dim` dimensions, with what `p` sets explicitly kept. */
 export function annSettings(p: LanceParams, rows: number, dim: number) {
-  const partitions = p.partitions ?? Math.max(1, Math.round(Math.sqrt(rows)));
+  const partitions = p.partitions ?? Math.max(16, Math.round(rows / 4096));
   const subVectors = p.subVectors ?? largestDivisor(dim, Math.max(1, Math.floor(dim / 8)));
   if (dim % subVectors !== 0) throw new Error(`subVectors = ${subVectors}: must divide the dimension ${dim}`);
-  // ~5% of the partitions, at least LanceDB's default of 20: measured in docs/lance-store.md.
-  const nprobes = p.nprobes ?? Math.min(partitions, Math.max(20, Math.ceil(partitions * 0.05)));
+  // ~8% of the partitions, at least LanceDB's default of 20: measured in docs/lance-store.md.
+  const nprobes = p.nprobes ?? Math.min(partitions, Math.max(20, Math.ceil(partitions * 0.08)));
   return { partitions, subVectors, nprobes, refineFactor: p.refineFactor };
 }
 

@@ -81,6 +81,11 @@ const ops = {
     const r = await t.mergeInsert(key).whenNotMatchedInsertAll().execute(toArrow(await t.schema(), cols));
     return { inserted: r.numInsertedRows, version: r.version };
   },
+  async append({ name, cols }) {
+    const t = table(name);
+    const r = await t.add(toArrow(await t.schema(), cols));
+    return { version: r.version };
+  },
   async upsert({ name, key, cols }) {
     const t = table(name);
     const r = await t.mergeInsert(key).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(toArrow(await t.schema(), cols));

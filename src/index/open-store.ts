@@ -1,5 +1,6 @@
 // Opening an index by what its location holds: a LanceDB index (an object-storage URI, or a
 // directory with the items table: lance-store.ts) or the SQLite + HNSW one (vector-index.ts).
+import { openOrCreateLance } from './lance-create.ts';
 import type { LanceParamsInput } from './lance-params.ts';
 import { LanceIndex, holdsLance } from './lance-store.ts';
 import type { IndexParamsInput } from './manifest.ts';
@@ -15,7 +16,5 @@ export function openIndex(dirOrUri: string, opts: OpenOptions = {}): IndexStore 
 
 /** What a resumable build calls: the store of an existing index is what it holds; a new one is `kind`. */
 export function openOrCreateIndex(dirOrUri: string, input: IndexParamsInput, kind: StoreKind, lance?: LanceParamsInput): IndexStore {
-  return kind === 'lance' || holdsLance(dirOrUri)
-    ? LanceIndex.openOrCreate(dirOrUri, input, lance)
-    : VectorIndex.openOrCreate(dirOrUri, input);
+  return kind === 'lance' || holdsLance(dirOrUri) ? openOrCreateLance(dirOrUri, input, lance) : VectorIndex.openOrCreate(dirOrUri, input);
 }
