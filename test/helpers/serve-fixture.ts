@@ -46,7 +46,9 @@ export async function serveFixture(n = 120, payloads?: ReadonlyMap<string, Recor
   const mix = [4, 16]; // s in layer 1, l in layer 2: between m and l in cost
   saveCheckpoint(modelDir, c, initWeights(c, 7), { menu: [{ name: 'mix-sl', ffnDims: mix, mflops: mflops(c, mix) }] });
   const checkpoint = loadCheckpoint(modelDir);
-  await buildIndex({ checkpoint, modelDir, data: `fashion-mnist:test[:${n}]`, out: indexDir, snapshotEvery: 0, payloads });
+  // MATVIT_TEST_STORE=lance runs the service tests on the LanceDB store (src/index/lance-store.ts).
+  const store = process.env.MATVIT_TEST_STORE === 'lance' ? 'lance' : 'sqlite';
+  await buildIndex({ checkpoint, modelDir, data: `fashion-mnist:test[:${n}]`, out: indexDir, snapshotEvery: 0, payloads, store });
   return { root, modelDir, indexDir, checkpoint, n, cleanup: () => fs.rmSync(root, { recursive: true, force: true }) };
 }
 
