@@ -7,6 +7,7 @@ import { benchEncodeCommand, embedCommand, exportOnnxCommand } from './encode.ts
 import { datasetCommand } from './dataset.ts';
 import { evalCommand } from './eval.ts';
 import { indexCommand } from './index-cmd.ts';
+import { benchFilterCommand } from './bench-filter.ts';
 import { benchIndexCommand } from './index-maintain.ts';
 import { importCommand } from './import.ts';
 import { infoCommand } from './info.ts';
@@ -21,7 +22,7 @@ const program = new Command('matvit').description(
   'Elastic image retrieval with MatViT: one nested ViT, many query encoders, one metric space.',
 );
 const bench = new Command('bench').description('benchmarks that print figures measured in one run');
-for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand, benchServeCommand]) bench.addCommand(cmd);
+for (const cmd of [benchEncodeCommand, benchTrainCommand, benchIndexCommand, benchFilterCommand, benchServeCommand]) bench.addCommand(cmd);
 const commands = [
   initCommand,
   importCommand,

@@ -33,6 +33,9 @@ const ServeOptions = z.object({
   customSessions: int.positive().default(D.sessions.customSessions),
   readOnly: z.boolean().default(false),
   refreshMs: int.nonnegative().default(D.refreshMs),
+  cors: z.string().optional(),
+  rateLimit: int.positive().optional(),
+  maxBatchQueries: int.positive().default(D.searchBatch.maxQueries),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -45,6 +48,9 @@ function serveConfig(o: z.infer<typeof ServeOptions>): ServeConfigInput {
     sessions: { customWidths: o.customWidths, customSessions: o.customSessions },
     defaultMetrics: true,
     refreshMs: o.refreshMs,
+    cors: o.cors ? csv(o.cors) : [],
+    rateLimit: o.rateLimit ? { limit: o.rateLimit } : undefined,
+    searchBatch: { maxQueries: o.maxBatchQueries },
   };
 }
 
@@ -76,6 +82,11 @@ export const serveCommand = new Command('serve')
   .addOption(flag(S, '--no-custom-widths', 'refuse FFN widths outside the menu (ffnDims, encoder=a,b,...) with 400'))
   .addOption(flag(S, '--read-only', 'open the index read-only: a replica of an index another process writes (writes answer 503)'))
   .addOption(flag(S, '--refresh-ms <ms>', 'pick up what another process committed every this many ms (0: never)'))
+  .addOption(flag(S, '--cors <origins>', "comma-separated origins whose pages may call the API ('*': any); default: same origin only"))
+  .addOption(
+    flag(S, '--rate-limit <n>', 'requests per minute per client address, then 429 (health checks and metrics exempt); default: none'),
+  )
+  .addOption(flag(S, '--max-batch-queries <n>', 'queries per POST /v1/search/batch'))
   .addOption(flag(S, '--log-level <level>', 'pino log level'))
   .action(async (raw) => {
     const o = parseOptions(ServeOptions, raw);

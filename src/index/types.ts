@@ -11,6 +11,8 @@ export interface SearchOptions {
   label?: number;
   /** Only items matching this filter (filter.ts), parsed. */
   filter?: Filter;
+  /** How a restricted search runs: by EXACT_BELOW (auto), or forced (`bench filter` measures both). */
+  route?: 'auto' | 'graph' | 'exact';
 }
 
 export interface SearchHit {

@@ -178,7 +178,7 @@ export function openApiRouter(service: SearchService): Router {
       res.json(doc);
     })
     .all(methodNotAllowed('GET'));
-  router.get('/docs', (_req, res) => res.redirect(301, '/docs/'));
+  // serve-static redirects /docs to /docs/ (the page's relative asset URLs need the slash).
   router.use('/docs', express.static(DOCS_DIR, { index: 'index.html' }), express.static(SWAGGER_DIR, { index: false }));
   return router;
 }

@@ -24,6 +24,7 @@ import { CorpusImages, type ImageFile, UPLOADS_DIR, removeStaleUploads, uploadEx
 import { ServiceMenu, type ServiceEntry } from './menu.ts';
 import { type Metrics, createMetrics } from './metrics.ts';
 import { EncoderPolicy } from './policy.ts';
+import { serviceInfo } from './service-info.ts';
 import type { EncoderRun, SearchResponse, SearchResult } from './responses.ts';
 import { BoundedSessions } from './sessions.ts';
 
@@ -332,68 +333,10 @@ export class SearchService {
     return this.images.image(id, item.source);
   }
 
+  /** GET /v1/index's description of the service (service-info.ts). */
   info() {
     this.assertOpen();
-    const i = this.index.info();
-    const m = i.manifest;
-    const c = this.policy.cascade;
-    return {
-      state: this.state,
-      index: {
-        name: path.basename(path.resolve(i.dir)),
-        counts: i.counts,
-        labels: i.labels,
-        space: m.space,
-        dim: m.dim,
-        M: m.M,
-        ef: m.ef,
-        storeSeq: i.storeSeq,
-        // Which store, and for a LanceDB replica the version it reads and when it last checked (every refreshMs).
-        store: { ...(i.store ?? { kind: this.index.kind }), refreshMs: this.config.refreshMs },
-        createdAt: m.createdAt,
-        updatedAt: m.updatedAt,
-        // What opening it found and did (also in the start-up log).
-        opened: {
-          snapshot: i.opened.snapshot,
-          rebuilt: i.opened.rebuilt,
-          readOnly: this.readOnly ?? null,
-          damage: i.opened.damage,
-          warnings: i.opened.warnings,
-        },
-      },
-      model: {
-        name: m.modelName,
-        fingerprint: m.fingerprint,
-        imageSize: this.model.imageSize,
-        channels: this.model.channels,
-        depth: this.model.depth,
-        mlpDim: this.model.mlpDim,
-        classNames: this.model.classNames,
-      },
-      engine: this.deps.encoder.description,
-      corpus: { submodel: this.menu.corpus.name, ffnDims: this.menu.corpus.ffnDims, mflops: this.menu.corpus.mflops, ...m.corpus },
-      xlMflops: this.menu.xlMflops,
-      menu: this.menu.toJSON(),
-      cascade: c && {
-        stages: c.stages.map((s) => s.name),
-        rules: c.rules,
-        k: c.k,
-        basis: c.basis,
-        tolerance: c.tolerance,
-        queries: c.queries,
-        heldOut: c.heldOut,
-        reference: c.reference,
-        calibratedAt: c.calibratedAt,
-      },
-      policy: {
-        auto: this.policy.ladder.map((r) => r.label),
-        why: this.autoWhy,
-        cascade: c !== null,
-        loadLevel: this.policy.load.level,
-        load: this.config.load,
-      },
-      batching: this.config.batch,
-    };
+    return serviceInfo(this);
   }
 
   /** Sets the gauges that are read, not counted, just before a scrape. */

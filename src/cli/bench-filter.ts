@@ -1,0 +1,66 @@
+// `matvit bench filter`: filtered recall@k and latency per route (src/index/filter-bench.ts).
+import { Command } from 'commander';
+import { z } from 'zod';
+import { Filter } from '../index/filter.ts';
+import { markdownTable } from '../util/format.ts';
+import { ROUTES } from '../index/filter-bench.ts';
+import { csv, flag, parseOptions, printJson } from './common.ts';
+import { count } from './index-flags.ts';
+
+const BenchFilterOptions = z.object({
+  index: z.string().min(1),
+  filter: z.array(z.string()).min(1),
+  sample: count(1).default(200),
+  k: count(1).default(10),
+  ef: count(1).optional(),
+  routes: z
+    .string()
+    .default(ROUTES.join(','))
+    .pipe(
+      z
+        .string()
+        .transform((v) => csv(v))
+        .pipe(z.array(z.enum(ROUTES)).min(1)),
+    ),
+  json: z.boolean().default(false),
+});
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export const benchFilterCommand = new Command('filter')
+  .description('filtered search (auto, graph walk, exact scan) against exact filtered search: recall@k and latency per filter')
+  .addOption(flag(BenchFilterOptions, '--index <dir>', 'index directory (opened read-only)'))
+  .requiredOption('--filter <json>', 'a search filter (docs/search-api.md); repeat for several', collect)
+  .addOption(flag(BenchFilterOptions, '--sample <n>', 'stored items used as queries'))
+  .addOption(flag(BenchFilterOptions, '--k <n>', 'neighbours per query'))
+  .addOption(flag(BenchFilterOptions, '--ef <n>', "graph search breadth (default: the index's ef)"))
+  .addOption(flag(BenchFilterOptions, '--routes <list>', `routes to measure: ${ROUTES.join(', ')}`))
+  .addOption(flag(BenchFilterOptions, '--json', 'print JSON'))
+  .action(async (raw) => {
+    const o = parseOptions(BenchFilterOptions, raw);
+    const filters = o.filter.map((text, i) => {
+      const r = Filter.safeParse(JSON.parse(text));
+      if (!r.success) throw new Error(`--filter #${i + 1}: ${r.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`);
+      return r.data;
+    });
+    const [{ VectorIndex }, { benchFilters }] = await Promise.all([import('../index/vector-index.ts'), import('../index/filter-bench.ts')]);
+    const index = VectorIndex.open(o.index, { mode: 'read' });
+    try {
+      const r = await benchFilters(index, filters, { sample: o.sample, k: o.k, ef: o.ef, routes: o.routes });
+      if (o.json) return void printJson(r);
+      process.stdout.write(`${o.index}: ${r.items} items, ${r.queries} queries, recall@${r.k} against exact filtered search, ef ${r.ef}\n`);
+      const rows = r.rows.flatMap((row) =>
+        row.routes.map((x) => [
+          JSON.stringify(row.filter),
+          `${(100 * row.fraction).toFixed(2)}% (${row.matching})`,
+          x.route,
+          x.recall.toFixed(4),
+          x.msMean.toFixed(3),
+          x.msP95.toFixed(3),
+        ]),
+      );
+      process.stdout.write(markdownTable(['filter', 'kept', 'route', `recall@${r.k}`, 'ms/query mean', 'p95'], rows) + '\n');
+    } finally {
+      index.close();
+    }
+  });
