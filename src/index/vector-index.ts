@@ -19,6 +19,7 @@ import { writeAcked } from './acked.ts';
 import { badVectorsMessage } from './errors.ts';
 import { type Filter, compileFilter } from './filter.ts';
 import { Graph, type GraphFile, type GraphParams } from './hnsw.ts';
+import { MatchCache } from './match-cache.ts';
 import { LiveSet } from './live-set.ts';
 import { type IndexParamsInput, MANIFEST_FILE, type Manifest, parseIndexParams, softwareVersions, writeManifest } from './manifest.ts';
 import { type Checked, type OpenOptions, checkOnOpen, createFiles } from './open.ts';
@@ -36,13 +37,13 @@ export type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts
 const EXACT_BELOW = 0.02;
 /** A restricted graph search walks with this many times the ef: recall@10 at 50% kept was 0.943 with 1x, 0.963 with 4x (docs/search-api.md). */
 const RESTRICTED_EF = 4;
-/** Filters whose matches are kept (see matching). */
+/** Filters whose matches are kept (match-cache.ts). */
 const MATCH_CACHE = 16;
 
 export class VectorIndex implements IndexStore {
   readonly kind = 'sqlite' as const;
   private live = new LiveSet();
-  private readonly matches = new Map<string, { seq: number; ids: Int32Array; bits: Uint8Array }>();
+  private readonly matches = new MatchCache(MATCH_CACHE);
   /** The store seq whose changes the in-memory graph reflects. */
   private appliedSeq = 0;
   /** The graph file on disk and its watermark, when this process knows it to be valid. */
@@ -297,7 +298,7 @@ export class VectorIndex implements IndexStore {
     let ids: Int32Array | undefined;
     let allowed = labelled;
     if (filter) {
-      const m = this.matching(filter);
+      const m = this.matches.get(filter, this.appliedSeq, () => this.matchingIds(filter));
       ids = label === undefined ? m.ids : m.ids.filter(labelled);
       allowed = (id: number) => m.bits[id] === 1 && labelled(id);
     }
@@ -325,24 +326,6 @@ export class VectorIndex implements IndexStore {
   /** The live items matching a filter, in id order (evaluated by the store, which holds the payloads). */
   matchingIds(filter: Filter): Int32Array {
     return Int32Array.from(this.store.matchingIds(compileFilter(filter))).filter((id) => this.live.has(id));
-  }
-
-  /**
-   * matchingIds with a bitmap, cached per filter while the graph's state (appliedSeq) stands: the
-   * store's evaluation reads every item's payload, so repeated filters (facets) pay it once.
-   */
-  private matching(filter: Filter): { ids: Int32Array; bits: Uint8Array } {
-    const key = JSON.stringify(filter);
-    const hit = this.matches.get(key);
-    this.matches.delete(key); // re-inserted last: the Map's order is least recently used first
-    if (hit && hit.seq === this.appliedSeq) return (this.matches.set(key, hit), hit);
-    const ids = this.matchingIds(filter);
-    const bits = new Uint8Array(this.live.live.length);
-    for (const id of ids) bits[id] = 1;
-    const m = { seq: this.appliedSeq, ids, bits };
-    this.matches.set(key, m);
-    if (this.matches.size > MATCH_CACHE) this.matches.delete(this.matches.keys().next().value!);
-    return m;
   }
 
   /** An item's stored (unit) vector; undefined unless it is live in the graph. */
