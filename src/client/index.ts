@@ -13,9 +13,12 @@ import type {
   SearchResponse,
 } from '../serve/responses.ts';
 import type { SearchFieldsSchema } from '../serve/schemas.ts';
+import type { serviceInfo } from '../serve/service-info.ts';
 
 export type { Filter, SearchResponse, BatchResponse, ItemResponse };
 export type SearchResult = SearchResponse['results'][number];
+/** GET /v1/index: the documented fields (IndexResponse) with the exact types of what the service returns (service-info.ts). */
+export type IndexInfo = z.infer<typeof IndexResponse> & ReturnType<typeof serviceInfo>;
 /** The options of a search as the server reads them (serve/schemas.ts's SearchFieldsSchema). */
 export type SearchFields = Omit<z.input<typeof SearchFieldsSchema>, 'vector' | 'id' | 'model'>;
 
@@ -104,7 +107,7 @@ export class MatvitClient {
     return this.request<BatchResponse>('/v1/search/batch', this.json('POST', { queries: await Promise.all(queries.map(wire)) }));
   }
 
-  index(): Promise<z.infer<typeof IndexResponse>> {
+  index(): Promise<IndexInfo> {
     return this.request('/v1/index');
   }
 
