@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedisServer } from './redis-server.ts';
-import { keys } from './redis.ts';
+import { PREFIX, keys } from './redis.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/matvit.js');
 
@@ -30,6 +31,8 @@ export interface QueueRun {
   images: number;
   seconds: number;
   imgPerSec: number;
+  /** Of `seconds`: the enqueue command (process start, listing and hashing the corpus, adding the jobs). */
+  enqueueSeconds: number;
   /** Redis network bytes (in + out) per committed image, and the encode jobs' stored payload per image. */
   netBytesPerImage: number;
   encodeJobBytesPerImage: number;
@@ -39,6 +42,8 @@ export interface QueueRun {
 export interface BenchQueueResult {
   data: string;
   cores: number;
+  /** BullMQ's own ceiling here: no-op jobs carrying a commit job's payload, added and taken by one process. */
+  ceiling: { jobs: number; payloadBytes: number; jobsPerSec: number };
   local: { images: number; seconds: number; imgPerSec: number };
   runs: QueueRun[];
 }
@@ -72,6 +77,32 @@ const netBytes = async (c: Redis) => {
   return get('total_net_input_bytes') + get('total_net_output_bytes');
 };
 
+/**
+ * Jobs per second through BullMQ and this Redis when the work is nothing: `jobs` jobs of
+ * `payloadBytes` added in bulk, then taken by a worker of concurrency 8 that returns at once. What the
+ * queue sustains before Redis, not encoding, is the limit (jobs/s x images per job = images/s).
+ */
+async function ceiling(port: number, jobs: number, payloadBytes: number): Promise<BenchQueueResult['ceiling']> {
+  const connection = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
+  const q = new Queue('ceiling', { connection, prefix: PREFIX });
+  const payload = 'x'.repeat(payloadBytes);
+  const t0 = performance.now();
+  for (let k = 0; k < jobs; k += 50)
+    await q.addBulk(
+      Array.from({ length: Math.min(50, jobs - k) }, () => ({ name: 'noop', data: { payload }, opts: { removeOnComplete: true } })),
+    );
+  let done = 0;
+  const finished = new Promise<void>((resolve) => {
+    const w = new Worker('ceiling', async () => {}, { connection, prefix: PREFIX, concurrency: 8 });
+    w.on('completed', () => ++done === jobs && void w.close().then(resolve));
+  });
+  await finished;
+  const seconds = (performance.now() - t0) / 1000;
+  await q.obliterate({ force: true });
+  await q.close();
+  return { jobs, payloadBytes, jobsPerSec: jobs / seconds };
+}
+
 export async function benchQueue(o: BenchQueueOptions): Promise<BenchQueueResult> {
   const log = o.log ?? (() => {});
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-bench-queue-'));
@@ -98,6 +129,7 @@ export async function benchQueue(o: BenchQueueOptions): Promise<BenchQueueResult
     const result: BenchQueueResult = {
       data: o.data,
       cores: os.availableParallelism(),
+      ceiling: { jobs: 0, payloadBytes: 0, jobsPerSec: 0 },
       local: { images: b.added, seconds: b.seconds, imgPerSec: b.imgPerSec },
       runs: [],
     };
@@ -123,6 +155,7 @@ export async function benchQueue(o: BenchQueueOptions): Promise<BenchQueueResult
       ) as {
         enqueued: number;
       };
+      const enqueueSeconds = (performance.now() - t0) / 1000;
       for (;;) {
         const done = Number((await client.hget(keys(name).progress, 'done')) ?? 0);
         if (done >= e.enqueued) break;
@@ -143,15 +176,22 @@ export async function benchQueue(o: BenchQueueOptions): Promise<BenchQueueResult
         images: live,
         seconds,
         imgPerSec: live / seconds,
+        enqueueSeconds,
         netBytesPerImage: net / live,
         encodeJobBytesPerImage: payload / e.enqueued,
         redisUsedMemoryMB: mem / 2 ** 20,
       };
       log(
-        `  ${live} images, ${seconds.toFixed(1)} s, ${r.imgPerSec.toFixed(0)} img/s (${(r.imgPerSec / b.imgPerSec).toFixed(2)} of local); ${r.netBytesPerImage.toFixed(0)} B/image through Redis`,
+        `  ${live} images, ${seconds.toFixed(1)} s (enqueue ${enqueueSeconds.toFixed(1)} s), ${r.imgPerSec.toFixed(0)} img/s (${(r.imgPerSec / b.imgPerSec).toFixed(2)} of local); ${r.netBytesPerImage.toFixed(0)} B/image through Redis (encode job ${r.encodeJobBytesPerImage.toFixed(0)} B/image stored); Redis used memory ${r.redisUsedMemoryMB.toFixed(1)} MB`,
       );
       result.runs.push(r);
     }
+    // A commit job's payload: what went through Redis per image, minus the encode job's way in and out.
+    const perJob = Math.round(((result.runs[0]?.netBytesPerImage ?? 2000) / 2) * (o.batch ?? 256));
+    result.ceiling = await ceiling(redis.port, 1000, perJob);
+    log(
+      `BullMQ ceiling: ${result.ceiling.jobsPerSec.toFixed(0)} no-op jobs/s of ${(perJob / 1024).toFixed(0)} KB (added and taken by one process)`,
+    );
     return result;
   } finally {
     client.disconnect();

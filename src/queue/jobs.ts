@@ -2,8 +2,9 @@
 // (dataset spec, position, source, content sha256: never pixels); the worker that takes it adds a
 // commit job with the embeddings (float32, base64) under the same job id, which the collector
 // commits into the index. What carries each guarantee (https://docs.bullmq.io/guide/jobs):
-// - deterministic job ids: adding a job whose id exists is a no-op (enqueue twice adds nothing; a
-//   worker retried after adding its commit job adds nothing the second time);
+// - deterministic job ids: adding a job whose id exists is a no-op (enqueue twice adds nothing; an
+//   encode job retried after adding its commit job adds no second one while the first waits; once
+//   committed and removed, a second one commits nothing: the sha256 check below);
 // - attempts + exponential backoff: a job that throws is retried, and after `attempts` tries it is
 //   kept in the failed set with its error (removeOnFail false);
 // - the lock (lockDuration) and the stalled check (stalledInterval, maxStalledCount): a job whose
