@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MatvitClient, MatvitApiError, vectorToBase64, type SearchQuery } from '../src/client/index.ts';
+import { buildIndex } from '../src/index/build.ts';
 import { readMetadata } from '../src/index/metadata.ts';
 import { Store } from '../src/index/store.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
@@ -362,6 +363,22 @@ describe('batch', () => {
     const form = await call(`${s.url}/v1/search/batch`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
     assert.equal(form.status, 415);
     await assert.rejects(client.searchBatch([]), (e: unknown) => e instanceof MatvitApiError && e.field === 'queries');
+  });
+});
+
+describe('stores', () => {
+  test('a filter on a LanceDB index (which does not evaluate filters) is 501 naming filter, not a 500', async (t) => {
+    const uri = path.join(f.root, 'lance');
+    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: 'fashion-mnist:test[:20]', out: uri, store: 'lance' });
+    const lance = await startServer({ index: uri, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
+    t.after(() => lance.close());
+    const r = await call(`${lance.url}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 1, filter: { 'payload.x': 1 } }),
+    });
+    assert.equal(r.status, 501, JSON.stringify(r.body));
+    assert.equal(r.body.error.field, 'filter');
   });
 });
 

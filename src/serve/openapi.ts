@@ -36,6 +36,7 @@ const ERROR_TEXT: Record<number, string> = {
   415: 'the Content-Type is not accepted',
   422: 'the image cannot be decoded',
   429: 'over the per-client rate limit',
+  501: 'a filter on a store that does not evaluate filters (LanceDB)',
   503: 'warming, overloaded, read-only or shutting down (Retry-After)',
 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } };
@@ -88,7 +89,7 @@ export function openApiDocument(service: SearchService): Record<string, unknown>
           operationId: 'search',
           summary: 'search by image, vector or item id, with filters, a score threshold and paging',
           requestBody: { required: true, content: imageBodies('SearchRequest') },
-          responses: { 200: json('SearchResponse', 'the results, best first'), ...errors(400, 404, 413, 415, 422, 429, 503) },
+          responses: { 200: json('SearchResponse', 'the results, best first'), ...errors(400, 404, 413, 415, 422, 429, 501, 503) },
         },
       },
       '/v1/search/batch': {

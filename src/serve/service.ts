@@ -248,6 +248,10 @@ export class SearchService {
 
   /** The hits a page needs (offset + k, at least `atLeast`), the item `self` left out. */
   private neighbours(vector: Float32Array, atLeast: number, o: SearchOptions, self?: number): SearchHit[] {
+    if (o.filter && this.index.kind !== 'sqlite')
+      throw new ApiError(501, 'not-supported', `filter: the ${this.index.kind} store does not evaluate filters (label does)`, {
+        field: 'filter',
+      });
     const n = Math.max(atLeast, o.offset + o.k) + (self === undefined ? 0 : 1);
     const hits = this.index.search(vector, n, { ef: o.ef, label: o.label, filter: o.filter });
     return self === undefined ? hits : hits.filter((h) => h.id !== self);
