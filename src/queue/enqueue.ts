@@ -74,20 +74,17 @@ async function writeMeta(redis: Redis, o: EnqueueOptions): Promise<QueueMeta> {
   return meta;
 }
 
-/** Every item's content hash ('' when it cannot be read: the worker that takes it reports why). */
-async function hashAll(ds: Dataset, onProgress?: (hashed: number, total: number) => void): Promise<string[]> {
-  const shas = new Array<string>(ds.size);
-  let done = 0;
-  await forEachLimited(ds.size, DEFAULT_CONCURRENCY, async (i) => {
+/** The content hashes of items start..end-1 ('' when one cannot be read: the worker that takes it reports why). */
+async function hashSlice(ds: Dataset, start: number, end: number): Promise<string[]> {
+  const shas = new Array<string>(end - start);
+  await forEachLimited(end - start, DEFAULT_CONCURRENCY, async (k) => {
     try {
-      shas[i] = (await readItem(ds, i)).sha256;
+      shas[k] = (await readItem(ds, start + k)).sha256;
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
-      shas[i] = '';
+      shas[k] = '';
     }
-    if (++done % 1024 === 0) onProgress?.(done, ds.size);
   });
-  onProgress?.(ds.size, ds.size);
   return shas;
 }
 
@@ -95,19 +92,13 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
   const t0 = performance.now();
   if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new Error(`batch = ${o.batch}: expected an integer >= 1`);
   const ds = await parseDatasetSpec(o.data);
-  const shas = await hashAll(ds, o.onProgress);
+  // Slice by slice, each job added as soon as its items are hashed: workers start while the rest is read.
   const store = Store.open(path.join(o.index, STORE_FILE), { readOnly: true });
-  let indexed: Set<string>, live: number;
-  try {
-    indexed = new Set(store.findSha256(shas.filter(Boolean)).keys());
-    live = store.counts().live;
-  } finally {
-    store.close();
-  }
   const redis = new Redis(connection(o.address, undefined, 3));
   const queue = new Queue(queueNames(o.address.name).encode, { connection: connection(o.address, undefined, 3), prefix: PREFIX });
   try {
     const meta = await writeMeta(redis, o);
+    const live = store.counts().live;
     const s: EnqueueSummary = {
       queue: o.address.url,
       data: ds.spec,
@@ -121,16 +112,18 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
     const seen = new Set<string>();
     for (let start = 0, k = 0; start < ds.size; start += o.batch, k++) {
       const end = Math.min(start + o.batch, ds.size);
+      const shas = await hashSlice(ds, start, end);
+      const indexed = store.findSha256(shas.filter(Boolean));
       const items: EncodeItem[] = [];
-      for (let i = start; i < end; i++) {
-        const sha256 = shas[i];
+      shas.forEach((sha256, j) => {
         if (sha256 && indexed.has(sha256)) s.alreadyIndexed++;
         else if (sha256 && seen.has(sha256)) s.duplicates++;
-        else items.push({ i, source: sourceOf(ds.item(i)), sha256 });
+        else items.push({ i: start + j, source: sourceOf(ds.item(start + j)), sha256 });
         if (sha256) seen.add(sha256);
-      }
+      });
+      o.onProgress?.(end, ds.size);
       if (items.length === 0) continue;
-      const id = 'b' + sha256Hex(Buffer.from([ds.spec, o.batch, k, ...shas.slice(start, end)].join('\n'))).slice(0, 40);
+      const id = 'b' + sha256Hex(Buffer.from([ds.spec, o.batch, k, ...shas].join('\n'))).slice(0, 40);
       if (await queue.getJob(id)) {
         s.jobs.existing++;
         continue;
@@ -146,6 +139,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
     s.seconds = (performance.now() - t0) / 1000;
     return s;
   } finally {
+    store.close();
     await queue.close();
     redis.disconnect();
   }
