@@ -172,7 +172,7 @@ export async function train(
       const key = cfg.labelLoss > 0 ? 'valTop1' : 'valCosineToXl';
       metric({ step, epoch: step / stepsPerEpoch, [key]: byName, score });
       log(
-        `step ${step} val ${cfg.labelLoss > 0 ? 'top-1' : 'cosine to XL'} ${subs.map((r) => `${r.name} ${(100 * byName[r.name]).toFixed(2)}`).join(' ')}`,
+        `step ${step} val ${cfg.labelLoss > 0 ? 'top-1' : 'cosine to XL'} ${subs.map((r) => `${r.name} ${cfg.labelLoss > 0 ? (100 * byName[r.name]).toFixed(2) : byName[r.name].toFixed(4)}`).join(' ')}`,
       );
       if (score > bestScore) {
         bestScore = score;
