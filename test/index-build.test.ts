@@ -425,7 +425,7 @@ describe('index add, remove, compact', () => {
     for (const sub of indexCommand.commands) assert.match(sub.helpInformation(), new RegExp(`^Usage: index ${sub.name()} `), sub.name());
     assert.deepEqual(
       indexCommand.commands.map((c) => c.name()),
-      ['build', 'add', 'remove', 'compact', 'info', 'verify', 'recover', 'merge'],
+      ['build', 'add', 'remove', 'compact', 'info', 'verify', 'recover', 'merge', 'enqueue', 'worker', 'collect', 'status'],
     );
     const r = await matvit('index', 'build', '--model', model, '--data', DATA, '--out', dir('x'), '--shard', '1/0');
     assert.equal(r.code, 2);
