@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from './helpers/chromium.ts';
 import sharp, { type Sharp } from 'sharp';
 import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { preprocessImage } from '../src/data/preprocess.ts';
@@ -23,16 +24,7 @@ import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { call } from './helpers/serve-fixture.ts';
 import { tinyConfig } from './helpers/tiny.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const skip = !fs.existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
+const skip = skipWithoutChromium;
 const MODEL = path.resolve(import.meta.dirname, '../models/matvit-fmnist');
 const CORPUS = 500;
 
@@ -52,7 +44,7 @@ before(async () => {
   });
   s = await startServer({ index: path.join(root, 'index'), port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
   await s.warm;
-  if (!skip) browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  if (!skip) browser = await launchChromium();
 });
 
 after(async () => {

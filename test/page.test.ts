@@ -3,24 +3,13 @@
 // saved against XL; clicking a result searches by it; "more like this" searches by its item id;
 // nothing the page does is refused by the CSP. (Encoding in the browser: browser-encode.test.ts.)
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { after, before, test } from 'node:test';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from './helpers/chromium.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { type ServeFixture, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// .ci/run installs Debian's chromium; elsewhere the page tests say why they did not run.
-const skip = !fs.existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
+const skip = skipWithoutChromium;
 
 let f: ServeFixture;
 let s: RunningServer;
@@ -30,7 +19,7 @@ before(async () => {
   f = await serveFixture(60);
   s = await startServer({ index: f.indexDir, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
   await s.warm;
-  if (!skip) browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  if (!skip) browser = await launchChromium();
 });
 
 after(async () => {

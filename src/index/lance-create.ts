@@ -8,7 +8,7 @@ import { type LanceParamsInput, LanceParams as LanceParamsSchema } from './lance
 import { LanceIndex } from './lance-store.ts';
 import { ITEMS, META, META_COLS, dropTable, isUri, itemColumns, probe, putMeta } from './lance-tables.ts';
 import { LanceWorker } from './lance-worker.ts';
-import { type IndexParamsInput, type Manifest, parseIndexParams, softwareVersions } from './manifest.ts';
+import { type IndexParamsInput, newManifest, parseIndexParams } from './manifest.ts';
 
 /** Creates an empty index at `uri` (a new or empty directory, or an object-storage URI without tables). */
 export function createLance(uri: string, input: IndexParamsInput, lance: LanceParamsInput = {}): LanceIndex {
@@ -37,16 +37,7 @@ export function createLance(uri: string, input: IndexParamsInput, lance: LancePa
     }
     db.call('create', { name: ITEMS, cols: itemColumns(params.dim) });
     db.call('create', { name: META, cols: META_COLS });
-    const now = new Date().toISOString();
-    const manifest: Manifest = {
-      format: 'matvit-index',
-      version: 1,
-      ...params,
-      counts: { live: 0, deleted: 0, seq: 0 },
-      versions: softwareVersions(),
-      createdAt: now,
-      updatedAt: now,
-    };
+    const manifest = newManifest(params);
     // The manifest last: it marks a complete index (as open.ts's createFiles does).
     putMeta(db, { lance: settings, manifest });
   } finally {

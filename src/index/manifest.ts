@@ -89,6 +89,20 @@ export function softwareVersions(): Manifest['versions'] {
   };
 }
 
+/** The manifest of a new, empty index with these parameters (either store). */
+export function newManifest(params: IndexParams): Manifest {
+  const now = new Date().toISOString();
+  return {
+    format: 'matvit-index',
+    version: 1,
+    ...params,
+    counts: { live: 0, deleted: 0, seq: 0 },
+    versions: softwareVersions(),
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
 export function readManifest(dir: string): Manifest {
   const file = path.join(dir, MANIFEST_FILE);
   let text: string;

@@ -8,7 +8,7 @@ import { notWritable } from '../util/writable.ts';
 import { ACKED_FILE, type Acked, type Loss, findLoss, readAcked, writeAcked } from './acked.ts';
 import { IndexError, corruptionError } from './errors.ts';
 import { Graph } from './hnsw.ts';
-import { type IndexParams, MANIFEST_FILE, type Manifest, readManifest, softwareVersions, writeManifest } from './manifest.ts';
+import { type IndexParams, MANIFEST_FILE, type Manifest, newManifest, readManifest, writeManifest } from './manifest.ts';
 import { Store } from './store.ts';
 
 export const STORE_FILE = 'store.sqlite';
@@ -152,14 +152,5 @@ export function createFiles(dir: string, params: IndexParams): void {
   } finally {
     store.close();
   }
-  const now = new Date().toISOString();
-  writeManifest(dir, {
-    format: 'matvit-index',
-    version: 1,
-    ...params,
-    counts: { live: 0, deleted: 0, seq: 0 },
-    versions: softwareVersions(),
-    createdAt: now,
-    updatedAt: now,
-  });
+  writeManifest(dir, newManifest(params));
 }
