@@ -71,6 +71,8 @@ test('every documented operation answers with a documented status and a body of 
       ['/v1/items/4', { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } }],
     ],
     itemImage: [['/v1/items/3/image'], ['/v1/items/99999/image']],
+    model: [[`/v1/models/${fingerprint}`], ['/v1/models/not-this-model']],
+    modelGraph: [[`/v1/models/${fingerprint}/s.onnx`], [`/v1/models/${fingerprint}/no-such-entry.onnx`], ['/v1/models/x/s.onnx']],
     health: [['/healthz']],
     ready: [['/readyz']],
     metrics: [['/metrics']],

@@ -19,6 +19,7 @@ import { buildOnnxModel } from '../engine/onnx-graph.ts';
 import { ApiError } from './errors.ts';
 import type { ServiceEntry } from './menu.ts';
 import { pageBundle } from './page-bundle.ts';
+import type { ModelResponse } from './responses.ts';
 import type { SearchService } from './service.ts';
 
 const require = createRequire(import.meta.url);
@@ -86,7 +87,7 @@ export function modelRoutes(service: SearchService): Router {
 
   router.get('/v1/models/:fingerprint', (req, res) => {
     checkModel(req.params.fingerprint);
-    res.json({
+    const body: ModelResponse = {
       fingerprint,
       // The whole config: the page preprocesses with its imageSize, channels, mean/std, cropPct, interpolation.
       config: meta.model,
@@ -98,7 +99,8 @@ export function modelRoutes(service: SearchService): Router {
         mflops: e.mflops,
         onnx: `/v1/models/${fingerprint}/${encodeURIComponent(e.name)}.onnx`,
       })),
-    });
+    };
+    res.json(body);
   });
 
   router.get('/v1/models/:fingerprint/:file', (req, res) => {

@@ -39,6 +39,7 @@ const ERROR_TEXT: Record<number, string> = {
   501: 'a filter on a store that does not evaluate filters (LanceDB)',
   503: 'warming, overloaded, read-only or shutting down (Retry-After)',
 };
+const fingerprintParam = { name: 'fingerprint', in: 'path', required: true, schema: { type: 'string' } };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } };
 const imageBodies = (jsonId: string) => ({
   'application/json': { schema: ref(jsonId) },
@@ -143,6 +144,29 @@ export function openApiDocument(service: SearchService): Record<string, unknown>
           responses: {
             200: { description: 'the image', content: { 'image/*': { schema: { type: 'string', contentMediaType: 'image/*' } } } },
             ...errors(400, 404, 429),
+          },
+        },
+      },
+      '/v1/models/{fingerprint}': {
+        get: {
+          operationId: 'model',
+          summary: "the model's config (preprocessing), embedding size, menu with each entry's ONNX URL, and the browser runtime",
+          parameters: [fingerprintParam],
+          responses: { 200: json('ModelInfo', 'the model'), ...errors(404, 429) },
+        },
+      },
+      '/v1/models/{fingerprint}/{entry}.onnx': {
+        get: {
+          operationId: 'modelGraph',
+          summary: 'the ONNX graph of a menu entry (immutable: ETag, 304 on If-None-Match), for encoding queries in the browser',
+          parameters: [fingerprintParam, { name: 'entry', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: {
+            200: {
+              description: 'ONNX model bytes',
+              content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+            },
+            304: { description: 'not modified (If-None-Match matched the ETag)' },
+            ...errors(404, 429),
           },
         },
       },

@@ -1,6 +1,7 @@
 // zod schemas of the API's answers: the service's result types are inferred from them, the OpenAPI
 // document (openapi.ts) renders them, and the typed client (src/client) reads its types from them.
 import { z } from 'zod';
+import { ModelConfig } from '../model/config.ts';
 
 export const SearchResult = z
   .object({
@@ -101,3 +102,16 @@ export const IndexResponse = z
     limits: z.object({ maxImageBytes: z.number(), maxK: z.number(), maxBatchQueries: z.number(), maxPayloadBytes: z.number() }),
   })
   .passthrough();
+
+/** GET /v1/models/FINGERPRINT: what a browser needs to encode queries itself (model-routes.ts). */
+export const ModelResponse = z
+  .object({
+    fingerprint: z.string(),
+    /** The whole model config: the client preprocesses with its imageSize, channels, mean/std, cropPct, interpolation. */
+    config: ModelConfig,
+    embeddingDim: z.number().int(),
+    runtime: z.object({ name: z.literal('onnxruntime-web'), version: z.string(), wasmPaths: z.string() }),
+    entries: z.array(z.object({ name: z.string(), ffnDims: z.array(z.number().int()), mflops: z.number(), onnx: z.string() })),
+  })
+  .meta({ id: 'ModelInfo' });
+export type ModelResponse = z.infer<typeof ModelResponse>;
