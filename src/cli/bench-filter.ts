@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { Filter } from '../index/filter.ts';
 import { markdownTable } from '../util/format.ts';
-import { ROUTES } from '../index/filter-bench.ts';
+// Only light modules at the top: `matvit --help` loads every command's file (test/cli.test.ts).
+import { ROUTES } from '../index/types.ts';
 import { csv, flag, parseOptions, printJson } from './common.ts';
 import { count } from './index-flags.ts';
 

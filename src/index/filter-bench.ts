@@ -7,15 +7,14 @@ import { exactKnn } from '../engine/knn.ts';
 import { neighbours, recallAt } from '../util/recall.ts';
 import { seededSample } from '../util/sample.ts';
 import type { Filter } from './filter.ts';
+import { ROUTES, type Route } from './types.ts';
 import type { VectorIndex } from './vector-index.ts';
-
-export const ROUTES = ['auto', 'graph', 'exact'] as const;
 
 export interface FilterBenchRow {
   filter: Filter;
   matching: number;
   fraction: number;
-  routes: { route: (typeof ROUTES)[number]; recall: number; msMean: number; msP95: number }[];
+  routes: { route: Route; recall: number; msMean: number; msP95: number }[];
 }
 
 export interface FilterBench {
@@ -29,7 +28,7 @@ export interface FilterBench {
 export async function benchFilters(
   index: VectorIndex,
   filters: readonly Filter[],
-  opts: { sample?: number; k?: number; ef?: number; seed?: string; routes?: readonly (typeof ROUTES)[number][] } = {},
+  opts: { sample?: number; k?: number; ef?: number; seed?: string; routes?: readonly Route[] } = {},
 ): Promise<FilterBench> {
   const { dim, ef: indexEf } = index.params;
   const ef = opts.ef ?? indexEf;

@@ -12,8 +12,12 @@ export interface SearchOptions {
   /** Only items matching this filter (filter.ts), parsed. */
   filter?: Filter;
   /** How a restricted search runs: by EXACT_BELOW (auto), or forced (`bench filter` measures both). */
-  route?: 'auto' | 'graph' | 'exact';
+  route?: Route;
 }
+
+/** The ways a restricted search can run (SearchOptions.route). */
+export const ROUTES = ['auto', 'graph', 'exact'] as const;
+export type Route = (typeof ROUTES)[number];
 
 export interface SearchHit {
   id: number;
