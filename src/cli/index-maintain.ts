@@ -1,11 +1,9 @@
 // `matvit index info|verify|recover|merge` and `matvit bench index`: the commands that read, check,
 // repair and combine indexes (src/index/verify.ts, recover.ts, merge.ts, bench.ts); the writing ones
 // are in index-cmd.ts.
-import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { MANIFEST_FILE, readManifest } from '../index/manifest.ts';
 import { submodelName } from '../model/config.ts';
 import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
@@ -153,33 +151,7 @@ export const mergeCommand = new Command('merge')
   .argument('<shards...>', 'shard index directories')
   .action(async (shards: string[], raw) => {
     const o = parseOptions(MergeOptions, raw);
-    const [{ modelPathFor }, { VectorIndex }, { mergeIndexes }] = await Promise.all([
-      import('../index/corpus.ts'),
-      import('../index/vector-index.ts'),
-      import('../index/merge.ts'),
-    ]);
-    const manifests = shards.map((d) => readManifest(d));
-    const first = manifests[0];
-    // The merged index records where the shards' model is, so that `index add` and `serve` find
-    // it; mergeIndexes leaves that to its caller. Only when the shards agree on the model:
-    // otherwise merge refuses them with the fingerprints named.
-    if (first.modelPath && manifests.every((m) => m.fingerprint === first.fingerprint) && !fs.existsSync(path.join(o.out, MANIFEST_FILE))) {
-      const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
-      const modelPath = modelPathFor(o.out, path.resolve(shards[0], first.modelPath));
-      VectorIndex.create(o.out, {
-        fingerprint,
-        modelName,
-        ffnDims,
-        dim,
-        space,
-        M,
-        efConstruction,
-        ef,
-        model,
-        modelPath,
-        corpus: { mergedFrom: manifests.map((m) => m.corpus) },
-      }).close();
-    }
+    const { mergeIndexes } = await import('../index/merge.ts');
     const r = mergeIndexes(o.out, shards);
     if (o.json) return void printJson(r);
     process.stdout.write(

@@ -1,5 +1,6 @@
 // `matvit index merge`: shard indexes built with the same model, joined into one.
 import path from 'node:path';
+import { modelPathFor } from './corpus.ts';
 import { readManifest } from './manifest.ts';
 import { Store } from './store.ts';
 import { STORE_FILE, VectorIndex } from './vector-index.ts';
@@ -39,6 +40,9 @@ export function mergeIndexes(
         );
   }
   const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
+  // A new merged index records where the shards' model is (relative to it), so that `index add`
+  // and `serve` find it as they do for a built index.
+  const modelPath = first.modelPath && modelPathFor(outDir, path.resolve(shards[0].dir, first.modelPath));
   const index = VectorIndex.openOrCreate(outDir, {
     fingerprint,
     modelName,
@@ -49,6 +53,7 @@ export function mergeIndexes(
     efConstruction,
     ef,
     model,
+    modelPath,
     corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) },
   });
   try {
