@@ -86,11 +86,12 @@ export async function cosineToXl(
   concurrency?: number,
 ): Promise<Record<string, number>> {
   const c = encoder.config;
-  const set = await embedDataset(encoder, ds, [...subs.map((s) => s.ffnDims), Array(c.depth).fill(c.mlpDim)], {
-    batchSize: 256,
-    concurrency,
-  });
-  const xl = set.embeddings[subs.length];
+  const full = Array<number>(c.depth).fill(c.mlpDim);
+  // XL is embedded once: as one of `subs`, or added after them.
+  const at = subs.findIndex((s) => s.ffnDims.every((d) => d === c.mlpDim));
+  const dims = at >= 0 ? subs.map((s) => s.ffnDims) : [...subs.map((s) => s.ffnDims), full];
+  const set = await embedDataset(encoder, ds, dims, { batchSize: 256, concurrency });
+  const xl = set.embeddings[at >= 0 ? at : subs.length];
   const out: Record<string, number> = {};
   for (const [j, s] of subs.entries()) {
     const e = set.embeddings[j];

@@ -23,7 +23,7 @@ export function stepSubmodels(cfg: TrainConfig, step: number): Submodel[] {
   const xlIdle = cfg.labelLoss === 0 && cfg.distill?.teacher === 'self';
   const w = cfg.granularityWeights.map((x, i) => (xlIdle && i === 3 ? 0 : x));
   const all = GRANULARITY_NAMES.map((g) => ({ name: g, ffnDims: granularityDims(c, g) }));
-  if (cfg.objective === 'sum') return all.filter((_, i) => w[i] > 0 || !xlIdle);
+  if (cfg.objective === 'sum') return xlIdle ? all.slice(0, 3) : all;
   let u = seedrandom(`${cfg.seed}:granularity:${step}`)() * w.reduce((a, b) => a + b, 0);
   for (const [i, s] of all.entries()) if ((u -= w[i]) < 0) return [s];
   return [all.filter((_, i) => w[i] > 0).at(-1) ?? all[3]];
@@ -45,13 +45,14 @@ export interface Teacher {
  * the unit embeddings. -> scalar
  */
 function distillLoss(out: ForwardOutput, t: Teacher): tf.Scalar {
+  const cos = tf.mean(tf.sum(tf.mul(out.embedding, t.embedding), 1));
+  const cosTerm = tf.mul(tf.sub(1, cos), t.cfg.cosine) as tf.Scalar;
+  // Weight 0 computes nothing: without classifier logits (K = 0) the KL would be a mean of nothing, NaN.
+  if (t.cfg.kl === 0) return cosTerm;
   const T = t.cfg.temperature;
   const p = tf.softmax(tf.div(t.logits, T));
   const kl = tf.mean(tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t.logits, T)), tf.logSoftmax(tf.div(out.logits, T)))), 1));
-  const cos = tf.mean(tf.sum(tf.mul(out.embedding, t.embedding), 1));
-  // Without classifier logits (K = 0) the KL term is the mean of nothing: NaN, so it is left out.
-  const cosTerm = tf.mul(tf.sub(1, cos), t.cfg.cosine) as tf.Scalar;
-  return t.cfg.kl > 0 ? (tf.add(tf.mul(kl, t.cfg.kl * T * T), cosTerm) as tf.Scalar) : cosTerm;
+  return tf.add(tf.mul(kl, t.cfg.kl * T * T), cosTerm) as tf.Scalar;
 }
 
 /** XL's outputs on images [B, C, H, W] with `weights` (the trained ones or a frozen model), outside any gradient. */
