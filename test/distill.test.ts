@@ -17,7 +17,7 @@ import { Distill, TrainConfig } from '../src/train/config.ts';
 import { makeOptimizer, stepSubmodels, teacherOutputs, toVariables, trainStep } from '../src/train/step.ts';
 import { randomImages, referenceOutputs, strongWeights } from './helpers/model-fixtures.ts';
 import { fails, matvit } from './helpers/cli.ts';
-import { tinyConfig } from './helpers/tiny.ts';
+import { tinyConfig, tinyFmnistConfig } from './helpers/tiny.ts';
 
 const c = tinyConfig({ depth: 2, mlpDim: 32, numClasses: 5 });
 const B = 4;
@@ -149,7 +149,7 @@ describe('distillation', () => {
     async (t) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-distill-'));
       t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-      const g = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
+      const g = tinyFmnistConfig({ depth: 1 });
       saveCheckpoint(path.join(dir, 'dense'), g, initWeights(g, 1));
       const out = path.join(dir, 'run');
       await matvit(
@@ -203,7 +203,7 @@ describe('distillation', () => {
     async (t) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-distill-'));
       t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-      const g = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 0, mean: [0.286], std: [0.353] });
+      const g = tinyFmnistConfig({ depth: 1, numClasses: 0 });
       saveCheckpoint(path.join(dir, 'headless'), g, initWeights(g, 2));
       const out = path.join(dir, 'run');
       // prettier-ignore

@@ -18,7 +18,7 @@ import { granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { matvit } from './helpers/cli.ts';
-import { tinyConfig } from './helpers/tiny.ts';
+import { tinyFmnistConfig } from './helpers/tiny.ts';
 
 // ---- plain-loop references, over arrays of lists --------------------------------------------
 
@@ -168,17 +168,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-retrieval-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 // 28x28 gray, 4 tokens + CLS, d_ff 32 (s = 4): an image costs about 30 kFLOPs.
-const TINY = tinyConfig({
-  name: 'tiny-retrieval',
-  imageSize: 28,
-  patchSize: 14,
-  channels: 1,
-  numClasses: 10,
-  mean: [0.286],
-  std: [0.353],
-  interpolation: 'bilinear',
-  cropPct: 1,
-});
+const TINY = tinyFmnistConfig({ name: 'tiny-retrieval', interpolation: 'bilinear', cropPct: 1 });
 const CORPUS = 'fashion-mnist:test[0:240]';
 const QUERIES = 'fashion-mnist:test[240:300]';
 const NAMED = ['s', 'm', 'l', 'xl'] as const;

@@ -24,24 +24,14 @@ import { initWeights } from '../src/model/weights.ts';
 import { UsageError } from '../src/cli/common.ts';
 import { indexCommand } from '../src/cli/index-cmd.ts';
 import { benchIndexCommand } from '../src/cli/index-maintain.ts';
-import { tinyConfig } from './helpers/tiny.ts';
+import { tinyFmnistConfig } from './helpers/tiny.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../bin/matvit.js');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-build-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 const dir = (name: string) => path.join(root, name);
 
-const TINY = tinyConfig({
-  name: 'tiny-index',
-  imageSize: 28,
-  patchSize: 14,
-  channels: 1,
-  numClasses: 10,
-  mean: [0.286],
-  std: [0.353],
-  interpolation: 'bilinear',
-  cropPct: 1,
-});
+const TINY = tinyFmnistConfig({ name: 'tiny-index', interpolation: 'bilinear', cropPct: 1 });
 
 /**
  * A checkpoint with weights scaled up from timm's init (std 0.02 makes every image's embedding

@@ -26,7 +26,7 @@ import { loadCheckpoint, readMeta, saveCheckpoint } from '../src/model/checkpoin
 import { GRANULARITY_NAMES, granularityDims } from '../src/model/config.ts';
 import { mflops } from '../src/model/flops.ts';
 import { initWeights } from '../src/model/weights.ts';
-import { tinyConfig } from './helpers/tiny.ts';
+import { tinyConfig, tinyFmnistConfig } from './helpers/tiny.ts';
 import { matvit } from './helpers/cli.ts';
 
 /** Every per-layer assignment of the 4 granularities, by brute force, filtered by the paper's rule. */
@@ -232,7 +232,7 @@ describe('recall and the front check', () => {
 describe('matvit mixnmatch', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-mixnmatch-'));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const c = tinyConfig({ imageSize: 28, patchSize: 7, channels: 1, numClasses: 10, depth: 3, mean: [0.286], std: [0.353] });
+  const c = tinyFmnistConfig({ patchSize: 7, depth: 3 });
   const model = path.join(dir, 'model');
   const weights = initWeights(c, 7);
   const before = saveCheckpoint(model, c, weights);

@@ -13,7 +13,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { AdamW } from '../src/train/adamw.ts';
 import { stepSubmodels } from '../src/train/step.ts';
 import { epochOrder } from '../src/train/trainer.ts';
-import { tinyConfig } from './helpers/tiny.ts';
+import { tinyFmnistConfig } from './helpers/tiny.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dirs: string[] = [];
@@ -23,7 +23,7 @@ const tmp = () => {
   dirs.push(dir);
   return dir;
 };
-const model = tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, depth: 1, numClasses: 10, mean: [0.286], std: [0.353] });
+const model = tinyFmnistConfig({ depth: 1 });
 const cfg = TrainConfig.parse({
   model,
   data: 'fashion-mnist:test[:256]',

@@ -16,3 +16,7 @@ export const tinyConfig = (o: Partial<ModelConfigInput> = {}): ModelConfig =>
     std: [0.25, 0.25, 0.25],
     ...o,
   });
+
+/** A tiny model for Fashion-MNIST's 28x28 grayscale images (its mean and std, 10 classes, 4 patches of 14). */
+export const tinyFmnistConfig = (o: Partial<ModelConfigInput> = {}): ModelConfig =>
+  tinyConfig({ imageSize: 28, patchSize: 14, channels: 1, numClasses: 10, mean: [0.286], std: [0.353], ...o });
