@@ -7,7 +7,6 @@ import { z } from 'zod';
 import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { ENGINES } from '../engine/encoder.ts';
 import type { BuildSummary } from '../index/build.ts';
-import { LanceParams } from '../index/lance-params.ts';
 import { IndexParams, readManifest } from '../index/manifest.ts';
 import type { Progress } from '../index/pipeline.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
@@ -15,7 +14,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { UsageError, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
 import { phaseBar } from './progress.ts';
 
-import { IndexOnly, count, parsedFlag } from './index-flags.ts';
+import { IndexOnly, NewIndex, count, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
 
 /** Options of every command that embeds images. */
 const Pipeline = {
@@ -77,10 +76,7 @@ const BuildOptions = z.object({
   model: modelDir,
   data: z.string().min(1),
   out: z.string().min(1).optional(),
-  store: z.enum(['sqlite', 'lance']).default('sqlite'),
-  uri: z.string().min(1).optional(),
-  ann: LanceParams.shape.ann.optional(),
-  annMinRows: count(256).optional(),
+  ...NewIndex,
   granularity: z.string().optional(),
   ffnDims: z.string().optional(),
   shard: z.string().optional(),
@@ -93,25 +89,23 @@ const BuildOptions = z.object({
 
 const B = BuildOptions;
 const buildCommand = withPipeline(
-  new Command('build')
-    .description(
-      'embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption',
-    )
-    .addOption(flag(B, '--model <dir>', 'checkpoint directory'))
-    .addOption(
-      flag(
-        B,
-        '--data <spec>',
-        'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]',
-      ),
-    )
-    .addOption(flag(B, '--out <dir>', 'index directory (created, or continued when it holds an index of this model)'))
-    .addOption(
-      flag(B, '--store <kind>', 'store of a new index: sqlite (SQLite + in-memory HNSW) or lance (LanceDB on disk or object storage)'),
-    )
-    .addOption(flag(B, '--uri <path-or-uri>', 'lance: where the index goes, a directory or s3:// gs:// az:// (instead of --out)'))
-    .addOption(flag(LanceParams, '--ann <type>', 'lance: the ANN index built past --ann-min-rows items'))
-    .addOption(flag(LanceParams, '--ann-min-rows <n>', 'lance: items before an ANN index is built (below: exact search)'))
+  withNewIndex(
+    new Command('build')
+      .description(
+        'embed a corpus with the corpus submodel (XL by default) into an index; re-running adds only what is new, also after an interruption',
+      )
+      .addOption(flag(B, '--model <dir>', 'checkpoint directory'))
+      .addOption(
+        flag(
+          B,
+          '--data <spec>',
+          'dataset: a folder (root/<class>/<image>), files:DIR (any images, no classes), idx:IMAGES,LABELS, fashion-mnist:train|test; optionally [a:b]',
+        ),
+      )
+      .addOption(flag(B, '--out <dir>', 'index directory (created, or continued when it holds an index of this model)')),
+    B,
+    '--out',
+  )
     .addOption(flag(B, '--granularity <g>', 'corpus submodel: s, m, l or xl (default xl: every query submodel searches its space)'))
     .addOption(flag(B, '--ffn-dims <w,w,...>', "corpus submodel as one FFN width per layer (Mix'n'Match)"))
     .addOption(
@@ -126,9 +120,7 @@ const buildCommand = withPipeline(
   B,
 ).action(async (raw) => {
   const o = parseOptions(BuildOptions, raw);
-  if (o.uri !== undefined && o.store !== 'lance') throw new UsageError('--uri is for --store lance (a sqlite index is a directory: --out)');
-  if ((o.uri === undefined) === (o.out === undefined)) throw new UsageError('give one of --out DIR or --store lance --uri PATH_OR_URI');
-  const out = (o.uri ?? o.out)!;
+  const out = newIndexAt(o, o.out, '--out');
   const [{ loadCheckpoint }, { buildIndex }, { parseShard }, { readMetadata }] = await Promise.all([
     import('../model/checkpoint.ts'),
     import('../index/build.ts'),

@@ -1,6 +1,8 @@
 // Option parsers shared by the `matvit index` commands.
+import type { Command } from 'commander';
 import { z } from 'zod';
-import { UsageError } from './common.ts';
+import { LanceParams } from '../index/lance-params.ts';
+import { UsageError, flag } from './common.ts';
 
 export const count = (min: number) => {
   const error = `expected an integer >= ${min}`;
@@ -17,3 +19,29 @@ export function parsedFlag<T>(name: string, value: string, parse: (v: string) =>
 
 /** The options of the commands that take only an index (and --json). */
 export const IndexOnly = z.object({ index: z.string().min(1), json: z.boolean().default(false) });
+
+/** The options that place a new index (index build, merge, enqueue): a directory, or `--store lance --uri` a LanceDB location. */
+export const NewIndex = {
+  store: z.enum(['sqlite', 'lance']).default('sqlite'),
+  uri: z.string().min(1).optional(),
+  ann: LanceParams.shape.ann.optional(),
+  annMinRows: count(256).optional(),
+};
+
+/** Their help, on `cmd` (whose schema holds NewIndex). */
+export const withNewIndex = (cmd: Command, O: z.ZodObject, dirFlag: string) =>
+  cmd
+    .addOption(
+      flag(O, '--store <kind>', 'store of a new index: sqlite (SQLite + in-memory HNSW) or lance (LanceDB on disk or object storage)'),
+    )
+    .addOption(flag(O, '--uri <path-or-uri>', `lance: where the index goes, a directory or s3:// gs:// az:// (instead of ${dirFlag})`))
+    .addOption(flag(LanceParams, '--ann <type>', 'lance: the ANN index built past --ann-min-rows items'))
+    .addOption(flag(LanceParams, '--ann-min-rows <n>', 'lance: items before an ANN index is built (below: exact search)'));
+
+/** The index location given by `dirFlag` (its value `dir`) or by --store lance --uri; refuses both, neither, or --uri without lance. */
+export function newIndexAt(o: { store: 'sqlite' | 'lance'; uri?: string }, dir: string | undefined, dirFlag: string): string {
+  if (o.uri !== undefined && o.store !== 'lance')
+    throw new UsageError(`--uri is for --store lance (a sqlite index is a directory: ${dirFlag})`);
+  if ((o.uri === undefined) === (dir === undefined)) throw new UsageError(`give one of ${dirFlag} DIR or --store lance --uri PATH_OR_URI`);
+  return (o.uri ?? dir)!;
+}

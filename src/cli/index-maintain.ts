@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { submodelName } from '../model/config.ts';
 import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
-import { IndexOnly, count } from './index-flags.ts';
+import { IndexOnly, NewIndex, count, newIndexAt, withNewIndex } from './index-flags.ts';
 
 // ---- info --------------------------------------------------------------------------------------
 
@@ -140,19 +140,24 @@ export const recoverCommand = new Command('recover')
 
 // ---- merge -------------------------------------------------------------------------------------
 
-const MergeOptions = z.object({ out: z.string().min(1), json: z.boolean().default(false) });
+const MergeOptions = z.object({ out: z.string().min(1).optional(), ...NewIndex, json: z.boolean().default(false) });
 
-export const mergeCommand = new Command('merge')
-  .description(
-    'join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge',
-  )
-  .addOption(flag(MergeOptions, '--out <dir>', 'the merged index (created, or continued)'))
+export const mergeCommand = withNewIndex(
+  new Command('merge')
+    .description(
+      'join shard indexes built with the same model into one (new ids; content seen twice is kept once); re-running finishes an interrupted merge. Shards and the merged index may be of either store',
+    )
+    .addOption(flag(MergeOptions, '--out <dir>', 'the merged index (created, or continued)')),
+  MergeOptions,
+  '--out',
+)
   .addOption(flag(MergeOptions, '--json', 'print JSON'))
-  .argument('<shards...>', 'shard index directories')
+  .argument('<shards...>', 'shard indexes: directories, or LanceDB URIs')
   .action(async (shards: string[], raw) => {
     const o = parseOptions(MergeOptions, raw);
+    const out = newIndexAt(o, o.out, '--out');
     const { mergeIndexes } = await import('../index/merge.ts');
-    const r = mergeIndexes(o.out, shards);
+    const r = mergeIndexes(out, shards, { store: o.store, lance: { ann: o.ann, annMinRows: o.annMinRows } });
     if (o.json) return void printJson(r);
     process.stdout.write(
       markdownTable(

@@ -254,15 +254,18 @@ export class LanceIndex implements IndexStore {
   item(id: number): Item | undefined {
     if (!Number.isSafeInteger(id)) return undefined;
     const [r] = rows(this.db.call<Columns>('query', { name: ITEMS, where: `id = ${id}`, select: ITEM_COLS, limit: 1 }));
-    if (!r) return undefined;
-    const p = r.payload as string | null;
-    return {
-      ...({ id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256, bytes: r.bytes } as Item),
-      addedAt: r.added_at as string,
-      seq: r.seq as number,
-      deletedSeq: r.deleted_seq as number | null,
-      payload: p === null ? null : JSON.parse(p),
-    };
+    return r && toItem(r);
+  }
+
+  /** The live items with their vectors in id order, read by windows of `chunk` ids (the B-tree on id keeps each a lookup). */
+  *liveItems(chunk = 1024): Generator<(Item & { vector: Float32Array })[]> {
+    const dim = this.manifest.dim;
+    for (let after = 0; after < this.maxId; after += chunk) {
+      const c = this.scan([...ITEM_COLS, 'vector'], `id > ${after} AND id <= ${after + chunk} AND ${LIVE}`);
+      const v = c.vector as Float32Array;
+      const page = rows(c).map((r, i) => ({ ...toItem(r), vector: v.slice(i * dim, (i + 1) * dim) }));
+      if (page.length) yield page.sort((a, b) => a.id - b.id);
+    }
   }
 
   getMeta(key: string): unknown {
@@ -452,6 +455,18 @@ export class LanceIndex implements IndexStore {
       store: this.storeState(),
     };
   }
+}
+
+/** An items-table row as the store's Item. */
+function toItem(r: Row): Item {
+  const p = r.payload as string | null;
+  return {
+    ...({ id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256, bytes: r.bytes } as Item),
+    addedAt: r.added_at as string,
+    seq: r.seq as number,
+    deletedSeq: r.deleted_seq as number | null,
+    payload: p === null ? null : JSON.parse(p),
+  };
 }
 
 export { holdsLance } from './lance-tables.ts';

@@ -1,9 +1,14 @@
-// `matvit index merge`: shard indexes built with the same model, joined into one.
+// `matvit index merge`: shard indexes built with the same model, joined into one. Shards and the
+// output may be of either store (SQLite + HNSW or LanceDB): shards are read, and the output written,
+// through the IndexStore interface (open-store.ts).
 import path from 'node:path';
+import { isUri } from './lance-tables.ts';
+import type { LanceParamsInput } from './lance-params.ts';
 import { modelPathFor } from './corpus.ts';
-import { readManifest } from './manifest.ts';
-import { Store } from './store.ts';
-import { STORE_FILE, VectorIndex } from './vector-index.ts';
+import type { Manifest } from './manifest.ts';
+import { openIndex, openOrCreateIndex } from './open-store.ts';
+import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
+import type { IndexStore, StoreKind } from './store-api.ts';
 
 export interface MergeReport {
   dir: string;
@@ -11,27 +16,47 @@ export interface MergeReport {
   live: number;
 }
 
+export interface MergeOptions {
+  expectedFingerprint?: string;
+  chunk?: number;
+  /** The store of a new output index (an existing one stays what it is). */
+  store?: StoreKind;
+  /** LanceDB settings of a new Lance output (lance-params.ts). */
+  lance?: LanceParamsInput;
+}
+
+/** A location as compared for "the shard is the output" (URIs as given, directories resolved). */
+const where = (dirOrUri: string) => (isUri(dirOrUri) ? dirOrUri.replace(/\/+$/, '') : path.resolve(dirOrUri));
+
 /**
  * Joins shard indexes built with the same model (fingerprint, ffnDims, dim, space) into the
- * index in `outDir`, created when absent. Items keep their source, label and added time, get
- * new ids, and a sha256 seen before (in an earlier shard, or already in outDir) is not added
+ * index at `out`, created when absent. Items keep their source, label, payload and added time, get
+ * new ids, and a sha256 seen before (in an earlier shard, or already in `out`) is not added
  * twice; so an interrupted merge is finished by running it again.
  */
-export function mergeIndexes(
-  outDir: string,
-  shardDirs: readonly string[],
-  opts: { expectedFingerprint?: string; chunk?: number } = {},
-): MergeReport {
+export function mergeIndexes(out: string, shardDirs: readonly string[], opts: MergeOptions = {}): MergeReport {
   if (shardDirs.length === 0) throw new Error('merge: no shard given');
-  const out = path.resolve(outDir);
-  const shards = shardDirs.map((d) => ({ dir: d, manifest: readManifest(d) }));
+  for (const d of shardDirs) if (where(d) === where(out)) throw new Error(`merge: shard ${d} is the output index`);
+  const shards: { dir: string; index: IndexStore; manifest: Manifest }[] = [];
+  try {
+    for (const dir of shardDirs) {
+      const index = openIndex(dir, { mode: 'read' });
+      shards.push({ dir, index, manifest: index.info().manifest });
+    }
+    checkCompatible(shards, opts.expectedFingerprint);
+    return mergeInto(out, shards, opts);
+  } finally {
+    for (const s of shards) s.index.close();
+  }
+}
+
+function checkCompatible(shards: { dir: string; manifest: Manifest }[], expectedFingerprint?: string): void {
   const first = shards[0].manifest;
   for (const s of shards) {
-    if (path.resolve(s.dir) === out) throw new Error(`merge: shard ${s.dir} is the output directory`);
-    const fp = opts.expectedFingerprint ?? first.fingerprint;
+    const fp = expectedFingerprint ?? first.fingerprint;
     if (s.manifest.fingerprint !== fp)
       throw new Error(
-        `merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${opts.expectedFingerprint ? 'the given model' : shards[0].dir})`,
+        `merge: shard ${s.dir} was built with model fingerprint ${s.manifest.fingerprint}, expected ${fp} (from ${expectedFingerprint ? 'the given model' : shards[0].dir})`,
       );
     for (const k of ['ffnDims', 'dim', 'space'] as const)
       if (JSON.stringify(s.manifest[k]) !== JSON.stringify(first[k]))
@@ -39,54 +64,48 @@ export function mergeIndexes(
           `merge: shard ${s.dir} has ${k} ${JSON.stringify(s.manifest[k])}, shard ${shards[0].dir} has ${JSON.stringify(first[k])}`,
         );
   }
+}
+
+function mergeInto(out: string, shards: { dir: string; index: IndexStore; manifest: Manifest }[], opts: MergeOptions): MergeReport {
+  const first = shards[0].manifest;
   const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
   // A new merged index records where the shards' model is (relative to it), so that `index add`
-  // and `serve` find it as they do for a built index.
-  const modelPath = first.modelPath && modelPathFor(outDir, path.resolve(shards[0].dir, first.modelPath));
-  const index = VectorIndex.openOrCreate(outDir, {
-    fingerprint,
-    modelName,
-    ffnDims,
-    dim,
-    space,
-    M,
-    efConstruction,
-    ef,
-    model,
-    modelPath,
-    corpus: { mergedFrom: shards.map((s) => s.manifest.corpus) },
-  });
+  // and `serve` find it as they do for a built index (a model path is only known for a local shard and output).
+  const modelPath =
+    first.modelPath && !isUri(shards[0].dir) && !isUri(out) ? modelPathFor(out, path.resolve(shards[0].dir, first.modelPath)) : undefined;
+  const corpus = { mergedFrom: shards.map((s) => s.manifest.corpus) };
+  const params = { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model, modelPath, corpus };
+  const index = openOrCreateIndex(out, params, opts.store ?? 'sqlite', opts.lance);
   try {
-    const report: MergeReport = { dir: outDir, shards: [], live: 0 };
+    const report: MergeReport = { dir: out, shards: [], live: 0 };
+    let batches = 0;
     for (const s of shards) {
-      const src = Store.open(path.join(s.dir, STORE_FILE), { readOnly: true });
       const entry = { dir: s.dir, live: 0, added: 0, duplicates: 0 };
-      try {
-        for (const items of src.liveItems(opts.chunk)) {
-          const r = index.add(
-            items.map(({ source, label, labelName, sha256, bytes, addedAt, vector, payload }) => ({
-              source,
-              payload,
-              label,
-              labelName,
-              sha256,
-              bytes,
-              addedAt,
-              vector,
-            })),
-          );
-          entry.live += items.length;
-          entry.duplicates += r.duplicates.length;
-          entry.added += items.length - r.duplicates.length;
-        }
-      } finally {
-        src.close();
+      for (const items of s.index.liveItems(opts.chunk)) {
+        const r = index.add(
+          items.map(({ source, label, labelName, sha256, bytes, addedAt, vector, payload }) => ({
+            source,
+            payload,
+            label,
+            labelName,
+            sha256,
+            bytes,
+            addedAt,
+            vector,
+          })),
+        );
+        entry.live += items.length;
+        entry.duplicates += r.duplicates.length;
+        entry.added += items.length - r.duplicates.length;
+        // As a build does: the graph snapshot, or LanceDB's key and ANN indexes, kept up as the index grows.
+        if (++batches % DEFAULT_SNAPSHOT_EVERY === 0) index.snapshot();
       }
       report.shards.push(entry);
     }
+    index.snapshot();
     report.live = index.size;
     return report;
   } finally {
-    index.close(); // snapshots the merged graph
+    index.close({ snapshot: false });
   }
 }

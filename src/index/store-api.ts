@@ -45,6 +45,8 @@ export interface IndexStore {
   vectorOf(id: number): Float32Array | undefined;
   searchExact(vector: VectorLike, k: number, opts?: Pick<SearchOptions, 'label'>): SearchHit[];
   liveMatrix(): { ids: number[]; labels: Int32Array; vectors: Float32Array };
+  /** The live items with their vectors, in id order, `chunk` at a time (what merge copies from a shard). */
+  liveItems(chunk?: number): Iterable<(Item & { vector: Float32Array })[]>;
   /** Makes what is committed cheap to open again (the HNSW graph snapshot; LanceDB: the manifest mirror). */
   snapshot(): unknown;
   compact(): { before: number; after: number; ms: number; badVectors: number[] };

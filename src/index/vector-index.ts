@@ -360,6 +360,10 @@ export class VectorIndex implements IndexStore {
     return { ids, labels, vectors };
   }
 
+  liveItems(chunk?: number): Iterable<(Item & { vector: Float32Array })[]> {
+    return this.store.liveItems(chunk);
+  }
+
   /** k nearest live items by brute force over the stored vectors (ground truth for verify). */
   searchExact(vector: VectorLike, k: number, opts: Pick<SearchOptions, 'label'> = {}): SearchHit[] {
     if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
