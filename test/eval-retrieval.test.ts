@@ -369,4 +369,31 @@ describe('eval retrieval end to end', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`fingerprint ${fpA}.*fingerprint ${fpB}`));
   });
+
+  test('--index of a LanceDB index: the exact figures of the SQLite index of the same corpus; its search is an exact scan', async () => {
+    const lanceDir = path.join(root, 'index-a-lance');
+    await buildIndex({ checkpoint: loadCheckpoint(modelA), modelDir: modelA, data: CORPUS, out: lanceDir, store: 'lance', batch: 32 });
+    const run = async (indexDir: string) =>
+      evalRetrieval({
+        modelDir: modelA,
+        checkpoint: loadCheckpoint(modelA),
+        corpus: await parseDatasetSpec(CORPUS),
+        queries: await parseDatasetSpec(QUERIES),
+        submodels: [{ name: 's', ffnDims: granularityDims(TINY, 's') }],
+        indexDir,
+        k: 5,
+      });
+    const [sqlite, lance] = [await run(indexA), await run(lanceDir)];
+    assert.equal(lance.hnsw.ann, 'LanceDB, exact scan (no ANN index yet)');
+    assert.equal(lance.corpusCount, 240);
+    assert.deepEqual(
+      lance.rows.map((x) => x.exact),
+      sqlite.rows.map((x) => x.exact),
+    );
+    assert.deepEqual(
+      lance.rows.map((x) => x.hnsw),
+      lance.rows.map((x) => x.exact),
+      'below annMinRows LanceDB searches exactly',
+    );
+  });
 });

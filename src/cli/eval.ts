@@ -311,7 +311,7 @@ const retrievalCommand = new Command('retrieval')
       `${o.model}: corpus ${result.corpus} (${result.corpusCount} items${o.index ? ` from index ${o.index}` : ''}), queries ${result.queries} (${result.queryCount}), ${result.skipped.length} skipped, engine ${result.engine}`,
     );
     out(
-      `HNSW (${hnsw.source === 'index' ? 'the index graph' : 'in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}; accuracies, R@${k} (vs the XL queries' exact top ${k}) and mAP@${k} in percent`,
+      `${hnsw.ann ? `HNSW columns: the index's ${hnsw.ann}` : `HNSW (${hnsw.source === 'index' ? 'the index graph' : 'in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}`}; accuracies, R@${k} (vs the XL queries' exact top ${k}) and mAP@${k} in percent`,
     );
     out(table);
     for (const b of baselines) out(`${b.name}: queries embedded by ${b.queryModel} (${compact(b.ffnDims)}); same-encoder: its corpus too`);

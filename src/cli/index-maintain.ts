@@ -121,7 +121,7 @@ const RecoverOptions = z.object({ index: z.string().min(1), acceptLoss: z.boolea
 
 export const recoverCommand = new Command('recover')
   .description(
-    'after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice',
+    'after a loss of acknowledged writes (a lost write-ahead log): go on with what the store holds, recording the loss; ids are never handed out twice (sqlite; a lance index commits atomically: nothing to recover)',
   )
   .addOption(flag(RecoverOptions, '--index <dir>', 'index directory'))
   .addOption(flag(RecoverOptions, '--accept-loss', 'give up the missing changes (without it, only says what is missing)'))
@@ -131,6 +131,7 @@ export const recoverCommand = new Command('recover')
     const { recoverIndex } = await import('../index/recover.ts');
     const r = recoverIndex(o.index, { acceptLoss: o.acceptLoss });
     if (o.json) return void printJson(r);
+    if (r.notApplicable) return void process.stdout.write(`${o.index}: ${r.notApplicable}\n`);
     if (!r.after) return void process.stdout.write(`${o.index}: nothing to recover: the store holds every acknowledged change\n`);
     process.stdout.write(
       `${o.index}: recovered from the loss: ${r.loss?.what ?? r.ackedUnreadable}\n` +
@@ -192,11 +193,11 @@ const BenchIndexOptions = z.object({
 
 export const benchIndexCommand = new Command('index')
   .description(
-    "insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors",
+    "insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors; a lance index: recall@10 and time per query of its own search for several nprobes",
   )
   .addOption(flag(BenchIndexOptions, '--index <dir>', 'index directory (read only)'))
-  .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare'))
-  .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef)"))
+  .addOption(flag(BenchIndexOptions, '--ef-construction <list>', 'build breadths to compare (sqlite)'))
+  .addOption(flag(BenchIndexOptions, '--ef <list>', "search breadths (default: the index's ef); lance: nprobes (default: the index's)"))
   .addOption(flag(BenchIndexOptions, '--sample <n>', 'stored items used as queries for recall@10'))
   .addOption(
     flag(
@@ -215,9 +216,24 @@ export const benchIndexCommand = new Command('index')
     const o = parseOptions(BenchIndexOptions, raw);
     if ((o.index === undefined) === (o.synthetic === undefined)) throw new UsageError('give one of --index DIR or --synthetic N');
     if (o.synthetic !== undefined) return benchSyntheticAction({ ...o, synthetic: o.synthetic });
-    const [{ VectorIndex }, { benchIndex }] = await Promise.all([import('../index/vector-index.ts'), import('../index/bench.ts')]);
-    const index = VectorIndex.open(o.index!, { mode: 'read' });
+    const [{ openIndex }, { benchIndex, benchStoreSearch }] = await Promise.all([
+      import('../index/open-store.ts'),
+      import('../index/bench.ts'),
+    ]);
+    const index = openIndex(o.index!, { mode: 'read' });
     try {
+      if (index.kind === 'lance') {
+        const r = await benchStoreSearch(index, { efs: o.ef, sample: o.sample });
+        if (o.json) return void printJson(r);
+        return void process.stdout.write(
+          `${o.index}: LanceDB, ${r.items} items, ${r.dim}-d; recall@10 of its search over ${r.queries} items against exact search\n` +
+            markdownTable(
+              ['nprobes', 'recall@10', 'us/query'],
+              r.search.map((q) => [q.ef, q.recallAt10.toFixed(4), q.usPerQuery.toFixed(0)]),
+            ) +
+            '\n',
+        );
+      }
       const r = await benchIndex(index, o.efConstruction, { efs: o.ef, sample: o.sample });
       if (o.json) return void printJson(r);
       process.stdout.write(

@@ -231,7 +231,7 @@ function retrieval(items: Item<RetrievalFile>[]): Section {
       `### ${cell(names[i])}: ${code(r.model)}, queries ${cell(r.queries)} (${r.queryCount}) against corpus ${cell(r.corpus)}, ${r.corpusCount} items`,
     );
     md.push(
-      `HNSW (${hnsw.source === 'index' ? "the index's graph" : 'built in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}; k = ${k}.`,
+      `${hnsw.ann ? `HNSW columns: the index's ${hnsw.ann}` : `HNSW (${hnsw.source === 'index' ? "the index's graph" : 'built in memory'}): M ${hnsw.M}, efConstruction ${hnsw.efConstruction}, ef ${hnsw.ef}`}; k = ${k}.`,
     );
     md.push(
       markdownTable(

@@ -11,7 +11,7 @@ import { createEncoder } from '../engine/encoder.ts';
 import { exactKnn } from '../engine/knn.ts';
 import { Graph } from '../index/hnsw.ts';
 import { IndexParams } from '../index/manifest.ts';
-import { VectorIndex } from '../index/vector-index.ts';
+import { openIndex } from '../index/open-store.ts';
 import type { Checkpoint } from '../model/checkpoint.ts';
 import { type ModelConfig, type Submodel, embeddingDim, granularityDims } from '../model/config.ts';
 import { mflops } from '../model/flops.ts';
@@ -130,7 +130,14 @@ export interface RetrievalOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-export type HnswSetup = { M: number; efConstruction: number; ef: number; source: 'index' | 'memory' };
+export type HnswSetup = {
+  M: number;
+  efConstruction: number;
+  ef: number;
+  source: 'index' | 'memory';
+  /** An index of another store than SQLite + HNSW: its approximate search, in words (M, efConstruction, ef do not apply). */
+  ann?: string;
+};
 
 export interface RetrievalResult {
   kind: 'retrieval';
@@ -162,17 +169,20 @@ interface SearchedCorpus {
   close(): void;
 }
 
-/** An existing index (opened read-only), refused when built with another model: the error names both fingerprints. */
+/** An existing index of either store (opened read-only), refused when built with another model: the error names both fingerprints. */
 function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
-  const index = VectorIndex.open(dir, { expectedFingerprint: fingerprint, mode: 'read' });
+  const index = openIndex(dir, { expectedFingerprint: fingerprint, mode: 'read' });
   try {
     const { ids, labels, vectors } = index.liveMatrix(); // exactly the items the graph holds
     const { M, efConstruction, ef } = index.params;
     const rowOf = new Map(ids.map((id, row) => [id, row])); // store id -> row
+    const info = index.kind === 'lance' ? index.info() : undefined;
+    const ann =
+      info && (info.store?.ann ? `LanceDB ${info.store.ann.type}, nprobes ${info.graph.ef}` : 'LanceDB, exact scan (no ANN index yet)');
     return {
       vectors,
       labels,
-      hnsw: { M, efConstruction, ef, source: 'index' },
+      hnsw: { M, efConstruction, ef, source: 'index', ...(ann && { ann }) },
       search: (q, k) => index.search(q, k).map((h) => rowOf.get(h.id)!),
       close: () => index.close(),
     };

@@ -11,10 +11,11 @@
 //   is split between classes, the small submodel's top-1 is the likeliest to differ from XL's.
 // A stage escalates when any signal its rule names falls below the rule's threshold.
 import { z } from 'zod';
-import type { SearchHit, VectorIndex } from '../index/vector-index.ts';
+import type { IndexStore } from '../index/store-api.ts';
+import type { SearchHit } from '../index/types.ts';
 import { type ModelConfig, checkFfnDims } from '../model/config.ts';
 
-/** The index metadata key (VectorIndex.setMeta) the calibration is stored under. */
+/** The index metadata key (IndexStore.setMeta) the calibration is stored under. */
 export const CASCADE_META_KEY = 'serve.cascade';
 
 export const EscalationRule = z
@@ -89,7 +90,7 @@ export function shouldEscalate(rule: EscalationRule, c: Confidence): boolean {
  * it does either way (for the log and GET /v1/index), and what to run when it is not calibrated.
  */
 export function storedCascade(
-  index: Pick<VectorIndex, 'dir' | 'getMeta' | 'info'>,
+  index: Pick<IndexStore, 'dir' | 'getMeta' | 'info'>,
   model: ModelConfig,
   corpusName: string,
 ): { cascade: Cascade | null; why: string } {
