@@ -8,8 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MatvitClient, MatvitApiError, vectorToBase64, type SearchQuery } from '../src/client/index.ts';
+import * as lancedb from '@lancedb/lancedb';
 import { buildIndex } from '../src/index/build.ts';
 import { readMetadata } from '../src/index/metadata.ts';
+import { openIndex } from '../src/index/open-store.ts';
 import { Store } from '../src/index/store.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { type Reply, type ServeFixture, call, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
@@ -25,6 +27,8 @@ let f: ServeFixture;
 let s: RunningServer;
 let client: MatvitClient;
 let fingerprint: string;
+/** The build's payloads by source (index build --metadata), for a second index of the same corpus. */
+let payloads: ReadonlyMap<string, Record<string, unknown>>;
 /** The stored corpus: id -> unit vector, label, payload (read from the store, not through the service). */
 const items = new Map<number, { vector: Float32Array; label: number; payload: Record<string, unknown> | null }>();
 
@@ -38,14 +42,17 @@ function assert400(r: Reply, field: string, message?: RegExp): void {
   if (message) assert.match(r.body.error.message, message);
 }
 
+type It = { label: number; payload: Record<string, unknown> | null };
+
 /** Plain-loop reference: ids of the top k by dot product among items passing `keep`, best first. */
 function reference(
   q: Float32Array,
   k: number,
-  keep: (it: { label: number; payload: Record<string, unknown> | null }) => boolean = () => true,
+  keep: (it: It) => boolean = () => true,
+  corpus: ReadonlyMap<number, It & { vector: Float32Array }> = items,
 ) {
   const scored: { id: number; score: number }[] = [];
-  for (const [id, it] of items) {
+  for (const [id, it] of corpus) {
     if (!keep(it)) continue;
     let d = 0;
     for (let j = 0; j < q.length; j++) d += q[j] * it.vector[j];
@@ -56,12 +63,34 @@ function reference(
 
 const ids = (r: Reply) => r.body.results.map((x: { id: number }) => x.id);
 
+const p = (it: It) => it.payload ?? {};
+/** Each filter form with its plain-JS meaning (the reference). */
+const FILTER_CASES: [Record<string, unknown>, (it: It) => boolean][] = [
+  [{ label: 3 }, (it) => it.label === 3],
+  [{ label: { in: [1, 2] } }, (it) => it.label === 1 || it.label === 2],
+  [{ label: { gte: 5, lt: 8 } }, (it) => it.label >= 5 && it.label < 8],
+  [{ 'payload.color': 'red' }, (it) => p(it).color === 'red'],
+  [{ 'payload.color': { in: ['green', 'blue'] } }, (it) => ['green', 'blue'].includes(p(it).color as string)],
+  [
+    { 'payload.price': { gt: 2, lte: 6.5 } },
+    (it) => typeof p(it).price === 'number' && (p(it).price as number) > 2 && (p(it).price as number) <= 6.5,
+  ],
+  [{ 'payload.sale': true }, (it) => p(it).sale === true],
+  [{ 'payload.dims.w': { eq: 2 } }, (it) => (p(it).dims as { w?: number } | undefined)?.w === 2],
+  [{ 'payload.price': '1.5' }, () => false], // a string never matches a number
+  [
+    { and: [{ 'payload.sale': false }, { label: { in: [0, 6, 9] } }], 'payload.color': 'blue' },
+    (it) => p(it).sale === false && [0, 6, 9].includes(it.label) && p(it).color === 'blue',
+  ],
+];
+
 before(async () => {
   const meta = path.join(process.env.TMPDIR ?? '/tmp', `matvit-api-meta-${process.pid}.jsonl`);
   const lines = Array.from({ length: N }, (_, i) => payloadOf(i) && JSON.stringify({ path: `idx:#${i}`, payload: payloadOf(i) }));
   fs.writeFileSync(meta, lines.filter(Boolean).join('\n') + '\n');
   try {
-    f = await serveFixture(N, readMetadata(meta));
+    payloads = readMetadata(meta);
+    f = await serveFixture(N, payloads);
   } finally {
     fs.rmSync(meta, { force: true });
   }
@@ -179,27 +208,7 @@ describe('options', () => {
   const byVector = (extra: Record<string, unknown>): SearchQuery => ({ vector: q(), model: fingerprint, encoder: 'xl', ...extra });
 
   test('each filter form gives the plain-loop neighbours among the matching items', async () => {
-    type It = { label: number; payload: Record<string, unknown> | null };
-    const p = (it: It) => it.payload ?? {};
-    const cases: [Record<string, unknown>, (it: It) => boolean][] = [
-      [{ label: 3 }, (it) => it.label === 3],
-      [{ label: { in: [1, 2] } }, (it) => it.label === 1 || it.label === 2],
-      [{ label: { gte: 5, lt: 8 } }, (it) => it.label >= 5 && it.label < 8],
-      [{ 'payload.color': 'red' }, (it) => p(it).color === 'red'],
-      [{ 'payload.color': { in: ['green', 'blue'] } }, (it) => ['green', 'blue'].includes(p(it).color as string)],
-      [
-        { 'payload.price': { gt: 2, lte: 6.5 } },
-        (it) => typeof p(it).price === 'number' && (p(it).price as number) > 2 && (p(it).price as number) <= 6.5,
-      ],
-      [{ 'payload.sale': true }, (it) => p(it).sale === true],
-      [{ 'payload.dims.w': { eq: 2 } }, (it) => (p(it).dims as { w?: number } | undefined)?.w === 2],
-      [{ 'payload.price': '1.5' }, () => false], // a string never matches a number
-      [
-        { and: [{ 'payload.sale': false }, { label: { in: [0, 6, 9] } }], 'payload.color': 'blue' },
-        (it) => p(it).sale === false && [0, 6, 9].includes(it.label) && p(it).color === 'blue',
-      ],
-    ];
-    for (const [filter, keep] of cases) {
+    for (const [filter, keep] of FILTER_CASES) {
       const want = reference(q(), 10, keep).map((h) => h.id);
       const r = await client.search(byVector({ filter }));
       assert.deepEqual(
@@ -367,18 +376,80 @@ describe('batch', () => {
 });
 
 describe('stores', () => {
-  test('a filter on a LanceDB index (which does not evaluate filters) is 501 naming filter, not a 500', async (t) => {
+  test('the LanceDB store evaluates every filter form inside LanceDB: the plain-loop neighbours, paging, threshold, payloads', async (t) => {
     const uri = path.join(f.root, 'lance');
-    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: 'fashion-mnist:test[:20]', out: uri, store: 'lance' });
+    await buildIndex({
+      checkpoint: f.checkpoint,
+      modelDir: f.modelDir,
+      data: `fashion-mnist:test[:${N}]`,
+      out: uri,
+      store: 'lance',
+      payloads,
+    });
+    const corpus = new Map<number, It & { vector: Float32Array }>();
+    const read = openIndex(uri, { mode: 'read' });
+    try {
+      assert.equal(read.kind, 'lance');
+      const m = read.liveMatrix();
+      const dim = read.params.dim;
+      m.ids.forEach((id, i) =>
+        corpus.set(id, { label: m.labels[i], payload: read.item(id)!.payload, vector: m.vectors.slice(i * dim, (i + 1) * dim) }),
+      );
+    } finally {
+      read.close();
+    }
     const lance = await startServer({ index: uri, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
     t.after(() => lance.close());
-    const r = await call(`${lance.url}/v1/search`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 1, filter: { 'payload.x': 1 } }),
+    const lc = new MatvitClient(lance.url);
+    const q = corpus.get(10)!.vector;
+    for (const [filter, keep] of FILTER_CASES) {
+      const r = await lc.search({ vector: q, model: fingerprint, encoder: 'xl', filter });
+      assert.deepEqual(
+        r.results.map((x) => x.id),
+        reference(q, 10, keep, corpus).map((h) => h.id),
+        JSON.stringify(filter),
+      );
+    }
+    // offset, scoreThreshold (between two scores: LanceDB computes them in float32) and withPayload with a filter
+    const [filter, keep] = FILTER_CASES[4];
+    const ranked = reference(q, 12, keep, corpus);
+    const page = await lc.search({
+      vector: q,
+      model: fingerprint,
+      encoder: 'xl',
+      filter,
+      k: 5,
+      offset: 3,
+      withPayload: true,
+      scoreThreshold: (ranked[6].score + ranked[7].score) / 2,
     });
+    assert.deepEqual(
+      page.results.map((x) => [x.id, x.payload]),
+      ranked.slice(3, 7).map((h) => [h.id, corpus.get(h.id)!.payload]),
+    );
+  });
+
+  test('a payload filter on a LanceDB index made before payload_jsonb is 501 naming filter, not a 500', async (t) => {
+    const uri = path.join(f.root, 'lance-old');
+    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: 'fashion-mnist:test[:20]', out: uri, store: 'lance' });
+    const db = await lancedb.connect(uri);
+    const table = await db.openTable('items');
+    await table.dropColumns(['payload_jsonb']);
+    table.close();
+    db.close();
+    const lance = await startServer({ index: uri, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
+    t.after(() => lance.close());
+    const search = (filter: unknown) =>
+      call(`${lance.url}/v1/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 1, filter }),
+      });
+    const r = await search({ 'payload.x': 1 });
     assert.equal(r.status, 501, JSON.stringify(r.body));
     assert.equal(r.body.error.field, 'filter');
+    assert.match(r.body.error.message, /before payload filters/);
+    assert.equal((await search({ label: { gte: 0 } })).status, 200, 'label filters still run');
   });
 });
 

@@ -66,36 +66,22 @@ export interface CompiledFilter {
   params: (string | number)[];
 }
 
-/**
- * The SQL condition of a parsed filter. Payload fields are read with json_extract and typed with
- * json_type (SQLite's JSON1: https://sqlite.org/json1.html), so that booleans, numbers and strings
- * never match each other; `label` is the indexed column.
- */
-export function compileFilter(f: Filter): CompiledFilter {
-  const params: (string | number)[] = [];
-  let conditions = 0;
-  const json = (field: string) => `'$.${field.slice('payload.'.length)}'`;
-  /** `field` is one of `xs` (scalars, compared with their own JSON type): flat IN lists, as SQLite limits expression depth. */
-  const oneOf = (field: string, xs: readonly (string | number | boolean)[]): string => {
-    const nums = xs.filter((x) => typeof x === 'number');
-    const strs = xs.filter((x) => typeof x === 'string');
-    const bools = [...new Set(xs.filter((x) => typeof x === 'boolean'))];
-    const list = (vs: (string | number)[]) => (params.push(...vs), vs.map(() => '?').join(', '));
-    if (field === 'label') return nums.length ? `label IN (${list(nums)})` : '0'; // labels are integers: nothing else matches
-    const p = json(field);
-    const parts: string[] = [];
-    if (nums.length) parts.push(`(json_type(payload, ${p}) IN ('integer', 'real') AND json_extract(payload, ${p}) IN (${list(nums)}))`);
-    if (strs.length) parts.push(`(json_type(payload, ${p}) = 'text' AND json_extract(payload, ${p}) IN (${list(strs)}))`);
-    if (bools.length) parts.push(`json_type(payload, ${p}) IN (${bools.map((b) => `'${b}'`).join(', ')})`);
-    return `(${parts.join(' OR ')})`;
-  };
-  const range = (field: string, op: string, x: number): string => {
-    params.push(x);
-    if (field === 'label') return `label ${op} ?`;
-    const p = json(field);
-    return `(json_type(payload, ${p}) IN ('integer', 'real') AND json_extract(payload, ${p}) ${op} ?)`;
-  };
-  const OPS = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+export type Scalar = string | number | boolean;
+export type RangeOp = '>' | '>=' | '<' | '<=';
+
+/** How a store writes the conditions of a filter in its SQL: a field equal to one of the scalars, a field within a numeric bound. */
+export interface FilterDialect {
+  oneOf(field: string, xs: readonly Scalar[]): string;
+  range(field: string, op: RangeOp, x: number): string;
+}
+
+const OPS = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/** The SQL condition of a parsed filter in a store's dialect: every key's condition ANDed; throws past the limits on depth, conditions and values. */
+export function filterCondition(f: Filter, d: FilterDialect): string {
+  let conditions = 0,
+    values = 0;
+  const oneOf = (field: string, xs: readonly Scalar[]) => ((values += xs.length), d.oneOf(field, xs));
   const walk = (node: Filter, depth: number): string => {
     if (depth > MAX_DEPTH) throw new Error(`filter: nested deeper than ${MAX_DEPTH} levels of "and"`);
     const parts: string[] = [];
@@ -115,12 +101,43 @@ export function compileFilter(f: Filter): CompiledFilter {
       if (match.in !== undefined) parts.push(oneOf(key, match.in));
       for (const [op, sql] of Object.entries(OPS)) {
         const x = match[op as keyof typeof OPS];
-        if (x !== undefined) parts.push(range(key, sql, x));
+        if (x !== undefined) parts.push((values++, d.range(key, sql, x)));
       }
     }
     return `(${parts.join(' AND ')})`;
   };
   const where = walk(f, 0);
-  if (params.length > MAX_VALUES) throw new Error(`filter: more than ${MAX_VALUES} values in all`);
-  return { where, params };
+  if (values > MAX_VALUES) throw new Error(`filter: more than ${MAX_VALUES} values in all`);
+  return where;
+}
+
+/**
+ * The SQLite condition of a parsed filter. Payload fields are read with json_extract and typed with
+ * json_type (SQLite's JSON1: https://sqlite.org/json1.html), so that booleans, numbers and strings
+ * never match each other; `label` is the indexed column.
+ */
+export function compileFilter(f: Filter): CompiledFilter {
+  const params: (string | number)[] = [];
+  const json = (field: string) => `'$.${field.slice('payload.'.length)}'`;
+  /** `field` is one of `xs` (scalars, compared with their own JSON type): flat IN lists, as SQLite limits expression depth. */
+  const oneOf = (field: string, xs: readonly Scalar[]): string => {
+    const nums = xs.filter((x) => typeof x === 'number');
+    const strs = xs.filter((x) => typeof x === 'string');
+    const bools = [...new Set(xs.filter((x) => typeof x === 'boolean'))];
+    const list = (vs: (string | number)[]) => (params.push(...vs), vs.map(() => '?').join(', '));
+    if (field === 'label') return nums.length ? `label IN (${list(nums)})` : '0'; // labels are integers: nothing else matches
+    const p = json(field);
+    const parts: string[] = [];
+    if (nums.length) parts.push(`(json_type(payload, ${p}) IN ('integer', 'real') AND json_extract(payload, ${p}) IN (${list(nums)}))`);
+    if (strs.length) parts.push(`(json_type(payload, ${p}) = 'text' AND json_extract(payload, ${p}) IN (${list(strs)}))`);
+    if (bools.length) parts.push(`json_type(payload, ${p}) IN (${bools.map((b) => `'${b}'`).join(', ')})`);
+    return `(${parts.join(' OR ')})`;
+  };
+  const range = (field: string, op: RangeOp, x: number): string => {
+    params.push(x);
+    if (field === 'label') return `label ${op} ?`;
+    const p = json(field);
+    return `(json_type(payload, ${p}) IN ('integer', 'real') AND json_extract(payload, ${p}) ${op} ?)`;
+  };
+  return { where: filterCondition(f, { oneOf, range }), params };
 }

@@ -21,6 +21,8 @@ export const itemColumns = (dim: number): ColumnSpec[] => [
   { name: 'seq', type: 'int64', nullable: false },
   { name: 'deleted_seq', type: 'int64', nullable: true },
   { name: 'payload', type: 'utf8', nullable: true },
+  // payload again as JSONB, which search filters read with Lance's json_extract (lance-filter.ts); payload keeps the exact text.
+  { name: 'payload_jsonb', type: 'json', nullable: true },
   { name: 'vector', type: 'vector', nullable: false, dim },
 ];
 export const META_COLS: ColumnSpec[] = [

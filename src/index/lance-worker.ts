@@ -22,11 +22,15 @@ const TYPES = {
   int64: () => new arrow.Int64(), int32: () => new arrow.Int32(), utf8: () => new arrow.Utf8(),
   vector: (dim) => new arrow.FixedSizeList(dim, new arrow.Field('item', new arrow.Float32(), true)),
 };
-const schemaOf = (cols) => new arrow.Schema(cols.map((c) => new arrow.Field(c.name, TYPES[c.type](c.dim), c.nullable)));
+// A json column is written as Arrow's JSON extension type (text), which Lance stores as JSONB for its json_* SQL functions
+// (https://github.com/lancedb/lance/blob/main/docs/src/guide/json.md), and reports as LargeBinary tagged lance.json in the table's schema.
+const jsonField = (name, nullable) => new arrow.Field(name, new arrow.Utf8(), nullable, new Map([['ARROW:extension:name', 'arrow.json'], ['ARROW:extension:metadata', '']]));
+const schemaOf = (cols) => new arrow.Schema(cols.map((c) => (c.type === 'json' ? jsonField(c.name, c.nullable) : new arrow.Field(c.name, TYPES[c.type](c.dim), c.nullable))));
 
 // Columnar rows (plain arrays, one flat Float32Array per vector column) -> an Arrow table of the schema.
-function toArrow(schema, cols) {
+function toArrow(tableSchema, cols) {
   const n = cols.__rows;
+  const schema = new arrow.Schema(tableSchema.fields.map((f) => (f.metadata.get('ARROW:extension:name') === 'lance.json' ? jsonField(f.name, f.nullable) : f)));
   const children = schema.fields.map((f) => {
     const v = cols[f.name];
     if (arrow.DataType.isFixedSizeList(f.type)) {
@@ -100,12 +104,13 @@ const ops = {
     if (limit !== undefined) q = q.limit(limit);
     return fromArrow(await q.toArrow());
   },
-  async search({ name, vector, k, where, select, distance, nprobes, refine, exact }) {
+  async search({ name, vector, k, where, select, distance, nprobes, widen, refine, exact }) {
     let q = table(name).vectorSearch(vector).distanceType(distance).limit(k).select(select);
     if (where) q = q.where(where);
     if (exact) q = q.bypassVectorIndex();
     else {
-      if (nprobes) q = q.nprobes(nprobes);
+      // widen: nprobes partitions at least, more (up to all) while fewer than k rows passed the filter.
+      if (nprobes) q = widen ? q.minimumNprobes(nprobes) : q.nprobes(nprobes);
       if (refine) q = q.refineFactor(refine);
     }
     return fromArrow(await q.toArrow());
@@ -149,7 +154,7 @@ export type Columns = { __rows: number } & Record<string, unknown>;
 
 export interface ColumnSpec {
   name: string;
-  type: 'int64' | 'int32' | 'utf8' | 'vector';
+  type: 'int64' | 'int32' | 'utf8' | 'vector' | 'json';
   nullable: boolean;
   dim?: number;
 }

@@ -36,7 +36,7 @@ const ERROR_TEXT: Record<number, string> = {
   415: 'the Content-Type is not accepted',
   422: 'the image cannot be decoded',
   429: 'over the per-client rate limit',
-  501: 'a filter on a store that does not evaluate filters (LanceDB)',
+  501: 'a payload filter on a LanceDB index made before payload filters (no payload_jsonb column)',
   503: 'warming, overloaded, read-only or shutting down (Retry-After)',
 };
 const fingerprintParam = { name: 'fingerprint', in: 'path', required: true, schema: { type: 'string' } };

@@ -13,6 +13,7 @@ import { preprocessImage } from '../data/preprocess.ts';
 import type { Encoder } from '../engine/encoder.ts';
 import type { Corpus } from '../index/corpus.ts';
 import type { Filter } from '../index/filter.ts';
+import { FilterUnsupported } from '../index/lance-filter.ts';
 import type { Item, SearchHit } from '../index/vector-index.ts';
 import { writeFileAtomic } from '../util/durable.ts';
 import { sha256Hex } from '../util/hash.ts';
@@ -248,12 +249,14 @@ export class SearchService {
 
   /** The hits a page needs (offset + k, at least `atLeast`), the item `self` left out. */
   private neighbours(vector: Float32Array, atLeast: number, o: SearchOptions, self?: number): SearchHit[] {
-    if (o.filter && this.index.kind !== 'sqlite')
-      throw new ApiError(501, 'not-supported', `filter: the ${this.index.kind} store does not evaluate filters (label does)`, {
-        field: 'filter',
-      });
     const n = Math.max(atLeast, o.offset + o.k) + (self === undefined ? 0 : 1);
-    const hits = this.index.search(vector, n, { ef: o.ef, label: o.label, filter: o.filter });
+    let hits: SearchHit[];
+    try {
+      hits = this.index.search(vector, n, { ef: o.ef, label: o.label, filter: o.filter });
+    } catch (e) {
+      if (e instanceof FilterUnsupported) throw new ApiError(501, 'not-supported', `filter: ${e.message}`, { field: 'filter' });
+      throw e;
+    }
     return self === undefined ? hits : hits.filter((h) => h.id !== self);
   }
 
