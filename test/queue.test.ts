@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import * as lancedb from '@lancedb/lancedb';
 import Database from 'better-sqlite3';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -99,6 +100,21 @@ function rows(indexDir: string): { sha256: string; source: string; vector: Float
       ...r,
       vector: new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)),
     }));
+  } finally {
+    db.close();
+  }
+}
+
+/** Every row of a LanceDB index's items table (tombstones too), read with LanceDB's own client. */
+async function lanceRows(uri: string): Promise<{ sha256: string; source: string; vector: Float32Array }[]> {
+  const db = await lancedb.connect(uri);
+  try {
+    const table = await db.openTable('items');
+    const all = await table.query().select(['id', 'sha256', 'source', 'vector']).toArray();
+    table.close();
+    return all
+      .sort((a, b) => Number(a.id) - Number(b.id))
+      .map((r) => ({ sha256: r.sha256 as string, source: r.source as string, vector: Float32Array.from(r.vector as Iterable<number>) }));
   } finally {
     db.close();
   }
@@ -232,6 +248,34 @@ describe('index enqueue / worker / collect / status', () => {
     const p = start(['index', 'worker', '--queue', q, '--model', other, '--drain', '--no-progress']);
     assert.equal((await p.exit).code, 1);
     assert.match(p.err(), /fingerprint [0-9a-f]{64}.*Give the index's model/);
+  });
+
+  test('into a LanceDB index (enqueue --store lance --uri): the items and embeddings of a local build', async () => {
+    const folder = path.join(root, 'mixed-lance');
+    const bad = await mixedFolder(folder);
+    const local = path.join(root, 'local-lance-ref');
+    await buildIndex({ checkpoint: loadCheckpoint(MODEL), modelDir: MODEL, data: `files:${folder}`, out: local });
+    const q = redis.url('lance');
+    const dist = path.join(root, 'dist-lance');
+    await ok(['index', 'enqueue', '--queue', q, '--data', `files:${folder}`, '--store', 'lance', '--uri', dist, '--model', MODEL, '--no-progress']); // prettier-ignore
+    await Promise.all([
+      ok(['index', 'worker', '--queue', q, '--model', MODEL, '--drain', '--no-progress']),
+      ok(['index', 'collect', '--queue', q, '--index', dist, '--drain', '--no-progress']),
+    ]);
+    const got = await lanceRows(dist);
+    const want = new Map(rows(local).map((r) => [r.sha256, r]));
+    assert.equal(got.length, want.size);
+    assert.equal(new Set(got.map((r) => r.sha256)).size, got.length, 'a sha256 is stored twice');
+    for (const r of got) {
+      const w = want.get(r.sha256);
+      assert.ok(w, `${r.source} is not in the local build`);
+      assert.equal(r.source, w.source);
+      let dot = 0;
+      for (let i = 0; i < r.vector.length; i++) dot += r.vector[i] * w.vector[i];
+      assert.ok(dot > 0.9999, `${r.source}: cosine ${dot} to the local build's embedding`);
+    }
+    const st = await json<{ skipped: { items: { source: string; reason: string }[] } }>(['index', 'status', '--queue', q]);
+    assert.deepEqual(Object.fromEntries(st.skipped.items.map((k) => [k.source, k.reason])), bad);
   });
 
   test('a bad --queue names the flag and what is expected', async () => {

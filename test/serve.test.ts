@@ -14,9 +14,8 @@ import { parseDatasetSpec } from '../src/data/dataset.ts';
 import { calibrate } from '../src/serve/calibrate.ts';
 import { embedQueries, ownItemsSample } from '../src/serve/queries.ts';
 import { buildIndex } from '../src/index/build.ts';
-import { VectorIndex } from '../src/index/vector-index.ts';
+import { openIndex } from '../src/index/open-store.ts';
 import { verifyIndex } from '../src/index/verify.ts';
-import { Store } from '../src/index/store.ts';
 import { saveCheckpoint } from '../src/model/checkpoint.ts';
 import { initWeights } from '../src/model/weights.ts';
 import { createApp } from '../src/serve/app.ts';
@@ -24,7 +23,7 @@ import { CASCADE_META_KEY, type Cascade } from '../src/serve/cascade.ts';
 import { type RunningServer, startServer } from '../src/serve/server.ts';
 import { SearchService } from '../src/serve/service.ts';
 import { matvit } from './helpers/cli.ts';
-import { type Reply, type ServeFixture, call, fmnistPng, serveFixture } from './helpers/serve-fixture.ts';
+import { type Reply, type ServeFixture, call, fmnistPng, serveFixture, testStore } from './helpers/serve-fixture.ts';
 
 const TOKEN = 'test-admin-token';
 const MAX_IMAGE = 64 * 1024;
@@ -409,9 +408,9 @@ describe('writes', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const id = r.body.id;
     assert.equal(r.headers.get('location'), `/v1/items/${id}`);
-    // Durable: the store (another connection) already has it.
-    const other = Store.open(`${f.indexDir}/store.sqlite`, { readOnly: true });
-    assert.equal(other.get(id)?.label, 9);
+    // Durable: the index opened again (another connection to its store) already has it.
+    const other = openIndex(f.indexDir, { mode: 'read' });
+    assert.equal(other.item(id)?.label, 9);
     other.close();
     const again = await raw('/v1/items', img, 'image/png', auth);
     assert.deepEqual([again.status, again.body.id, again.body.created], [200, id, false]);
@@ -668,10 +667,10 @@ describe('corpus images from a folder, and model checks', () => {
     const outside = path.join(root, 'outside.png');
     fs.copyFileSync(path.join(corpusDir, 'bags', '1.png'), outside);
     const indexDir = path.join(root, 'index');
-    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: corpusDir, out: indexDir });
+    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: corpusDir, out: indexDir, store: testStore() });
     fs.symlinkSync(outside, path.join(corpusDir, 'boots', 'link.png'));
     // Sources no build would record: a path leaving the root, and a symlink leading out of it.
-    const index = VectorIndex.open(indexDir, { expectedFingerprint: f.checkpoint.meta.fingerprint });
+    const index = openIndex(indexDir, { expectedFingerprint: f.checkpoint.meta.fingerprint });
     const v = Array.from({ length: 16 }, (_, i) => i + 1);
     const crafted = index.add([
       { source: '../outside.png', sha256: 'a'.repeat(64), bytes: 1, vector: v },

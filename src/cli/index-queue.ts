@@ -7,7 +7,7 @@ import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
 import { QueueSettings } from '../queue/redis.ts';
 import { UsageError, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
-import { count, parsedFlag } from './index-flags.ts';
+import { NewIndex, count, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
 import { phaseBar } from './progress.ts';
 
 const QUEUE_HELP = 'the queue: redis://HOST:PORT/NAME (every process of one indexing run names the same)';
@@ -41,7 +41,8 @@ async function runtime(name: string) {
 const EnqueueOptions = z.object({
   queue: queueUrl,
   data: z.string().min(1),
-  index: z.string().min(1),
+  index: z.string().min(1).optional(),
+  ...NewIndex,
   model: modelDir.optional(),
   granularity: z.string().optional(),
   batch: count(1).optional(),
@@ -54,11 +55,15 @@ const EnqueueOptions = z.object({
   json: z.boolean().default(false),
 });
 const E = EnqueueOptions;
-export const enqueueCommand = new Command('enqueue')
-  .description('add one encode job per batch of corpus items (references and sha256, not pixels); enqueueing again adds nothing')
-  .addOption(flag(E, '--queue <url>', QUEUE_HELP))
-  .addOption(flag(E, '--data <spec>', 'dataset spec, as for index build; workers must see it at the same path'))
-  .addOption(flag(E, '--index <dir>', 'the index the collector writes; items it holds are left out'))
+export const enqueueCommand = withNewIndex(
+  new Command('enqueue')
+    .description('add one encode job per batch of corpus items (references and sha256, not pixels); enqueueing again adds nothing')
+    .addOption(flag(E, '--queue <url>', QUEUE_HELP))
+    .addOption(flag(E, '--data <spec>', 'dataset spec, as for index build; workers must see it at the same path'))
+    .addOption(flag(E, '--index <dir>', 'the index the collector writes; items it holds are left out')),
+  E,
+  '--index',
+)
   .addOption(flag(E, '--model <dir>', 'create the index with this checkpoint when --index holds none'))
   .addOption(flag(E, '--granularity <g>', 'with --model: the corpus submodel of a new index (default xl)'))
   .addOption(flag(E, '--batch <n>', 'items per job (default: 256 for small inputs, 32 for 224x224)'))
@@ -71,16 +76,20 @@ export const enqueueCommand = new Command('enqueue')
   .addOption(flag(E, '--json', 'print the summary as JSON'))
   .action(async (raw) => {
     const o = parseOptions(EnqueueOptions, raw);
+    const index = newIndexAt(o, o.index, '--index');
     const a = await address(o.queue);
-    const [fs, path, { enqueue }, { defaultBatch }] = await Promise.all([
+    const [fs, path, { enqueue }, { defaultBatch }, { isUri }, { openIndex }] = await Promise.all([
       import('node:fs'),
       import('node:path'),
       import('../queue/enqueue.ts'),
       import('../index/pipeline.ts'),
+      import('../index/lance-tables.ts'),
+      import('../index/open-store.ts'),
     ]);
     let model;
-    if (!fs.existsSync(path.join(o.index, 'manifest.json'))) {
-      if (!o.model) throw new UsageError(`--index ${o.index} holds no index: give --model DIR to create it`);
+    // An object-storage URI is asked whether it holds an index by opening (or creating) it.
+    if (isUri(index) ? o.model : !fs.existsSync(path.join(index, 'manifest.json'))) {
+      if (!o.model) throw new UsageError(`--index ${index} holds no index: give --model DIR to create it`);
       const [{ loadCheckpoint }, { openBuildIndex }, { parseDatasetSpec }] = await Promise.all([
         import('../model/checkpoint.ts'),
         import('../index/build.ts'),
@@ -88,9 +97,18 @@ export const enqueueCommand = new Command('enqueue')
       ]);
       const checkpoint = loadCheckpoint(o.model);
       const sub = submodelOption(checkpoint.meta.model, o);
-      openBuildIndex({ checkpoint, modelDir: o.model, out: o.index }, sub.ffnDims, await parseDatasetSpec(o.data)).close();
+      const lance = { ann: o.ann, annMinRows: o.annMinRows };
+      openBuildIndex(
+        { checkpoint, modelDir: o.model, out: index, store: o.store, lance },
+        sub.ffnDims,
+        await parseDatasetSpec(o.data),
+      ).close();
       model = checkpoint.meta.model;
-    } else model = (await import('../index/manifest.ts')).readManifest(o.index).model;
+    } else if (isUri(index)) {
+      const opened = openIndex(index, { mode: 'read' });
+      model = opened.info().manifest.model;
+      opened.close();
+    } else model = (await import('../index/manifest.ts')).readManifest(index).model;
     const bar = o.progress ? phaseBar() : undefined;
     const settings = {
       attempts: o.attempts,
@@ -104,7 +122,7 @@ export const enqueueCommand = new Command('enqueue')
       s = await enqueue({
         address: a,
         data: o.data,
-        index: o.index,
+        index,
         batch: o.batch ?? (model ? defaultBatch(model) : 32),
         settings: Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)),
         onProgress: bar && ((done, total) => bar.update('hash', done, total, 'img')),
@@ -183,7 +201,7 @@ const C = CollectOptions;
 export const collectCommand = new Command('collect')
   .description('the one writer: commit the embeddings workers hand over into the index, each job once, acknowledged after the commit')
   .addOption(flag(C, '--queue <url>', QUEUE_HELP))
-  .addOption(flag(C, '--index <dir>', 'index directory (index enqueue created or named it)'))
+  .addOption(flag(C, '--index <dir>', 'the index enqueue created or named: a directory, or a LanceDB URI'))
   .addOption(flag(C, '--snapshot-every <n>', 'write the graph snapshot every N commits; 0: only at the end'))
   .addOption(flag(C, '--list-limit <n>', 'skipped items the summary lists one by one (all are counted)'))
   .addOption(flag(C, '--drain', 'exit once no encode or commit job is left'))

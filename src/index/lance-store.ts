@@ -447,7 +447,7 @@ export class LanceIndex implements IndexStore {
     if (this.labelCache?.version !== this.version) {
       const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['label'] });
       const labels: Record<string, number> = {};
-      for (const l of c.label as number[]) labels[l] = (labels[l] ?? 0) + 1;
+      for (const l of (c.label as number[] | undefined) ?? []) labels[l] = (labels[l] ?? 0) + 1; // an empty result has no columns
       this.labelCache = { version: this.version, labels };
     }
     const stats = (name: string) => this.db.call<{ totalBytes: number }>('stats', { name }).totalBytes;

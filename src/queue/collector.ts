@@ -1,14 +1,13 @@
-// `matvit index collect`: the only writer of the index. Takes commit jobs one at a time, adds
-// their items (index/vector-index.ts add: the store commits first, fsynced, and skips any sha256
-// the index holds, so a job delivered twice adds nothing), records the items the worker could not
-// use, and only then returns, which is what acknowledges the job to BullMQ. Killed at any point, it
-// loses nothing: a job not yet acknowledged comes back once its lock expires, and reopening the
-// index replays the store past the last graph snapshot. Snapshots as `index build` does: every
-// `snapshotEvery` commits and when it stops.
+// `matvit index collect`: the only writer of the index, of either store (open-store.ts). Takes
+// commit jobs one at a time, adds their items (IndexStore add: the store commits first, durably,
+// and skips any sha256 the index holds, so a job delivered twice adds nothing), records the items
+// the worker could not use, and only then returns, which is what acknowledges the job to BullMQ.
+// Killed at any point, it loses nothing: a job not yet acknowledged comes back once its lock
+// expires, and reopening the index finds every commit (SQLite replays the store past the last graph
+// snapshot). Snapshots as `index build` does: every `snapshotEvery` commits and when it stops.
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Logger } from 'pino';
-import { readManifest } from '../index/manifest.ts';
-import { VectorIndex } from '../index/vector-index.ts';
+import { openIndex } from '../index/open-store.ts';
 import { type CommitJob, unpackVectors } from './jobs.ts';
 import { PREFIX, type QueueAddress, Redis, connection, keys, queueNames, readMeta } from './redis.ts';
 import { untilDrained } from './drain.ts';
@@ -62,7 +61,7 @@ export async function runCollector(o: CollectorOptions): Promise<CollectorSummar
   const redis = new Redis(connection(address, log));
   const k = keys(address.name);
   const meta = await readMeta(redis, address);
-  const index = VectorIndex.open(o.index, { expectedFingerprint: meta.fingerprint });
+  const index = openIndex(o.index, { expectedFingerprint: meta.fingerprint });
   const names = queueNames(address.name);
   const t0 = performance.now();
   const p: CollectorProgress = {
@@ -79,7 +78,7 @@ export async function runCollector(o: CollectorOptions): Promise<CollectorSummar
   let snapshots = 0,
     dirty = false;
   try {
-    const { ffnDims } = readManifest(o.index);
+    const { ffnDims } = index.info().manifest;
     if (ffnDims.join() !== meta.ffnDims.join())
       throw new Error(`${o.index} was embedded with ffnDims ${ffnDims.join(',')}; ${address.url} encodes with ${meta.ffnDims.join(',')}`);
     log.info({ queue: address.url, index: o.index, live: index.size, opened: index.opened }, 'collector started');

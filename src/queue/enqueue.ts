@@ -11,9 +11,9 @@ import { type Dataset, DEFAULT_CONCURRENCY, parseDatasetSpec } from '../data/dat
 import { forEachLimited } from '../data/pool.ts';
 import { DecodeError } from '../data/preprocess.ts';
 import { readItem, sourceOf } from '../index/item-input.ts';
-import { readManifest } from '../index/manifest.ts';
-import { STORE_FILE } from '../index/open.ts';
-import { Store } from '../index/store.ts';
+import { isUri } from '../index/lance-tables.ts';
+import { openIndex } from '../index/open-store.ts';
+import type { IndexStore } from '../index/store-api.ts';
 import { sha256Hex } from '../util/hash.ts';
 import { type EncodeItem, type EncodeJob, jobOptions } from './jobs.ts';
 import {
@@ -31,7 +31,7 @@ import {
 export interface EnqueueOptions {
   address: QueueAddress;
   data: string;
-  /** An existing index directory (index enqueue --model creates it first). */
+  /** An existing index: a directory, or a LanceDB URI (index enqueue --model creates it first). */
   index: string;
   /** Items per job (default: index/pipeline.ts's defaultBatch for the model's input). */
   batch: number;
@@ -52,8 +52,8 @@ export interface EnqueueSummary {
 }
 
 /** The settings stored with the queue: the first enqueue's, unless this one gives others. */
-async function writeMeta(redis: Redis, o: EnqueueOptions): Promise<QueueMeta> {
-  const m = readManifest(o.index);
+async function writeMeta(redis: Redis, o: EnqueueOptions, index: IndexStore): Promise<QueueMeta> {
+  const m = index.info().manifest;
   const key = keys(o.address.name).meta;
   const old = await redis.get(key);
   const prev = old === null ? undefined : (JSON.parse(old) as QueueMeta);
@@ -63,7 +63,7 @@ async function writeMeta(redis: Redis, o: EnqueueOptions): Promise<QueueMeta> {
     );
   const meta: QueueMeta = {
     version: 1,
-    index: path.resolve(o.index),
+    index: isUri(o.index) ? o.index : path.resolve(o.index),
     fingerprint: m.fingerprint,
     modelName: m.modelName,
     ffnDims: m.ffnDims,
@@ -93,12 +93,12 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
   if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new Error(`batch = ${o.batch}: expected an integer >= 1`);
   const ds = await parseDatasetSpec(o.data);
   // Slice by slice, each job added as soon as its items are hashed: workers start while the rest is read.
-  const store = Store.open(path.join(o.index, STORE_FILE), { readOnly: true });
+  const index = openIndex(o.index, { mode: 'read' });
   const redis = new Redis(connection(o.address, undefined, 3));
   const queue = new Queue(queueNames(o.address.name).encode, { connection: connection(o.address, undefined, 3), prefix: PREFIX });
   try {
-    const meta = await writeMeta(redis, o);
-    const live = store.counts().live;
+    const meta = await writeMeta(redis, o, index);
+    const live = index.size;
     const s: EnqueueSummary = {
       queue: o.address.url,
       data: ds.spec,
@@ -113,7 +113,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
     for (let start = 0, k = 0; start < ds.size; start += o.batch, k++) {
       const end = Math.min(start + o.batch, ds.size);
       const shas = await hashSlice(ds, start, end);
-      const indexed = store.findSha256(shas.filter(Boolean));
+      const indexed = index.existing(shas.filter(Boolean));
       const items: EncodeItem[] = [];
       shas.forEach((sha256, j) => {
         if (sha256 && indexed.has(sha256)) s.alreadyIndexed++;
@@ -139,7 +139,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
     s.seconds = (performance.now() - t0) / 1000;
     return s;
   } finally {
-    store.close();
+    index.close();
     await queue.close();
     redis.disconnect();
   }

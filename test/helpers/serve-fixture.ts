@@ -37,6 +37,9 @@ export interface ServeFixture {
   cleanup(): void;
 }
 
+/** MATVIT_TEST_STORE=lance runs the service tests on the LanceDB store (src/index/lance-store.ts; test/serve-lance.test.ts). */
+export const testStore = (): 'sqlite' | 'lance' => (process.env.MATVIT_TEST_STORE === 'lance' ? 'lance' : 'sqlite');
+
 /** Builds the model and an index of `n` images in a new temp directory; `payloads` by source ('idx:#N'). */
 export async function serveFixture(n = 120, payloads?: ReadonlyMap<string, Record<string, unknown>>): Promise<ServeFixture> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'matvit-serve-test-'));
@@ -46,8 +49,7 @@ export async function serveFixture(n = 120, payloads?: ReadonlyMap<string, Recor
   const mix = [4, 16]; // s in layer 1, l in layer 2: between m and l in cost
   saveCheckpoint(modelDir, c, initWeights(c, 7), { menu: [{ name: 'mix-sl', ffnDims: mix, mflops: mflops(c, mix) }] });
   const checkpoint = loadCheckpoint(modelDir);
-  // MATVIT_TEST_STORE=lance runs the service tests on the LanceDB store (src/index/lance-store.ts).
-  const store = process.env.MATVIT_TEST_STORE === 'lance' ? 'lance' : 'sqlite';
+  const store = testStore();
   await buildIndex({ checkpoint, modelDir, data: `fashion-mnist:test[:${n}]`, out: indexDir, snapshotEvery: 0, payloads, store });
   return { root, modelDir, indexDir, checkpoint, n, cleanup: () => fs.rmSync(root, { recursive: true, force: true }) };
 }
