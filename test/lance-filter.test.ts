@@ -1,6 +1,6 @@
 // Search filters evaluated inside the LanceDB store (src/index/lance-filter.ts): every filter form and
 // hostile strings (quotes, backslashes, unicode, SQL) against a plain JS evaluation of the grammar
-// written here, on an exact-search table and on one with an IVF-PQ index searching 4 of 16 partitions;
+// written here, on an exact-search table and on one with an IVF-PQ index searching 2 of 32 partitions;
 // the SQLite store evaluates the same filters on the same items (both stores, one semantics); an index
 // made before the payload_jsonb column; and Lance's JSON text of every BMP string being JSON.stringify's.
 import assert from 'node:assert/strict';
@@ -156,7 +156,7 @@ describe('filters inside the LanceDB store against a plain loop', () => {
     const manifest = { fingerprint: FP, modelName: 't', ffnDims: [4], dim: DIM, space: 'cosine' as const, corpus: {} };
     exact = createLance(path.join(root, 'exact'), manifest);
     exact.add(newItems());
-    ann = createLance(path.join(root, 'ann'), manifest, { annMinRows: 300, partitions: 16, nprobes: 4 });
+    ann = createLance(path.join(root, 'ann'), manifest, { annMinRows: 300, partitions: 32, nprobes: 2 });
     ann.add(newItems());
     ann.snapshot(); // trains IVF-PQ: 600 rows >= annMinRows
     sqlite = VectorIndex.create(path.join(root, 'sqlite'), { fingerprint: FP, modelName: 't', ffnDims: [4], dim: DIM, M: 16, ef: 64 });
@@ -176,6 +176,7 @@ describe('filters inside the LanceDB store against a plain loop', () => {
       const want = matching(raw);
       kinds.add(want.length === 0 ? 'none' : want.length <= 10 ? 'few' : want.length > N / 2 ? 'most' : 'some');
       assert.deepEqual(Array.from(sqlite.matchingIds(f)), want, `sqlite ${JSON.stringify(raw)}`);
+      assert.deepEqual(Array.from(exact.matchingIds(f)), want, `lance ${JSON.stringify(raw)}`);
       for (const q of queries.slice(0, 4))
         assert.deepEqual(
           exact.search(q, 10, { filter: f }).map((h) => h.id),
@@ -199,7 +200,7 @@ describe('filters inside the LanceDB store against a plain loop', () => {
     );
   });
 
-  test('IVF-PQ table (4 of 16 partitions probed): every hit matches, k hits whenever k items match, recall@10 >= 0.9', () => {
+  test('IVF-PQ table (2 of 32 partitions probed): every hit matches, k hits whenever k items match, recall@10 >= 0.9', () => {
     assert.equal(ann.info().store.ann?.type, 'IvfPq');
     let found = 0,
       wanted = 0;
@@ -240,6 +241,7 @@ test('an index made before payload_jsonb: payload filters are FilterUnsupported,
   const old = LanceIndex.open(uri, { mode: 'read' });
   try {
     assert.throws(() => old.search(queries[0], 5, { filter: Filter.parse({ 'payload.n': 1 }) }), FilterUnsupported);
+    assert.throws(() => old.matchingIds(Filter.parse({ and: [{ 'payload.n': 1 }] })), FilterUnsupported);
     const hits = old.search(queries[0], 5, { filter: Filter.parse({ label: 3 }) });
     assert.deepEqual(
       hits.map((h) => h.id),

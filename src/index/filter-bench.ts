@@ -25,8 +25,11 @@ export interface FilterBench {
   rows: FilterBenchRow[];
 }
 
+/** What the bench needs of an index: both stores have it (LanceDB: one route, auto). */
+export type FilterBenchIndex = Pick<VectorIndex, 'params' | 'liveMatrix' | 'matchingIds' | 'search'>;
+
 export async function benchFilters(
-  index: VectorIndex,
+  index: FilterBenchIndex,
   filters: readonly Filter[],
   opts: { sample?: number; k?: number; ef?: number; seed?: string; routes?: readonly Route[] } = {},
 ): Promise<FilterBench> {

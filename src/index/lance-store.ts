@@ -24,6 +24,7 @@ import { type Manifest, softwareVersions, writeManifest } from './manifest.ts';
 import type { OpenOptions } from './open.ts';
 import type { IndexStore, StoreState } from './store-api.ts';
 import { type Duplicate, type InsertResult, type Item, type NewItem, type RemoveResult, checkItem } from './store-schema.ts';
+import type { Filter } from './filter.ts';
 import type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
 import { type VectorLike, queryVector } from './vectors.ts';
 
@@ -295,17 +296,18 @@ export class LanceIndex implements IndexStore {
     const { space, dim } = this.manifest;
     const q = queryVector(vector, dim, space);
     const extra = Object.keys(opts).filter(
-      (key) => !['ef', 'label', 'filter'].includes(key) && (opts as Record<string, unknown>)[key] !== undefined,
+      (key) => !['ef', 'label', 'filter', 'route'].includes(key) && (opts as Record<string, unknown>)[key] !== undefined,
     );
     if (extra.length) throw new Error(`${extra.join(', ')}: not supported by the LanceDB store`);
+    if (opts.route && opts.route !== 'auto')
+      throw new Error(`route = ${opts.route}: the LanceDB store has one route, its prefiltered search (auto)`);
     const { label, filter } = opts;
     if (label !== undefined && !Number.isInteger(label)) throw new Error(`label = ${label}: expected an integer`);
     // The restriction runs inside LanceDB before the vector search; restricted searches widen past nprobes until k rows pass it.
     const restrictions = [...(label === undefined ? [] : [lanceFilter({ label })]), ...(filter ? [lanceFilter(filter)] : [])];
     const { nprobes, refineFactor } = this.annParams();
-    let c: Columns;
-    try {
-      c = this.db.call<Columns>('search', {
+    const c = this.filtered(filter, () =>
+      this.db.call<Columns>('search', {
         name: ITEMS,
         vector: Array.from(q),
         k,
@@ -318,7 +320,28 @@ export class LanceIndex implements IndexStore {
         widen: restrictions.length > 0,
         refine: this.lance.ann === 'ivf-pq' ? refineFactor : undefined,
         exact,
-      });
+      }),
+    );
+    return rows(c).map((r) => ({
+      id: r.id as number,
+      score: 1 - (r._distance as number),
+      label: r.label as number,
+      source: r.source as string,
+    }));
+  }
+
+  /** The live items matching a filter, ascending ids (LanceDB evaluates it, as in a search). */
+  matchingIds(filter: Filter): Int32Array {
+    const c = this.filtered(filter, () =>
+      this.db.call<Columns>('query', { name: ITEMS, where: `${LIVE} AND ${lanceFilter(filter)}`, select: ['id'] }),
+    );
+    return Int32Array.from((c.id ?? []) as number[]).sort(); // no rows: no columns either
+  }
+
+  /** Runs a LanceDB call evaluating `filter`: an items table made before payload_jsonb cannot, which is FilterUnsupported. */
+  private filtered<T>(filter: Filter | undefined, call: () => T): T {
+    try {
+      return call();
     } catch (e) {
       if (filter && readsPayload(filter) && String(e).includes(PAYLOAD_JSONB))
         throw new FilterUnsupported(
@@ -326,12 +349,6 @@ export class LanceIndex implements IndexStore {
         );
       throw e;
     }
-    return rows(c).map((r) => ({
-      id: r.id as number,
-      score: 1 - (r._distance as number),
-      label: r.label as number,
-      source: r.source as string,
-    }));
   }
 
   vectorOf(id: number): Float32Array | undefined {

@@ -109,8 +109,8 @@ const ops = {
     if (where) q = q.where(where);
     if (exact) q = q.bypassVectorIndex();
     else {
-      // widen: nprobes partitions at least, more (up to all) while fewer than k rows passed the filter.
-      if (nprobes) q = widen ? q.minimumNprobes(nprobes) : q.nprobes(nprobes);
+      // widen: nprobes partitions at least, more (maximum 0: up to all) while fewer than k rows passed the filter.
+      if (nprobes) q = widen ? q.maximumNprobes(0).minimumNprobes(nprobes) : q.nprobes(nprobes);
       if (refine) q = q.refineFactor(refine);
     }
     return fromArrow(await q.toArrow());
