@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { ENGINES } from '../engine/encoder.ts';
 import type { BuildSummary } from '../index/build.ts';
+import { isUri } from '../index/lance-tables.ts';
 import { IndexParams, readManifest } from '../index/manifest.ts';
 import type { Progress } from '../index/pipeline.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
@@ -176,6 +177,7 @@ async function warnCorpusFit(spec: string, c: ModelConfig, modelDir: string): Pr
 
 /** After a build of a labelled corpus: the command that makes `auto` save compute (until it runs, serve's auto is the corpus submodel). */
 function calibrationHint(dir: string): void {
+  if (isUri(dir)) return; // no local manifest.json to read (lance-store.ts writes it for a directory only)
   const classes = readManifest(dir).corpus.classNames;
   if (Array.isArray(classes) && classes.length > 0)
     process.stdout.write(
@@ -273,7 +275,11 @@ const compactCommand = new Command('compact')
         const what = index.kind === 'lance' ? 'rows' : 'graph points';
         process.stdout.write(`${o.index}: ${what} ${r.before} -> ${r.after} in ${r.ms} ms; ${index.size} live\n`);
         for (const w of [...index.opened.damage, ...index.opened.warnings]) process.stdout.write(`  on open: ${w}\n`);
-        if (r.badVectors.length) process.stdout.write(`  damage: ${badVectorsMessage(path.join(o.index, STORE_FILE), r.badVectors)}\n`);
+        const bad = r.badVectors;
+        if (bad.length)
+          process.stdout.write(
+            `  damage: ${index.kind === 'lance' ? `${bad.length} live vectors are not finite unit vectors (ids ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', ...' : ''}): remove those items and add their images again` : badVectorsMessage(path.join(o.index, STORE_FILE), bad)}\n`,
+          );
       }
       if (r.badVectors.length) process.exitCode = 1;
     } finally {
