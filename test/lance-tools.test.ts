@@ -1,5 +1,5 @@
 // The maintenance commands on a LanceDB index: `bench index --index` measures the store's own search
-// (nprobes) against exact search, and `index recover` says there is nothing of SQLite's kind to
+// (nprobes) against exact search, `bench filter` its filtered search, and `index recover` says there is nothing of SQLite's kind to
 // recover. Small synthetic tables (no model needed).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -33,6 +33,19 @@ describe('maintenance commands on a LanceDB index', () => {
     const table = await matvit('bench', 'index', '--index', uri, '--sample', '10');
     assert.match(table.stdout, /LanceDB, 300 items, 16-d/);
     assert.match(table.stdout, /\| nprobes \| recall@10 \| us\/query \|/);
+  });
+
+  test('bench filter --index: its one route (auto) against exact filtered search; other routes refused', async () => {
+    const { stdout } = await matvit('bench', 'filter', '--index', uri, '--filter', '{"label":3}', '--sample', '20', '--json');
+    const r = JSON.parse(stdout) as { rows: { matching: number; routes: { route: string; recall: number }[] }[] };
+    assert.equal(r.rows[0].matching, 30, 'makeItems: label i % 10');
+    assert.deepEqual(
+      r.rows[0].routes.map((x) => [x.route, x.recall]),
+      [['auto', 1]],
+    );
+    const refused = await fails(['bench', 'filter', '--index', uri, '--filter', '{"label":3}', '--routes', 'graph']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /a lance index has one route, auto/);
   });
 
   test('index recover: a LanceDB index commits atomically, nothing to recover, exit 0; not an index: refused', async () => {

@@ -5,7 +5,7 @@ import { Filter } from '../index/filter.ts';
 import { markdownTable } from '../util/format.ts';
 // Only light modules at the top: `matvit --help` loads every command's file (test/cli.test.ts).
 import { ROUTES } from '../index/types.ts';
-import { csv, flag, parseOptions, printJson } from './common.ts';
+import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { count } from './index-flags.ts';
 
 const BenchFilterOptions = z.object({
@@ -34,8 +34,8 @@ export const benchFilterCommand = new Command('filter')
   .requiredOption('--filter <json>', 'a search filter (docs/search-api.md); repeat for several', collect)
   .addOption(flag(BenchFilterOptions, '--sample <n>', 'stored items used as queries'))
   .addOption(flag(BenchFilterOptions, '--k <n>', 'neighbours per query'))
-  .addOption(flag(BenchFilterOptions, '--ef <n>', "graph search breadth (default: the index's ef)"))
-  .addOption(flag(BenchFilterOptions, '--routes <list>', `routes to measure: ${ROUTES.join(', ')}`))
+  .addOption(flag(BenchFilterOptions, '--ef <n>', "graph search breadth (default: the index's ef); lance: nprobes (default: the index's)"))
+  .addOption(flag(BenchFilterOptions, '--routes <list>', `routes to measure: ${ROUTES.join(', ')} (lance: auto only)`))
   .addOption(flag(BenchFilterOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(BenchFilterOptions, raw);
@@ -44,10 +44,15 @@ export const benchFilterCommand = new Command('filter')
       if (!r.success) throw new Error(`--filter #${i + 1}: ${r.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`);
       return r.data;
     });
-    const [{ VectorIndex }, { benchFilters }] = await Promise.all([import('../index/vector-index.ts'), import('../index/filter-bench.ts')]);
-    const index = VectorIndex.open(o.index, { mode: 'read' });
+    const [{ openIndex }, { benchFilters }] = await Promise.all([import('../index/open-store.ts'), import('../index/filter-bench.ts')]);
+    const index = openIndex(o.index, { mode: 'read' });
     try {
-      const r = await benchFilters(index, filters, { sample: o.sample, k: o.k, ef: o.ef, routes: o.routes });
+      // LanceDB has one route (its prefiltered search) and searches nprobes partitions (info's graph.ef), not an ef.
+      const lance = index.kind === 'lance';
+      const routes = lance ? o.routes.filter((x) => x === 'auto') : o.routes;
+      if (routes.length === 0) throw new UsageError(`--routes ${o.routes.join(',')}: a lance index has one route, auto`);
+      const ef = o.ef ?? (lance ? index.info().graph.ef : undefined);
+      const r = await benchFilters(index, filters, { sample: o.sample, k: o.k, ef, routes });
       if (o.json) return void printJson(r);
       process.stdout.write(`${o.index}: ${r.items} items, ${r.queries} queries, recall@${r.k} against exact filtered search, ef ${r.ef}\n`);
       const rows = r.rows.flatMap((row) =>

@@ -3,6 +3,7 @@
 // default) or a LanceDB dataset on disk or object storage (lance-store.ts). Both are synchronous
 // (see lance-worker.ts for how the LanceDB one is). Items are the store's NewItem / Item, with
 // whatever fields store-schema.ts gives them (e.g. a JSON payload): a store keeps them all.
+import type { Filter } from './filter.ts';
 import type { GraphParams } from './hnsw.ts';
 import type { Manifest } from './manifest.ts';
 import type { InsertResult, Item, NewItem, RemoveResult } from './store-schema.ts';
@@ -44,6 +45,8 @@ export interface IndexStore {
   /** An item's stored (unit) vector; undefined unless it is live. */
   vectorOf(id: number): Float32Array | undefined;
   searchExact(vector: VectorLike, k: number, opts?: Pick<SearchOptions, 'label'>): SearchHit[];
+  /** The live items a search filter (filter.ts) keeps, ascending ids, evaluated by the store as its searches do. */
+  matchingIds(filter: Filter): Int32Array;
   liveMatrix(): { ids: number[]; labels: Int32Array; vectors: Float32Array };
   /** The live items with their vectors, in id order, `chunk` at a time (what merge copies from a shard). */
   liveItems(chunk?: number): Iterable<(Item & { vector: Float32Array })[]>;
