@@ -1,5 +1,5 @@
 // Search filters evaluated inside the LanceDB store (src/index/lance-filter.ts): every filter form and
-// hostile strings (quotes, backslashes, unicode, SQL) against a plain JS evaluation of the grammar
+// hostile strings (quotes, backslashes, unicode, lone surrogates, SQL) against a plain JS evaluation of the grammar
 // written here, on an exact-search table and on one with an IVF-PQ index searching 2 of 32 partitions;
 // the SQLite store evaluates the same filters on the same items (both stores, one semantics); an index
 // made before the payload_jsonb column; and Lance's JSON text of every BMP string being JSON.stringify's.
@@ -37,6 +37,8 @@ const STRINGS = [
   'line\nbreak',
   '\u2028',
   "\\'",
+  '\ud800', // lone surrogates: JSON.stringify writes them as escapes
+  '\udfffz\ud800',
 ];
 type Payload = Record<string, unknown> | null;
 /** Mixed shapes: none (every 11th), numbers, numeric strings, booleans, nested objects, arrays, nulls, hostile strings. */

@@ -19,6 +19,14 @@ import { lit } from './lance-tables.ts';
 export const PAYLOAD_JSONB = 'payload_jsonb';
 
 const INT32 = 2 ** 31;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A string as Lance's JSONB holds it: a lone UTF-16 surrogate (not Unicode, but JSON.stringify writes
+ * it as an escape like \ud800) is kept as the six characters of its escape. So is that escape text
+ * itself: the one place where two different payload strings read the same in this store.
+ */
+const asStored = (s: string) => s.replace(LONE_SURROGATE, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 
 /** Whether a filter reads payload fields (an items table made before payload_jsonb cannot evaluate those). */
 export const readsPayload = (f: Filter): boolean =>
@@ -35,7 +43,9 @@ export function lanceFilter(f: Filter): string {
       const ints = nums.filter((x) => Number.isInteger(x) && x >= -INT32 && x < INT32);
       return ints.length ? `label IN (${ints.join(', ')})` : 'FALSE';
     }
-    const texts = [...new Set(xs.filter((x) => typeof x !== 'number').map((x) => lit(JSON.stringify(x))))];
+    const texts = [
+      ...new Set(xs.filter((x) => typeof x !== 'number').map((x) => lit(JSON.stringify(typeof x === 'string' ? asStored(x) : x)))),
+    ];
     const parts: string[] = [];
     if (nums.length) parts.push(`${number(field)} IN (${nums.map(String).join(', ')})`);
     if (texts.length) parts.push(`${text(field)} IN (${texts.join(', ')})`);
