@@ -1,6 +1,6 @@
 // The LanceDB store: an index as a Lance database (a local directory, or an s3:// / gs:// / az://
 // URI with credentials from the environment) holding two tables. `items`: one row per item ever
-// added (vector, content sha256, source, label, label name, added-at, payload, change seq), a
+// added (vector, content sha256, source, label, label name, added-at, payload and its JSONB copy, change seq), a
 // delete being a tombstone (deleted_seq set, live_sha256 cleared). `meta`: key -> JSON, the
 // manifest (manifest.ts) under 'manifest' and this store's settings (lance-params.ts) under 'lance'.
 // A local index also gets manifest.json, a copy for the tools that read it by path (corpus.ts).
@@ -11,7 +11,8 @@
 // stored ones. Both hold because one process writes at a time (serve with writes, or a build).
 // Searches: exact (a flat scan) until snapshot() or compact() finds annMinRows items and trains
 // LanceDB's IVF-PQ (or IVF-HNSW-SQ) index; rows added since are searched flat next to it until the
-// next snapshot() or compact() adds them (optimize); filters (label, deleted) run inside LanceDB.
+// next snapshot() or compact() adds them (optimize); filters (label, payload fields: lance-filter.ts;
+// deleted) run inside LanceDB, before the vector search.
 // Replicas (read-only opens) read the version they checked out until refresh() checks out the latest.
 import { notWritable } from '../util/writable.ts';
 import { IndexError } from './errors.ts';
