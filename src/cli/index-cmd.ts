@@ -15,7 +15,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { UsageError, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
 import { phaseBar } from './progress.ts';
 
-import { IndexOnly, NewIndex, count, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
+import { IndexOnly, NewIndex, count, lanceParamsOf, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
 
 /** Options of every command that embeds images. */
 const Pipeline = {
@@ -142,7 +142,7 @@ const buildCommand = withPipeline(
       data: o.data,
       out,
       store: o.store,
-      lance: { ann: o.ann, annMinRows: o.annMinRows },
+      lance: lanceParamsOf(o),
       ffnDims: sub.ffnDims,
       engine: o.engine,
       workers: o.workers,

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { submodelName } from '../model/config.ts';
 import { UsageError, csv, flag, parseOptions, printJson } from './common.ts';
 import { markdownTable } from '../util/format.ts';
-import { IndexOnly, NewIndex, count, newIndexAt, withNewIndex } from './index-flags.ts';
+import { IndexOnly, LanceFlags, NewIndex, count, lanceParamsOf, newIndexAt, withLanceFlags, withNewIndex } from './index-flags.ts';
 
 // ---- info --------------------------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ export const mergeCommand = withNewIndex(
     const o = parseOptions(MergeOptions, raw);
     const out = newIndexAt(o, o.out, '--out');
     const { mergeIndexes } = await import('../index/merge.ts');
-    const r = mergeIndexes(out, shards, { store: o.store, lance: { ann: o.ann, annMinRows: o.annMinRows } });
+    const r = mergeIndexes(out, shards, { store: o.store, lance: lanceParamsOf(o) });
     if (o.json) return void printJson(r);
     process.stdout.write(
       markdownTable(
@@ -185,13 +185,15 @@ const BenchIndexOptions = z.object({
   stores: z.string().default('sqlite,lance'),
   dir: z.string().min(1).default('bench-index-synthetic'),
   keep: z.boolean().default(false),
+  ...LanceFlags,
+  indexCacheMb: z.coerce.number().positive().optional(),
   efConstruction: z.string().default('200,100,64,48').transform(intList),
   ef: z.string().transform(intList).optional(),
   sample: count(1).default(500),
   json: z.boolean().default(false),
 });
 
-export const benchIndexCommand = new Command('index')
+export const benchIndexCommand = withLanceFlags(new Command('index'))
   .description(
     "insertion time per item, recall@10 and search time per query for several efConstruction (and ef), on the index's own vectors; a lance index: recall@10 and time per query of its own search for several nprobes",
   )
@@ -211,6 +213,9 @@ export const benchIndexCommand = new Command('index')
   .addOption(flag(BenchIndexOptions, '--stores <list>', '--synthetic: stores to build (sqlite, lance)'))
   .addOption(flag(BenchIndexOptions, '--dir <dir>', '--synthetic: where the indexes are built'))
   .addOption(flag(BenchIndexOptions, '--keep', '--synthetic: keep the built indexes'))
+  .addOption(
+    flag(BenchIndexOptions, '--index-cache-mb <mb>', "--synthetic: the LanceDB serving process's index cache bound (serve's flag)"),
+  )
   .addOption(flag(BenchIndexOptions, '--json', 'print JSON'))
   .action(async (raw) => {
     const o = parseOptions(BenchIndexOptions, raw);
@@ -269,6 +274,8 @@ async function benchSyntheticAction(o: z.infer<typeof BenchIndexOptions> & { syn
     dir: o.dir,
     stores: stores as ('sqlite' | 'lance')[],
     keep: o.keep,
+    lance: lanceParamsOf(o),
+    indexCacheMB: o.indexCacheMb,
     onProgress: o.json ? undefined : (line) => process.stderr.write(`${line}\n`),
   });
   if (o.json) return void printJson(r);

@@ -7,7 +7,7 @@ import { DEFAULT_PIXEL_LIMIT } from '../data/limits.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from '../index/pipeline-defaults.ts';
 import { QueueSettings } from '../queue/redis.ts';
 import { UsageError, flag, modelDir, parseOptions, printJson, submodelOption } from './common.ts';
-import { NewIndex, count, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
+import { NewIndex, count, lanceParamsOf, newIndexAt, parsedFlag, withNewIndex } from './index-flags.ts';
 import { phaseBar } from './progress.ts';
 
 const QUEUE_HELP = 'the queue: redis://HOST:PORT/NAME (every process of one indexing run names the same)';
@@ -97,7 +97,7 @@ export const enqueueCommand = withNewIndex(
       ]);
       const checkpoint = loadCheckpoint(o.model);
       const sub = submodelOption(checkpoint.meta.model, o);
-      const lance = { ann: o.ann, annMinRows: o.annMinRows };
+      const lance = lanceParamsOf(o);
       openBuildIndex(
         { checkpoint, modelDir: o.model, out: index, store: o.store, lance },
         sub.ffnDims,

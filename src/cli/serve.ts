@@ -33,6 +33,7 @@ const ServeOptions = z.object({
   customSessions: int.positive().default(D.sessions.customSessions),
   readOnly: z.boolean().default(false),
   refreshMs: int.nonnegative().default(D.refreshMs),
+  indexCacheMb: z.coerce.number().positive().optional(),
   cors: z.string().optional(),
   rateLimit: int.positive().optional(),
   maxBatchQueries: int.positive().default(D.searchBatch.maxQueries),
@@ -82,6 +83,9 @@ export const serveCommand = new Command('serve')
   .addOption(flag(S, '--no-custom-widths', 'refuse FFN widths outside the menu (ffnDims, encoder=a,b,...) with 400'))
   .addOption(flag(S, '--read-only', 'open the index read-only: a replica of an index another process writes (writes answer 503)'))
   .addOption(flag(S, '--refresh-ms <ms>', 'pick up what another process committed every this many ms (0: never)'))
+  .addOption(
+    flag(S, '--index-cache-mb <mb>', "LanceDB index: bound on this process's cache of ANN index partitions (default: LanceDB's, 6 GB)"),
+  )
   .addOption(flag(S, '--cors <origins>', "comma-separated origins whose pages may call the API ('*': any); default: same origin only"))
   .addOption(
     flag(S, '--rate-limit <n>', 'requests per minute per client address, then 429 (health checks and metrics exempt); default: none'),
@@ -101,6 +105,7 @@ export const serveCommand = new Command('serve')
       engine: o.engine,
       engineOptions: { threads: o.threads },
       readOnly: o.readOnly,
+      indexCacheMB: o.indexCacheMb,
       config: serveConfig(o),
       adminToken,
       log,

@@ -26,6 +26,8 @@ export interface SyntheticOptions {
   stores: StoreKind[];
   lance?: LanceParamsInput;
   keep?: boolean;
+  /** The serving child's LanceDB index cache bound (OpenOptions.indexCacheMB). */
+  indexCacheMB?: number;
   onProgress?: (line: string) => void;
 }
 
@@ -163,7 +165,7 @@ export async function benchSynthetic(o: SyntheticOptions): Promise<{ n: number; 
     }
     const buildSeconds = (performance.now() - t0) / 1000;
     say(`${store}: built in ${buildSeconds.toFixed(1)} s; serving child...`);
-    const probe = await probeServing(dir, qFile, dim);
+    const probe = await probeServing(dir, qFile, dim, o.indexCacheMB);
     const hits = probe.ids.reduce((s, ids, q) => s + ids.filter((id) => truth[q].has(id)).length, 0);
     out.push({
       store,
@@ -191,8 +193,8 @@ interface Probe {
 }
 
 /** Runs bench-probe.ts in a child process (its RSS is the serving store's alone) and returns what it measured. */
-function probeServing(dir: string, queries: string, dim: number): Promise<Probe> {
-  const child = fork(new URL('./bench-probe.ts', import.meta.url), [dir, queries, String(dim)], {
+function probeServing(dir: string, queries: string, dim: number, indexCacheMB?: number): Promise<Probe> {
+  const child = fork(new URL('./bench-probe.ts', import.meta.url), [dir, queries, String(dim), String(indexCacheMB ?? '')], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });

@@ -36,9 +36,9 @@ export const modelPathFor = (indexDir: string, modelDir: string) => path.relativ
  * Loads the model and opens the index, refusing a model of another fingerprint (the error names
  * both). The caller closes `index`.
  */
-export function openCorpus(indexDir: string, opts: { model?: string; mode?: OpenMode } = {}): Corpus {
+export function openCorpus(indexDir: string, opts: { model?: string; mode?: OpenMode; indexCacheMB?: number } = {}): Corpus {
   const modelDir = modelDirOf(indexDir, opts.model);
   const checkpoint = loadCheckpoint(modelDir);
-  const index = openIndex(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, mode: opts.mode });
+  const index = openIndex(indexDir, { expectedFingerprint: checkpoint.meta.fingerprint, mode: opts.mode, indexCacheMB: opts.indexCacheMB });
   return { index, checkpoint, modelDir };
 }

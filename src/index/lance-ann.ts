@@ -7,9 +7,13 @@ import type { LanceWorker } from './lance-worker.ts';
 import type { Manifest } from './manifest.ts';
 import type { StoreState } from './store-api.ts';
 
-/** B-tree indexes on id and live_sha256 (rebuilt over every row). */
+/**
+ * B-tree indexes on id, live_sha256 and deleted_seq (rebuilt over every row). The last serves the
+ * live-rows prefilter once there are tombstones: at 1M rows it took a search from 40 to 21 ms
+ * (docs/lance-store.md).
+ */
 export function keyIndexes(db: LanceWorker): void {
-  for (const column of ['id', 'live_sha256']) db.call('createIndex', { name: ITEMS, column, kind: 'btree', replace: true });
+  for (const column of ['id', 'live_sha256', 'deleted_seq']) db.call('createIndex', { name: ITEMS, column, kind: 'btree', replace: true });
 }
 
 /** (Re)trains the ANN index over every row for `live` items, and the key indexes; records it under the meta key 'ann'. */

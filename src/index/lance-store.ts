@@ -75,7 +75,7 @@ export class LanceIndex implements IndexStore {
       if (why && mode === 'write') throw new IndexError('unwritable', `${uri} cannot be opened for writing: ${why}`);
       if (why) readOnlyReason = `${why}: writes are disabled`;
     }
-    const db = new LanceWorker();
+    const db = new LanceWorker({ indexCacheMB: opts.indexCacheMB });
     try {
       const found = probe(db, uri);
       if (found === 'none') throw new Error(`${uri} is not a MatViT LanceDB index (no ${META} / ${ITEMS} tables)`);
@@ -117,22 +117,34 @@ export class LanceIndex implements IndexStore {
     }
   }
 
-  /** Counts, the highest id and seq, from the stored rows: whatever a killed writer left, they are what was committed. */
+  /**
+   * Counts, the highest id and seq, from the stored rows: whatever a killed writer left, they are
+   * what was committed. The meta key 'state' (written with every mirror, after the rows it counts)
+   * is a lower bound for id and seq, so only rows changed since then are read, not the whole table
+   * (reading every row's id and seq held ~200 MB of JS arrays per million items: docs/lance-store.md).
+   */
   private loadState(): void {
     this.version = this.db.call<number>('version', { name: ITEMS });
-    const c = this.db.call<Columns>('query', { name: ITEMS, select: ['id', 'seq', 'deleted_seq'] });
+    const known = (this.getMeta('state') as { seq: number; maxId: number } | undefined) ?? { seq: 0, maxId: 0 };
+    // Both what the mirror recorded and what this process read before (refresh) are lower bounds.
+    const from = Math.max(known.seq, this.seq);
+    const c = this.db.call<Columns>('query', {
+      name: ITEMS,
+      where: from > 0 ? `seq > ${from} OR deleted_seq > ${from}` : undefined,
+      select: ['id', 'seq', 'deleted_seq'],
+    });
     const ids = c.id as number[],
       seqs = c.seq as number[],
       del = c.deleted_seq as (number | null)[];
-    let maxId = 0,
-      seq = 0,
-      live = 0;
+    let maxId = Math.max(known.maxId, this.maxId),
+      seq = from;
     for (let i = 0; i < c.__rows; i++) {
       if (ids[i] > maxId) maxId = ids[i];
       seq = Math.max(seq, seqs[i], del[i] ?? 0);
-      if (del[i] === null) live++;
     }
-    Object.assign(this, { maxId, seq, live, deleted: c.__rows - live, checkedAt: new Date().toISOString() });
+    const total = this.db.call<number>('count', { name: ITEMS });
+    const live = this.db.call<number>('count', { name: ITEMS, where: LIVE });
+    Object.assign(this, { maxId, seq, live, deleted: total - live, checkedAt: new Date().toISOString() });
     this.annBuilt = this.getMeta('ann') as { rows: number } | undefined;
   }
 
@@ -424,7 +436,7 @@ export class LanceIndex implements IndexStore {
       versions: softwareVersions(),
       updatedAt: new Date().toISOString(),
     };
-    putMeta(this.db, { manifest: this.manifest });
+    putMeta(this.db, { manifest: this.manifest, state: { seq: this.seq, maxId: this.maxId } });
     if (!isUri(this.dir)) writeManifest(this.dir, this.manifest);
   }
 

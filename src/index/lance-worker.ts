@@ -76,7 +76,13 @@ const table = (name) => {
 };
 
 const ops = {
-  async connect({ uri }) { db = await lancedb.connect(uri); return (await db.tableNames()); },
+  async connect({ uri }) {
+    const mb = workerData.indexCacheMB;
+    // The session's index cache holds the ANN partitions searched so far; LanceDB's default bound is 6 GB.
+    const session = mb === undefined ? undefined : new lancedb.Session(BigInt(Math.round(mb * 2 ** 20)), undefined);
+    db = await lancedb.connect(uri, session ? { session } : {});
+    return db.tableNames();
+  },
   async open({ name }) { tables.set(name, await db.openTable(name)); return null; },
   async drop({ name }) { tables.delete(name); await db.dropTable(name); return null; },
   async create({ name, cols }) { tables.set(name, await db.createEmptyTable(name, schemaOf(cols), { mode: 'create' })); return null; },
@@ -166,7 +172,7 @@ export class LanceWorker {
   private readonly flag = new Int32Array(new SharedArrayBuffer(4));
   private closed = false;
 
-  constructor() {
+  constructor(opts: { indexCacheMB?: number } = {}) {
     // LanceDB's Rust side logs warnings to stderr (deprecations, "creating a new dataset"): only errors,
     // unless the user asks (https://lancedb.github.io/lancedb/troubleshooting/); set before it loads.
     process.env.LANCEDB_LOG ??= 'error';
@@ -176,7 +182,10 @@ export class LanceWorker {
     this.port = port1;
     this.worker = new Worker(WORKER, {
       eval: true,
+      // Plain JS: not the parent's --import tsx (a worker inherits execArgv), which cost ~5 MB of RSS.
+      execArgv: [],
       workerData: {
+        indexCacheMB: opts.indexCacheMB,
         lancedb: require.resolve('@lancedb/lancedb'),
         arrow: require.resolve('apache-arrow'),
         port: port2,

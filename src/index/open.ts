@@ -32,6 +32,8 @@ export interface OpenOptions {
    * so that a damaged page stops a writer at open rather than failing its writes later.
    */
   quickCheck?: boolean;
+  /** LanceDB store: the bound on this process's index cache (the ANN partitions it keeps in memory); default LanceDB's (6 GB). */
+  indexCacheMB?: number;
 }
 
 /** What the checks found, for the open report. */

@@ -32,6 +32,8 @@ export interface ServerOptions {
   log?: Logger;
   /** Open the index read-only (a replica: it searches and picks up the writer's commits every config.refreshMs). */
   readOnly?: boolean;
+  /** LanceDB store: bound on this process's ANN index cache (index/open.ts OpenOptions). */
+  indexCacheMB?: number;
   /** Install SIGTERM/SIGINT handlers that shut down and exit (the CLI; not tests). */
   handleSignals?: boolean;
 }
@@ -64,7 +66,7 @@ function logOpened(log: Logger, dir: string, o: OpenReport): void {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: 'silent' });
   // 'auto': read-only, with the reason, when this user cannot write the directory or its store.
-  const corpus = openCorpus(opts.index, { model: opts.model, mode: opts.readOnly ? 'read' : 'auto' });
+  const corpus = openCorpus(opts.index, { model: opts.model, mode: opts.readOnly ? 'read' : 'auto', indexCacheMB: opts.indexCacheMB });
   const uploads = path.join(opts.index, UPLOADS_DIR);
   const opened = { ...corpus.index.opened };
   const uploadsProblem = fs.existsSync(uploads) ? notWritable(uploads) : undefined;
