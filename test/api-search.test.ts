@@ -429,27 +429,47 @@ describe('stores', () => {
     );
   });
 
-  test('a payload filter on a LanceDB index made before payload_jsonb is 501 naming filter, not a 500', async (t) => {
+  test('a payload filter on a LanceDB index made before payload_jsonb: 501 naming filter from a read-only server, answered once a writable one opened it', async () => {
     const uri = path.join(f.root, 'lance-old');
-    await buildIndex({ checkpoint: f.checkpoint, modelDir: f.modelDir, data: 'fashion-mnist:test[:20]', out: uri, store: 'lance' });
+    await buildIndex({
+      checkpoint: f.checkpoint,
+      modelDir: f.modelDir,
+      data: 'fashion-mnist:test[:20]',
+      out: uri,
+      store: 'lance',
+      payloads,
+    });
     const db = await lancedb.connect(uri);
     const table = await db.openTable('items');
     await table.dropColumns(['payload_jsonb']);
     table.close();
     db.close();
-    const lance = await startServer({ index: uri, port: 0, config: { refreshMs: 0, latency: { runs: 1 } } });
-    t.after(() => lance.close());
-    const search = (filter: unknown) =>
-      call(`${lance.url}/v1/search`, {
+    const search = (url: string, filter: unknown) =>
+      call(`${url}/v1/search`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ id: 1, filter }),
       });
-    const r = await search({ 'payload.x': 1 });
-    assert.equal(r.status, 501, JSON.stringify(r.body));
-    assert.equal(r.body.error.field, 'filter');
-    assert.match(r.body.error.message, /before payload filters/);
-    assert.equal((await search({ label: { gte: 0 } })).status, 200, 'label filters still run');
+    const config = { refreshMs: 0, latency: { runs: 1 } };
+    const replica = await startServer({ index: uri, port: 0, readOnly: true, config });
+    try {
+      const r = await search(replica.url, { 'payload.color': 'red' });
+      assert.equal(r.status, 501, JSON.stringify(r.body));
+      assert.equal(r.body.error.field, 'filter');
+      assert.match(r.body.error.message, /before payload filters/);
+      assert.equal((await search(replica.url, { label: { gte: 0 } })).status, 200, 'label filters still run');
+    } finally {
+      await replica.close();
+    }
+    const writer = await startServer({ index: uri, port: 0, config }); // its open adds payload_jsonb
+    try {
+      const r = await search(writer.url, { 'payload.color': 'red' });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const red = new Set(Array.from({ length: 20 }, (_, i) => i).flatMap((i) => (payloadOf(i)?.color === 'red' ? [`idx:#${i}`] : [])));
+      assert.deepEqual(r.body.results.map((x: { path: string }) => x.path).sort(), [...red].sort());
+    } finally {
+      await writer.close();
+    }
   });
 });
 

@@ -19,7 +19,7 @@ import { IndexError } from './errors.ts';
 import { type LanceParams, LanceParams as LanceParamsSchema, annSettings } from './lance-params.ts';
 import { ITEMS, ITEM_COLS, LIVE, META, type Row, getMeta, isUri, lit, probe, putMeta, rows } from './lance-tables.ts';
 import { annState, keyIndexes, trainAnn } from './lance-ann.ts';
-import { FilterUnsupported, PAYLOAD_JSONB, lanceFilter, readsPayload } from './lance-filter.ts';
+import { FilterUnsupported, PAYLOAD_JSONB, addPayloadJsonb, lanceFilter, readsPayload } from './lance-filter.ts';
 import { type Columns, LanceWorker } from './lance-worker.ts';
 import { type Manifest, softwareVersions, writeManifest } from './manifest.ts';
 import type { OpenOptions } from './open.ts';
@@ -90,6 +90,7 @@ export class LanceIndex implements IndexStore {
           `${uri} was built with model ${manifest.modelName} of fingerprint ${manifest.fingerprint}; the model given has fingerprint ${opts.expectedFingerprint}. Use that model, or build a new index`,
         );
       const index = new LanceIndex(uri, db, manifest, LanceParamsSchema.parse(meta.lance ?? {}), readOnlyReason !== undefined);
+      if (!index.readOnly) addPayloadJsonb(db); // an index made before payload filters gets their column
       index.loadState();
       const warnings: string[] = [];
       index.report = {
@@ -358,7 +359,7 @@ export class LanceIndex implements IndexStore {
     } catch (e) {
       if (filter && readsPayload(filter) && String(e).includes(PAYLOAD_JSONB))
         throw new FilterUnsupported(
-          `${this.dir} was created before payload filters (its items table has no ${PAYLOAD_JSONB} column): filters on label only, or build the index again`,
+          `${this.dir} was created before payload filters (its items table has no ${PAYLOAD_JSONB} column): filters on label only, until a writable open adds the column (e.g. matvit index compact)`,
         );
       throw e;
     }

@@ -103,6 +103,17 @@ const ops = {
   },
   async update({ name, where, valuesSql }) { const r = await table(name).update({ where, valuesSql }); return { updated: r.rowsUpdated, version: r.version }; },
   async remove({ name, where }) { await table(name).delete(where); return null; },
+  async columns({ name }) { return (await table(name).schema()).fields.map((f) => f.name); },
+  async addColumns({ name, cols }) { await table(name).addColumns(schemaOf(cols)); return null; },
+  async renameColumn({ name, from, to }) { await table(name).alterColumns([{ path: from, rename: to }]); return null; },
+  // Sets the given columns of the rows whose key matches (a merge-insert of those columns only). Not through the key's
+  // B-tree: that path refuses a json column given as text ("expected Utf8 got LargeBinary", LanceDB 0.31.0).
+  async updateColumns({ name, key, cols }) {
+    const t = table(name);
+    const schema = await t.schema();
+    await t.mergeInsert(key).whenMatchedUpdateAll().useIndex(false).execute(toArrow(new arrow.Schema(schema.fields.filter((f) => f.name in cols)), cols));
+    return null;
+  },
   async query({ name, where, select, limit }) {
     let q = table(name).query();
     if (where) q = q.where(where);
