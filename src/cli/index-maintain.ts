@@ -132,6 +132,16 @@ export const recoverCommand = new Command('recover')
     const r = recoverIndex(o.index, { acceptLoss: o.acceptLoss });
     if (o.json) return void printJson(r);
     if (r.notApplicable) return void process.stdout.write(`${o.index}: ${r.notApplicable}\n`);
+    const restored = r.lance?.restored;
+    if (restored)
+      return void process.stdout.write(
+        `${o.index}: restored the latest readable versions (${r.lance!.damage.map((d) => `${d.table} ${d.readable}, ${d.lostRows} rows lost`).join('; ')}) as ${Object.entries(
+          restored.versions,
+        )
+          .map(([t, v]) => `${t} version ${v}`)
+          .join(', ')}\n` +
+          `  the index goes on from seq ${restored.seq} and id ${restored.maxId} with ${restored.live} live items; the loss is recorded in its meta key 'losses'\n`,
+      );
     if (!r.after) return void process.stdout.write(`${o.index}: nothing to recover: the store holds every acknowledged change\n`);
     process.stdout.write(
       `${o.index}: recovered from the loss: ${r.loss?.what ?? r.ackedUnreadable}\n` +

@@ -135,6 +135,9 @@ const ops = {
   async count({ name, where }) { return table(name).countRows(where); },
   async version({ name }) { return table(name).version(); },
   async checkoutLatest({ name }) { await table(name).checkoutLatest(); return table(name).version(); },
+  async versions({ name }) { return (await table(name).listVersions()).map((v) => v.version); },
+  async checkout({ name, version }) { await table(name).checkout(version); return null; },
+  async restore({ name }) { await table(name).restore(); return table(name).version(); },
   async indices({ name }) {
     const t = table(name);
     const list = await t.listIndices();

@@ -1,13 +1,14 @@
 // `matvit index recover --accept-loss`: goes on with what the store holds after it lost
-// acknowledged changes (acked.ts), without ever handing out an id or a change seq twice. SQLite
-// only: a LanceDB index has no write-ahead log to lose (each commit writes a new manifest version).
+// acknowledged changes (acked.ts), without ever handing out an id or a change seq twice. A LanceDB
+// index has no write-ahead log to lose; what it can lose is files of committed versions (lance-recover.ts).
 import path from 'node:path';
 import { notWritable } from '../util/writable.ts';
 import { type Loss, findLoss, readAcked, writeAcked } from './acked.ts';
 import { IndexError } from './errors.ts';
 import { Graph } from './hnsw.ts';
 import { STORE_FILE } from './open.ts';
-import { openIndex, storeKindAt } from './open-store.ts';
+import { type LanceRecovery, recoverLance } from './lance-recover.ts';
+import { LanceIndex, holdsLance } from './lance-store.ts';
 import { Store } from './store.ts';
 import { VectorIndex } from './vector-index.ts';
 
@@ -21,14 +22,12 @@ export interface RecoverReport {
   after?: { storeId: string; seq: number; maxId: number; live: number };
   /** Set for a store with nothing of this kind to recover: why. */
   notApplicable?: string;
+  /** LanceDB: the unreadable table versions found, and what was restored. */
+  lance?: LanceRecovery;
 }
 
-/**
- * LanceDB commits atomically: data files first, then a new manifest version that names them, so a
- * killed writer leaves the previous version (https://docs.rs/lance-table/8.0.0/src/lance_table/io/commit.rs.html).
- */
 const LANCE_ATOMIC =
-  'a LanceDB index commits atomically (each commit writes a new table version, its manifest last), so a crash leaves the last committed version and there is no write-ahead log to lose: nothing to recover';
+  'a LanceDB index commits atomically (each commit writes a new table version, its manifest last), so a crash leaves the last committed version and there is no write-ahead log to lose; every table version it names reads: nothing to recover';
 
 /**
  * Records the loss in the store's meta ('losses'), raises the store's change seq and id counter to
@@ -37,9 +36,11 @@ const LANCE_ATOMIC =
  * Refuses unless `acceptLoss`: the caller has to say that the missing changes are given up.
  */
 export function recoverIndex(dir: string, opts: { acceptLoss: boolean }): RecoverReport {
-  if (storeKindAt(dir) === 'lance') {
-    openIndex(dir, { mode: 'read' }).close(); // refuses what is not an index, as for SQLite
-    return { dir, notApplicable: LANCE_ATOMIC };
+  if (holdsLance(dir)) {
+    const lance = recoverLance(dir, opts);
+    if (!lance.restored) return { dir, notApplicable: LANCE_ATOMIC };
+    LanceIndex.open(dir).close(); // opens as a writer would, and writes the manifest's counts again
+    return { dir, lance };
   }
   const why = notWritable(dir, [STORE_FILE, `${STORE_FILE}-wal`, `${STORE_FILE}-shm`]);
   if (why) throw new IndexError('unwritable', `${dir} cannot be recovered: ${why}`);
