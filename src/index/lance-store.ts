@@ -106,6 +106,14 @@ export class LanceIndex implements IndexStore {
       return index;
     } catch (e) {
       db.close();
+      // A committed version whose files are gone (lance-recover.ts): say what finds the last one that reads.
+      // LanceDB words it either way, depending on the read path.
+      const missing = /Object at location (\S+) not found|Not found: ([^,\s]+\.lance)/.exec(String(e));
+      if (missing)
+        throw new IndexError(
+          'corrupt',
+          `${uri}: ${missing[1] ?? missing[2]}, a file of its latest version, is missing; \`matvit index recover --index ${uri}\` finds the latest version that can be read`,
+        );
       throw e;
     }
   }
