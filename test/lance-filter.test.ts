@@ -228,6 +228,17 @@ describe('filters inside the LanceDB store against a plain loop', () => {
     console.log(`filtered recall@10 on the IVF-PQ table: ${recall.toFixed(4)} (${found}/${wanted})`);
     assert.ok(recall >= 0.9, `recall@10 ${recall}`);
   });
+
+  test('IVF-PQ table after removing all but 15 items: a search without a filter still gives k live hits (tombstones widen the probes too)', () => {
+    const live = [3, 50, 97, 140, 188, 230, 275, 321, 366, 410, 455, 499, 530, 571, 598];
+    const removed = Array.from({ length: N }, (_, i) => i + 1).filter((id) => !live.includes(id));
+    assert.equal(ann.remove(removed).removed.length, removed.length);
+    for (const q of queries)
+      assert.deepEqual(
+        ann.search(q, 10).map((h) => h.id),
+        topK(q, 10, live),
+      );
+  });
 });
 
 test('an index made before payload_jsonb: payload filters are FilterUnsupported until a writable open adds the column, also after a killed fill', async () => {

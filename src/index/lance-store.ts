@@ -339,7 +339,8 @@ export class LanceIndex implements IndexStore {
         // Stored vectors are unit length: LanceDB's cosine and dot distances are both 1 - score.
         distance: space === 'cosine' ? 'cosine' : 'dot',
         nprobes: opts.ef ?? nprobes,
-        widen: restrictions.length > 0,
+        // Tombstones are a restriction too: after many removes, nprobes partitions may hold fewer than k live rows.
+        widen: restrictions.length > 0 || this.deleted > 0,
         refine: this.lance.ann === 'ivf-pq' ? refineFactor : undefined,
         exact,
       }),
