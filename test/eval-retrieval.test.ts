@@ -384,7 +384,7 @@ describe('eval retrieval end to end', () => {
         k: 5,
       });
     const [sqlite, lance] = [await run(indexA), await run(lanceDir)];
-    assert.equal(lance.hnsw.ann, 'LanceDB, exact scan (no ANN index yet)');
+    assert.equal(lance.hnsw.ann, 'LanceDB exact scan (no ANN index yet)');
     assert.equal(lance.corpusCount, 240);
     assert.deepEqual(
       lance.rows.map((x) => x.exact),

@@ -178,7 +178,8 @@ function indexCorpus(dir: string, fingerprint: string): SearchedCorpus {
     const rowOf = new Map(ids.map((id, row) => [id, row])); // store id -> row
     const info = index.kind === 'lance' ? index.info() : undefined;
     const ann =
-      info && (info.store?.ann ? `LanceDB ${info.store.ann.type}, nprobes ${info.graph.ef}` : 'LanceDB, exact scan (no ANN index yet)');
+      info &&
+      (info.store?.ann ? `LanceDB ${info.store.ann.type} search, nprobes ${info.graph.ef}` : 'LanceDB exact scan (no ANN index yet)');
     return {
       vectors,
       labels,
