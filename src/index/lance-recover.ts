@@ -29,7 +29,11 @@ export interface LanceRecovery {
   restored?: { versions: Record<string, number>; seq: number; maxId: number; live: number };
 }
 
-/** Reads every row of the checked-out version of `name` (the items' id and seqs touch each data file). */
+/**
+ * Reads every row of the checked-out version of `name`: of items, the id and seq columns, which are in
+ * every fragment's data file (the vectors beside them are not held in memory; a column a migration
+ * added later has files of its own, which this does not read).
+ */
 function readAll(db: LanceWorker, name: string): Columns {
   return db.call<Columns>('query', { name, select: name === ITEMS ? ['id', 'seq', 'deleted_seq'] : undefined });
 }

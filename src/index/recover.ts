@@ -27,7 +27,7 @@ export interface RecoverReport {
 }
 
 const LANCE_ATOMIC =
-  'a LanceDB index commits atomically (each commit writes a new table version, its manifest last), so a crash leaves the last committed version and there is no write-ahead log to lose; every table version it names reads: nothing to recover';
+  'a LanceDB index commits atomically (each commit writes a new table version, its manifest last), so a crash leaves the last committed version and there is no write-ahead log to lose; the latest version of each table reads in full: nothing to recover';
 
 /**
  * Records the loss in the store's meta ('losses'), raises the store's change seq and id counter to
