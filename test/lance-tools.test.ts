@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { benchStoreSearch } from '../src/index/bench.ts';
 import { createLance } from '../src/index/lance-create.ts';
 import { LanceIndex } from '../src/index/lance-store.ts';
 import { FP_A, makeItems } from './fixtures/index-items.ts';
@@ -43,6 +44,22 @@ describe('maintenance commands on a LanceDB index', () => {
     const table = await matvit('bench', 'index', '--index', uri, '--sample', '10');
     assert.match(table.stdout, /LanceDB, 300 items, 16-d/);
     assert.match(table.stdout, /\| nprobes \| recall@10 \| us\/query \|/);
+  });
+
+  test('bench index on an IVF-PQ table: recall@10 grows with nprobes, >= 0.95 with every partition searched', async () => {
+    const dir = path.join(root, 'ann');
+    const ann = createLance(dir, { fingerprint: FP_A, modelName: 'test', ffnDims: [64], dim: 16, corpus: {} }, { annMinRows: 256 });
+    try {
+      ann.add(makeItems(600, 16, 'lance-tools-ann'));
+      ann.snapshot(); // trains IVF-PQ: 16 partitions (lance-params.ts's minimum)
+      assert.equal(ann.info().store.ann?.type, 'IvfPq');
+      const r = await benchStoreSearch(ann, { efs: [1, 16], sample: 100 });
+      const [one, all] = r.search.map((x) => x.recallAt10);
+      assert.ok(one < all, `nprobes 1: ${one}, 16: ${all}`);
+      assert.ok(all >= 0.95, `nprobes 16: ${all}`);
+    } finally {
+      ann.close();
+    }
   });
 
   test('bench filter --index: its one route (auto) against exact filtered search; other routes refused', async () => {
