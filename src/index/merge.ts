@@ -5,10 +5,10 @@ import path from 'node:path';
 import { isUri } from './lance-tables.ts';
 import type { LanceParamsInput } from './lance-params.ts';
 import { modelPathFor } from './corpus.ts';
-import type { Manifest } from './manifest.ts';
-import { openIndex, openOrCreateIndex } from './open-store.ts';
+import { type Manifest, readManifest } from './manifest.ts';
+import { openIndex, openOrCreateIndex, storeKindAt } from './open-store.ts';
 import { DEFAULT_SNAPSHOT_EVERY } from './pipeline-defaults.ts';
-import type { IndexStore, StoreKind } from './store-api.ts';
+import type { StoreKind } from './store-api.ts';
 
 export interface MergeReport {
   dir: string;
@@ -37,16 +37,19 @@ const where = (dirOrUri: string) => (isUri(dirOrUri) ? dirOrUri.replace(/\/+$/, 
 export function mergeIndexes(out: string, shardDirs: readonly string[], opts: MergeOptions = {}): MergeReport {
   if (shardDirs.length === 0) throw new Error('merge: no shard given');
   for (const d of shardDirs) if (where(d) === where(out)) throw new Error(`merge: shard ${d} is the output index`);
-  const shards: { dir: string; index: IndexStore; manifest: Manifest }[] = [];
+  const shards = shardDirs.map((dir) => ({ dir, manifest: manifestAt(dir) }));
+  checkCompatible(shards, opts.expectedFingerprint);
+  return mergeInto(out, shards, opts);
+}
+
+/** A shard's manifest: a SQLite index's from its file (opening it loads its whole graph), a LanceDB index's from its meta table. */
+function manifestAt(dirOrUri: string): Manifest {
+  if (storeKindAt(dirOrUri) === 'sqlite') return readManifest(dirOrUri);
+  const index = openIndex(dirOrUri, { mode: 'read' });
   try {
-    for (const dir of shardDirs) {
-      const index = openIndex(dir, { mode: 'read' });
-      shards.push({ dir, index, manifest: index.info().manifest });
-    }
-    checkCompatible(shards, opts.expectedFingerprint);
-    return mergeInto(out, shards, opts);
+    return index.info().manifest;
   } finally {
-    for (const s of shards) s.index.close();
+    index.close();
   }
 }
 
@@ -66,7 +69,7 @@ function checkCompatible(shards: { dir: string; manifest: Manifest }[], expected
   }
 }
 
-function mergeInto(out: string, shards: { dir: string; index: IndexStore; manifest: Manifest }[], opts: MergeOptions): MergeReport {
+function mergeInto(out: string, shards: { dir: string; manifest: Manifest }[], opts: MergeOptions): MergeReport {
   const first = shards[0].manifest;
   const { fingerprint, modelName, ffnDims, dim, space, M, efConstruction, ef, model } = first;
   // A new merged index records where the shards' model is (relative to it), so that `index add`
@@ -81,24 +84,30 @@ function mergeInto(out: string, shards: { dir: string; index: IndexStore; manife
     let batches = 0;
     for (const s of shards) {
       const entry = { dir: s.dir, live: 0, added: 0, duplicates: 0 };
-      for (const items of s.index.liveItems(opts.chunk)) {
-        const r = index.add(
-          items.map(({ source, label, labelName, sha256, bytes, addedAt, vector, payload }) => ({
-            source,
-            payload,
-            label,
-            labelName,
-            sha256,
-            bytes,
-            addedAt,
-            vector,
-          })),
-        );
-        entry.live += items.length;
-        entry.duplicates += r.duplicates.length;
-        entry.added += items.length - r.duplicates.length;
-        // As a build does: the graph snapshot, or LanceDB's key and ANN indexes, kept up as the index grows.
-        if (++batches % DEFAULT_SNAPSHOT_EVERY === 0) index.snapshot();
+      // One shard open at a time: a SQLite shard holds its graph in memory while open.
+      const src = openIndex(s.dir, { mode: 'read' });
+      try {
+        for (const items of src.liveItems(opts.chunk)) {
+          const r = index.add(
+            items.map(({ source, label, labelName, sha256, bytes, addedAt, vector, payload }) => ({
+              source,
+              payload,
+              label,
+              labelName,
+              sha256,
+              bytes,
+              addedAt,
+              vector,
+            })),
+          );
+          entry.live += items.length;
+          entry.duplicates += r.duplicates.length;
+          entry.added += items.length - r.duplicates.length;
+          // As a build does: the graph snapshot, or LanceDB's key and ANN indexes, kept up as the index grows.
+          if (++batches % DEFAULT_SNAPSHOT_EVERY === 0) index.snapshot();
+        }
+      } finally {
+        src.close();
       }
       report.shards.push(entry);
     }
