@@ -12,8 +12,10 @@ import { forEachLimited } from '../data/pool.ts';
 import { DecodeError } from '../data/preprocess.ts';
 import { readItem, sourceOf } from '../index/item-input.ts';
 import { isUri } from '../index/lance-tables.ts';
-import { openIndex } from '../index/open-store.ts';
-import type { IndexStore } from '../index/store-api.ts';
+import { type Manifest, readManifest } from '../index/manifest.ts';
+import { STORE_FILE } from '../index/open.ts';
+import { openIndex, storeKindAt } from '../index/open-store.ts';
+import { Store } from '../index/store.ts';
 import { sha256Hex } from '../util/hash.ts';
 import { type EncodeItem, type EncodeJob, jobOptions } from './jobs.ts';
 import {
@@ -52,8 +54,35 @@ export interface EnqueueSummary {
 }
 
 /** The settings stored with the queue: the first enqueue's, unless this one gives others. */
-async function writeMeta(redis: Redis, o: EnqueueOptions, index: IndexStore): Promise<QueueMeta> {
-  const m = index.info().manifest;
+/** What enqueue reads of the index: its manifest, live count and which contents it holds. */
+interface Lookup {
+  manifest: Manifest;
+  live: number;
+  has(sha256s: readonly string[]): Set<string>;
+  close(): void;
+}
+
+/** A SQLite index through its store alone (opening the index would load its whole HNSW graph); a LanceDB one through openIndex. */
+function lookup(dir: string): Lookup {
+  if (storeKindAt(dir) === 'sqlite') {
+    const store = Store.open(path.join(dir, STORE_FILE), { readOnly: true });
+    return {
+      manifest: readManifest(dir),
+      live: store.counts().live,
+      has: (shas) => new Set(store.findSha256(shas).keys()),
+      close: () => store.close(),
+    };
+  }
+  const index = openIndex(dir, { mode: 'read' });
+  return {
+    manifest: index.info().manifest,
+    live: index.size,
+    has: (shas) => new Set(index.existing(shas).keys()),
+    close: () => index.close(),
+  };
+}
+
+async function writeMeta(redis: Redis, o: EnqueueOptions, m: Manifest): Promise<QueueMeta> {
   const key = keys(o.address.name).meta;
   const old = await redis.get(key);
   const prev = old === null ? undefined : (JSON.parse(old) as QueueMeta);
@@ -93,12 +122,12 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
   if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new Error(`batch = ${o.batch}: expected an integer >= 1`);
   const ds = await parseDatasetSpec(o.data);
   // Slice by slice, each job added as soon as its items are hashed: workers start while the rest is read.
-  const index = openIndex(o.index, { mode: 'read' });
+  const index = lookup(o.index);
   const redis = new Redis(connection(o.address, undefined, 3));
   const queue = new Queue(queueNames(o.address.name).encode, { connection: connection(o.address, undefined, 3), prefix: PREFIX });
   try {
-    const meta = await writeMeta(redis, o, index);
-    const live = index.size;
+    const meta = await writeMeta(redis, o, index.manifest);
+    const live = index.live;
     const s: EnqueueSummary = {
       queue: o.address.url,
       data: ds.spec,
@@ -113,7 +142,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
     for (let start = 0, k = 0; start < ds.size; start += o.batch, k++) {
       const end = Math.min(start + o.batch, ds.size);
       const shas = await hashSlice(ds, start, end);
-      const indexed = index.existing(shas.filter(Boolean));
+      const indexed = index.has(shas.filter(Boolean));
       const items: EncodeItem[] = [];
       shas.forEach((sha256, j) => {
         if (sha256 && indexed.has(sha256)) s.alreadyIndexed++;
