@@ -17,17 +17,19 @@
 import { notWritable } from '../util/writable.ts';
 import { IndexError } from './errors.ts';
 import { type LanceParams, LanceParams as LanceParamsSchema, annSettings } from './lance-params.ts';
-import { ITEMS, ITEM_COLS, LIVE, META, type Row, getMeta, isUri, lit, probe, putMeta, rows } from './lance-tables.ts';
+import { ITEMS, LIVE, META, type Row, getMeta, isUri, lit, newRows, probe, putMeta, rows } from './lance-tables.ts';
 import { annState, keyIndexes, trainAnn } from './lance-ann.ts';
-import { FilterUnsupported, PAYLOAD_JSONB, addPayloadJsonb, lanceFilter, readsPayload } from './lance-filter.ts';
+import { addPayloadJsonb } from './lance-filter.ts';
+import { lanceMatching, lanceSearch } from './lance-search.ts';
 import { type Columns, LanceWorker } from './lance-worker.ts';
+import { checkVectors, liveItems, liveMatrix, readItem, readVector } from './lance-read.ts';
 import { type Manifest, softwareVersions, writeManifest } from './manifest.ts';
 import type { OpenOptions } from './open.ts';
 import type { IndexStore, StoreState } from './store-api.ts';
 import { type Duplicate, type InsertResult, type Item, type NewItem, type RemoveResult, checkItem } from './store-schema.ts';
 import type { Filter } from './filter.ts';
 import type { IndexInfo, OpenReport, SearchHit, SearchOptions } from './types.ts';
-import { type VectorLike, queryVector } from './vectors.ts';
+import type { VectorLike } from './vectors.ts';
 
 export class LanceIndex implements IndexStore {
   readonly kind = 'lance' as const;
@@ -210,25 +212,10 @@ export class LanceIndex implements IndexStore {
       known.set(r.sha256, { id, source: r.source });
     });
     if (fresh.length) {
-      const vectors = new Float32Array(fresh.length * dim);
-      fresh.forEach((f, i) => vectors.set(new Float32Array(f.r.vector.buffer, f.r.vector.byteOffset, dim), i * dim));
-      const col = <T>(f: (x: (typeof fresh)[number]) => T) => fresh.map(f);
-      const cols: Columns = {
-        __rows: fresh.length,
-        id: col((f) => f.id),
-        source: col((f) => f.r.source),
-        label: col((f) => f.r.label),
-        label_name: col((f) => f.r.labelName),
-        sha256: col((f) => f.r.sha256),
-        live_sha256: col((f) => f.r.sha256),
-        bytes: col((f) => f.r.bytes),
-        added_at: col((f) => f.r.addedAt),
-        seq: col((f) => f.seq),
-        deleted_seq: col(() => null),
-        payload: col((f) => (f.r as { payload?: string | null }).payload ?? null),
-        payload_jsonb: col((f) => (f.r as { payload?: string | null }).payload ?? null),
-        vector: vectors,
-      };
+      const cols = newRows(
+        fresh.map((f) => ({ ...f.r, id: f.id, seq: f.seq })),
+        dim,
+      );
       const r = this.db.call<{ version: number }>('append', { name: ITEMS, cols });
       Object.assign(this, { maxId: id, seq, live: this.live + fresh.length, version: r.version });
     }
@@ -277,20 +264,12 @@ export class LanceIndex implements IndexStore {
   }
 
   item(id: number): Item | undefined {
-    if (!Number.isSafeInteger(id)) return undefined;
-    const [r] = rows(this.db.call<Columns>('query', { name: ITEMS, where: `id = ${id}`, select: ITEM_COLS, limit: 1 }));
-    return r && toItem(r);
+    return readItem(this.db, id);
   }
 
-  /** The live items with their vectors in id order, read by windows of `chunk` ids (the B-tree on id keeps each a lookup). */
-  *liveItems(chunk = 1024): Generator<(Item & { vector: Float32Array })[]> {
-    const dim = this.manifest.dim;
-    for (let after = 0; after < this.maxId; after += chunk) {
-      const c = this.scan([...ITEM_COLS, 'vector'], `id > ${after} AND id <= ${after + chunk} AND ${LIVE}`);
-      const v = c.vector as Float32Array;
-      const page = rows(c).map((r, i) => ({ ...toItem(r), vector: v.slice(i * dim, (i + 1) * dim) }));
-      if (page.length) yield page.sort((a, b) => a.id - b.id);
-    }
+  /** The live items with their vectors in id order, `chunk` ids at a time (lance-read.ts). */
+  liveItems(chunk?: number): Generator<(Item & { vector: Float32Array })[]> {
+    return liveItems(this.db, this.maxId, this.manifest.dim, chunk);
   }
 
   getMeta(key: string): unknown {
@@ -314,80 +293,23 @@ export class LanceIndex implements IndexStore {
   }
 
   private query(vector: VectorLike, k: number, opts: SearchOptions, exact: boolean): SearchHit[] {
-    if (!Number.isInteger(k) || k < 1) throw new Error(`k = ${k}: expected a positive integer`);
-    const { space, dim } = this.manifest;
-    const q = queryVector(vector, dim, space);
-    const extra = Object.keys(opts).filter(
-      (key) => !['ef', 'label', 'filter', 'route'].includes(key) && (opts as Record<string, unknown>)[key] !== undefined,
-    );
-    if (extra.length) throw new Error(`${extra.join(', ')}: not supported by the LanceDB store`);
-    if (opts.route && opts.route !== 'auto')
-      throw new Error(`route = ${opts.route}: the LanceDB store has one route, its prefiltered search (auto)`);
-    const { label, filter } = opts;
-    if (label !== undefined && !Number.isInteger(label)) throw new Error(`label = ${label}: expected an integer`);
-    // The restriction runs inside LanceDB before the vector search; restricted searches widen past nprobes until k rows pass it.
-    const restrictions = [...(label === undefined ? [] : [lanceFilter({ label })]), ...(filter ? [lanceFilter(filter)] : [])];
     const { nprobes, refineFactor } = this.annParams();
-    const c = this.filtered(filter, () =>
-      this.db.call<Columns>('search', {
-        name: ITEMS,
-        vector: Array.from(q),
-        k,
-        // Without tombstones at this version the prefilter is skipped: scanning it cost more than the search at 1M rows (docs/lance-store.md).
-        where: [...(this.deleted ? [LIVE] : []), ...restrictions].join(' AND ') || undefined,
-        select: ['id', 'label', 'source', '_distance'],
-        // Stored vectors are unit length: LanceDB's cosine and dot distances are both 1 - score.
-        distance: space === 'cosine' ? 'cosine' : 'dot',
-        nprobes: opts.ef ?? nprobes,
-        // Tombstones are a restriction too: after many removes, nprobes partitions may hold fewer than k live rows.
-        widen: restrictions.length > 0 || this.deleted > 0,
-        refine: this.lance.ann === 'ivf-pq' ? refineFactor : undefined,
-        exact,
-      }),
-    );
-    return rows(c).map((r) => ({
-      id: r.id as number,
-      score: 1 - (r._distance as number),
-      label: r.label as number,
-      source: r.source as string,
-    }));
+    const { space, dim } = this.manifest;
+    const refine = this.lance.ann === 'ivf-pq' ? refineFactor : undefined;
+    return lanceSearch(this.db, { dir: this.dir, space, dim, tombstones: this.deleted > 0, nprobes, refine }, vector, k, opts, exact);
   }
 
   /** The live items matching a filter, ascending ids (LanceDB evaluates it, as in a search). */
   matchingIds(filter: Filter): Int32Array {
-    const c = this.filtered(filter, () =>
-      this.db.call<Columns>('query', { name: ITEMS, where: `${LIVE} AND ${lanceFilter(filter)}`, select: ['id'] }),
-    );
-    return Int32Array.from((c.id ?? []) as number[]).sort(); // no rows: no columns either
-  }
-
-  /** Runs a LanceDB call evaluating `filter`: an items table made before payload_jsonb cannot, which is FilterUnsupported. */
-  private filtered<T>(filter: Filter | undefined, call: () => T): T {
-    try {
-      return call();
-    } catch (e) {
-      if (filter && readsPayload(filter) && String(e).includes(PAYLOAD_JSONB))
-        throw new FilterUnsupported(
-          `${this.dir} was created before payload filters (its items table has no ${PAYLOAD_JSONB} column): filters on label only, until a writable open adds the column (e.g. matvit index compact)`,
-        );
-      throw e;
-    }
+    return lanceMatching(this.db, this.dir, filter);
   }
 
   vectorOf(id: number): Float32Array | undefined {
-    if (!Number.isSafeInteger(id)) return undefined;
-    const c = this.db.call<Columns>('query', { name: ITEMS, where: `id = ${id} AND ${LIVE}`, select: ['vector'], limit: 1 });
-    return c.__rows ? (c.vector as Float32Array) : undefined;
+    return readVector(this.db, id);
   }
 
   liveMatrix(): { ids: number[]; labels: Int32Array; vectors: Float32Array } {
-    const dim = this.manifest.dim;
-    const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['id', 'label', 'vector'] });
-    const order = Array.from({ length: c.__rows }, (_, i) => i).sort((a, b) => (c.id as number[])[a] - (c.id as number[])[b]);
-    const src = c.vector as Float32Array;
-    const vectors = new Float32Array(order.length * dim);
-    order.forEach((row, i) => vectors.set(src.subarray(row * dim, (row + 1) * dim), i * dim));
-    return { ids: order.map((i) => (c.id as number[])[i]), labels: Int32Array.from(order, (i) => (c.label as number[])[i]), vectors };
+    return liveMatrix(this.db, this.maxId, this.live, this.manifest.dim);
   }
 
   // ---- maintenance -----------------------------------------------------------------------------
@@ -460,18 +382,8 @@ export class LanceIndex implements IndexStore {
     return { before, after: before, ms: Math.round(performance.now() - t0), badVectors: this.checkVectors().bad };
   }
 
-  /** Lance checksums nothing the user can ask about; this checks what a damaged vector would break: finite, unit length, of dim. */
   checkVectors(): { checked: number; bad: number[]; unchecked: number } {
-    const dim = this.manifest.dim;
-    const c = this.db.call<Columns>('query', { name: ITEMS, where: LIVE, select: ['id', 'vector'] });
-    const v = c.vector as Float32Array;
-    const bad: number[] = [];
-    for (let i = 0; i < c.__rows; i++) {
-      let n = 0;
-      for (let j = i * dim; j < (i + 1) * dim; j++) n += v[j] * v[j];
-      if (!(Math.abs(n - 1) < 1e-3)) bad.push((c.id as number[])[i]);
-    }
-    return { checked: c.__rows - bad.length, bad, unchecked: 0 };
+    return checkVectors(this.db, this.maxId, this.manifest.dim);
   }
 
   /** Columns of every row matching `where` (every row when omitted), for verify. */
@@ -512,18 +424,6 @@ export class LanceIndex implements IndexStore {
       store: this.storeState(),
     };
   }
-}
-
-/** An items-table row as the store's Item. */
-function toItem(r: Row): Item {
-  const p = r.payload as string | null;
-  return {
-    ...({ id: r.id, source: r.source, label: r.label, labelName: r.label_name, sha256: r.sha256, bytes: r.bytes } as Item),
-    addedAt: r.added_at as string,
-    seq: r.seq as number,
-    deletedSeq: r.deleted_seq as number | null,
-    payload: p === null ? null : JSON.parse(p),
-  };
 }
 
 export { holdsLance } from './lance-tables.ts';

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ColumnSpec, Columns, LanceWorker } from './lance-worker.ts';
+import type { checkItem } from './store-schema.ts';
 
 export const ITEMS = 'items';
 export const META = 'meta';
@@ -29,6 +30,30 @@ export const META_COLS: ColumnSpec[] = [
   { name: 'key', type: 'utf8', nullable: false },
   { name: 'value', type: 'utf8', nullable: false },
 ];
+
+/** New items (store-schema.ts's checkItem rows with their id and seq) as the items table's columns. */
+export function newRows(items: readonly (ReturnType<typeof checkItem> & { id: number; seq: number })[], dim: number): Columns {
+  const vectors = new Float32Array(items.length * dim);
+  items.forEach((it, i) => vectors.set(new Float32Array(it.vector.buffer, it.vector.byteOffset, dim), i * dim));
+  const col = <T>(f: (it: (typeof items)[number]) => T) => items.map(f);
+  const payload = col((it) => it.payload ?? null);
+  return {
+    __rows: items.length,
+    id: col((it) => it.id),
+    source: col((it) => it.source),
+    label: col((it) => it.label),
+    label_name: col((it) => it.labelName),
+    sha256: col((it) => it.sha256),
+    live_sha256: col((it) => it.sha256),
+    bytes: col((it) => it.bytes),
+    added_at: col((it) => it.addedAt),
+    seq: col((it) => it.seq),
+    deleted_seq: col(() => null),
+    payload,
+    payload_jsonb: payload,
+    vector: vectors,
+  };
+}
 
 /** A SQL string literal (LanceDB's filters are DataFusion SQL). */
 export const lit = (s: string) => `'${s.replaceAll("'", "''")}'`;
