@@ -130,4 +130,16 @@ describe('maintenance commands on a LanceDB index', () => {
     fs.mkdirSync(empty);
     assert.equal((await fails(['index', 'recover', '--index', empty])).code, 1);
   });
+
+  test(
+    'another user opening it: refused naming the permission and why (LanceDB writes its files for their owner only)',
+    { skip: process.getuid?.() !== 0 && 'needs root to run a child as another user' },
+    () => {
+      fs.chmodSync(root, 0o755);
+      const bin = path.resolve(import.meta.dirname, '../bin/matvit.js');
+      const r = spawnSync(process.execPath, [bin, 'index', 'info', '--index', uri], { uid: 65534, gid: 65534, encoding: 'utf8' });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /permission denied reading the index: LanceDB writes its files readable by their owner only \(mode 0600\)/);
+    },
+  );
 });

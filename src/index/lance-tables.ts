@@ -71,8 +71,13 @@ export function probe(db: LanceWorker, uri: string): 'complete' | 'partial' | 'n
   try {
     db.call('open', { name: META });
     if (getMeta(db, ['manifest']).manifest) return 'complete';
-  } catch {
-    // a meta table killed before its first commit
+  } catch (e) {
+    // LanceDB writes every file readable by its owner only (mode 0600, whatever the umask), and each commit writes new ones.
+    if (/permission denied|os error 13/i.test(String(e)))
+      throw new Error(
+        `${uri}: permission denied reading the index: LanceDB writes its files readable by their owner only (mode 0600), so run every process that opens it as the user that writes it`,
+      );
+    // else: a meta table killed before its first commit
   }
   return 'partial';
 }
