@@ -292,7 +292,7 @@ async function benchSyntheticAction(o: z.infer<typeof BenchIndexOptions> & { syn
   process.stdout.write(
     `${r.n} synthetic ${r.dim}-d unit vectors (seeded Gaussian mixture); ${r.queries} held-out queries; recall@10 against a plain exact scan; latency and RSS in a read-only serving child process\n` +
       markdownTable(
-        ['store', 'build s', 'disk MB', 'recall@10', 'p50 ms', 'p99 ms', 'open ms', 'RSS MB', 'peak RSS MB'],
+        ['store', 'build s', 'disk MB', 'recall@10', 'p50 ms', 'p99 ms', 'open ms', 'RSS MB', 'peak RSS MB', 'RSS before open MB'],
         r.stores.map((s) => [
           s.store,
           s.buildSeconds.toFixed(1),
@@ -303,8 +303,18 @@ async function benchSyntheticAction(o: z.infer<typeof BenchIndexOptions> & { syn
           s.openMs.toFixed(0),
           s.rssMB.toFixed(0),
           s.peakRssMB.toFixed(0),
+          s.baseRssMB.toFixed(0),
         ]),
       ) +
-      '\n',
+      '\n' +
+      rssRatio(r.stores),
   );
+}
+
+/** The LanceDB store's serving RSS as a fraction of the SQLite store's, whole and above what the process held before opening the index. */
+function rssRatio(stores: { store: string; rssMB: number; baseRssMB: number }[]): string {
+  const [sqlite, lance] = ['sqlite', 'lance'].map((k) => stores.find((s) => s.store === k));
+  if (!sqlite || !lance) return '';
+  const above = (s: typeof lance) => s.rssMB - s.baseRssMB;
+  return `lance RSS / sqlite RSS: ${(lance.rssMB / sqlite.rssMB).toFixed(3)} (above the RSS before open: ${(above(lance) / above(sqlite)).toFixed(3)})\n`;
 }

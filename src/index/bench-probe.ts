@@ -23,6 +23,7 @@ const dim = Number(dimArg);
 const raw = fs.readFileSync(file);
 const queries = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
 const n = queries.length / dim;
+const baseRssMB = process.memoryUsage().rss / 2 ** 20;
 const t0 = performance.now();
 const index = openIndex(dir, { mode: 'read', indexCacheMB: cacheArg ? Number(cacheArg) : undefined });
 const openMs = performance.now() - t0;
@@ -38,4 +39,4 @@ for (let i = 0; i < n; i++) {
 const rssMB = process.memoryUsage().rss / 2 ** 20;
 const peakRssMB = peakRss() / 2 ** 20;
 index.close({ snapshot: false });
-process.send!({ ids, ms, rssMB, peakRssMB, openMs }, () => process.exit(0));
+process.send!({ ids, ms, rssMB, peakRssMB, baseRssMB, openMs }, () => process.exit(0));

@@ -41,6 +41,8 @@ export interface StoreBench {
   /** The serving child's RSS after the timed queries, and its peak (open included). */
   rssMB: number;
   peakRssMB: number;
+  /** The child's RSS before it opened the index (Node, tsx and the modules: the same for both stores). */
+  baseRssMB: number;
   openMs: number;
 }
 
@@ -176,6 +178,7 @@ export async function benchSynthetic(o: SyntheticOptions): Promise<{ n: number; 
       p99Ms: percentile(probe.ms, 0.99),
       rssMB: probe.rssMB,
       peakRssMB: probe.peakRssMB,
+      baseRssMB: probe.baseRssMB,
       openMs: probe.openMs,
     });
     if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });
@@ -189,6 +192,8 @@ interface Probe {
   ms: number[];
   rssMB: number;
   peakRssMB: number;
+  /** The child's RSS before it opened the index (Node, tsx and the modules: the same for both stores). */
+  baseRssMB: number;
   openMs: number;
 }
 
