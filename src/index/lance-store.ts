@@ -19,7 +19,7 @@ import { IndexError } from './errors.ts';
 import { type LanceParams, LanceParams as LanceParamsSchema, annSettings } from './lance-params.ts';
 import { ITEMS, LIVE, META, type Row, getMeta, isUri, lit, newRows, probe, putMeta, rows } from './lance-tables.ts';
 import { annState, keyIndexes, trainAnn } from './lance-ann.ts';
-import { addPayloadJsonb } from './lance-filter.ts';
+import { addPayloadJsonb } from './lance-migrate.ts';
 import { lanceMatching, lanceSearch } from './lance-search.ts';
 import { type Columns, LanceWorker } from './lance-worker.ts';
 import { checkVectors, liveItems, liveMatrix, readItem, readVector } from './lance-read.ts';
