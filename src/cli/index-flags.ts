@@ -20,7 +20,6 @@ export function parsedFlag<T>(name: string, value: string, parse: (v: string) =>
 /** The options of the commands that take only an index (and --json). */
 export const IndexOnly = z.object({ index: z.string().min(1), json: z.boolean().default(false) });
 
-/** The options that place a new index (index build, merge, enqueue): a directory, or `--store lance --uri` a LanceDB location. */
 /** The LanceDB settings of a new index (index/lance-params.ts): derived or defaulted there when not given. */
 export const LanceFlags = {
   ann: LanceParams.shape.ann.optional(),

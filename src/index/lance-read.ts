@@ -23,11 +23,10 @@ export function readVector(db: LanceWorker, id: number): Float32Array | undefine
   return c.__rows ? (c.vector as Float32Array) : undefined;
 }
 
-/** The live rows with ids in (lo, lo + chunk], for every window up to maxId: `select` plus id, rows in id order, vectors sliced per row. */
+/** The live rows with ids in (lo, lo + chunk], for every window up to maxId: `select` (with id), rows in id order, vectors sliced per row. */
 function* windows(db: LanceWorker, maxId: number, select: string[], dim: number, chunk: number): Generator<Row[]> {
-  const cols = select.includes('id') ? select : ['id', ...select];
   for (let lo = 0; lo < maxId; lo += chunk) {
-    const c = db.call<Columns>('query', { name: ITEMS, where: `id > ${lo} AND id <= ${lo + chunk} AND ${LIVE}`, select: cols });
+    const c = db.call<Columns>('query', { name: ITEMS, where: `id > ${lo} AND id <= ${lo + chunk} AND ${LIVE}`, select });
     if (!c.__rows) continue;
     const v = c.vector as Float32Array | undefined;
     const page = rows(c).map((r, i) => (v ? { ...r, vector: v.subarray(i * dim, (i + 1) * dim) } : r));

@@ -136,7 +136,8 @@ export class LanceIndex implements IndexStore {
    */
   private loadState(): void {
     this.version = this.db.call<number>('version', { name: ITEMS });
-    const known = (this.getMeta('state') as { seq: number; maxId: number } | undefined) ?? { seq: 0, maxId: 0 };
+    const meta = getMeta(this.db, ['state', 'ann']);
+    const known = (meta.state as { seq: number; maxId: number } | undefined) ?? { seq: 0, maxId: 0 };
     // Both what the mirror recorded and what this process read before (refresh) are lower bounds.
     const from = Math.max(known.seq, this.seq);
     const c = this.db.call<Columns>('query', {
@@ -156,7 +157,7 @@ export class LanceIndex implements IndexStore {
     const total = this.db.call<number>('count', { name: ITEMS });
     const live = this.db.call<number>('count', { name: ITEMS, where: LIVE });
     Object.assign(this, { maxId, seq, live, deleted: total - live, checkedAt: new Date().toISOString() });
-    this.annBuilt = this.getMeta('ann') as { rows: number } | undefined;
+    this.annBuilt = meta.ann as { rows: number } | undefined;
   }
 
   /** Checks out the latest committed version of both tables (what a replica does every refresh interval). */
@@ -236,11 +237,14 @@ export class LanceIndex implements IndexStore {
     const fromSeq = this.seq;
     const uniq = [...new Set(keys)];
     const found = uniq.length ? this.findLive(`${column} IN (${uniq.map(sql).join(', ')})`) : [];
-    const removed: number[] = [];
-    for (const k of uniq)
-      for (const r of found.filter((f) => f[column] === k).sort((a, b) => (a.id as number) - (b.id as number)))
-        removed.push(r.id as number);
-    const missing = uniq.filter((k) => !found.some((f) => f[column] === k));
+    const idsOf = new Map<K, number[]>();
+    for (const f of found) {
+      const ids = idsOf.get(f[column] as K);
+      if (ids) ids.push(f.id as number);
+      else idsOf.set(f[column] as K, [f.id as number]);
+    }
+    const removed = uniq.flatMap((k) => (idsOf.get(k) ?? []).sort((a, b) => a - b));
+    const missing = uniq.filter((k) => !idsOf.has(k));
     if (removed.length) {
       const seq = this.seq + 1;
       const r = this.db.call<{ updated: number; version: number }>('update', {

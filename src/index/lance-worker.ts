@@ -86,11 +86,6 @@ const ops = {
   async open({ name }) { tables.set(name, await db.openTable(name)); return null; },
   async drop({ name }) { tables.delete(name); await db.dropTable(name); return null; },
   async create({ name, cols }) { tables.set(name, await db.createEmptyTable(name, schemaOf(cols), { mode: 'create' })); return null; },
-  async insertNew({ name, key, cols }) {
-    const t = table(name);
-    const r = await t.mergeInsert(key).whenNotMatchedInsertAll().execute(toArrow(await t.schema(), cols));
-    return { inserted: r.numInsertedRows, version: r.version };
-  },
   async append({ name, cols }) {
     const t = table(name);
     const r = await t.add(toArrow(await t.schema(), cols));
