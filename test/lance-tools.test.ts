@@ -131,6 +131,15 @@ describe('maintenance commands on a LanceDB index', () => {
     assert.equal((await fails(['index', 'recover', '--index', empty])).code, 1);
   });
 
+  test('--sub-vectors that do not divide the dimension: refused before the tables are created', () => {
+    const bad = path.join(root, 'bad-sub-vectors');
+    assert.throws(
+      () => createLance(bad, { fingerprint: FP_A, modelName: 'test', ffnDims: [64], dim: 16, corpus: {} }, { subVectors: 7 }),
+      /sub-vectors 7: must divide the embedding dimension 16/,
+    );
+    assert.ok(!fs.existsSync(path.join(bad, 'items.lance')), 'no items table');
+  });
+
   test(
     'another user opening it: refused naming the permission and why (LanceDB writes its files for their owner only)',
     { skip: process.getuid?.() !== 0 && 'needs root to run a child as another user' },

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { notWritable } from '../util/writable.ts';
 import { IndexError } from './errors.ts';
-import { type LanceParamsInput, LanceParams as LanceParamsSchema } from './lance-params.ts';
+import { type LanceParamsInput, LanceParams as LanceParamsSchema, annSettings } from './lance-params.ts';
 import { LanceIndex } from './lance-store.ts';
 import { ITEMS, META, META_COLS, dropTable, isUri, itemColumns, probe, putMeta } from './lance-tables.ts';
 import { LanceWorker } from './lance-worker.ts';
@@ -14,6 +14,7 @@ import { type IndexParamsInput, newManifest, parseIndexParams } from './manifest
 export function createLance(uri: string, input: IndexParamsInput, lance: LanceParamsInput = {}): LanceIndex {
   const params = parseIndexParams(input);
   const settings = LanceParamsSchema.parse(lance);
+  annSettings(settings, 0, params.dim); // refuses sub-vectors that do not divide the dimension before anything is written
   if (!isUri(uri)) {
     fs.mkdirSync(uri, { recursive: true });
     const why = notWritable(uri);

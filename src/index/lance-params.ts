@@ -36,7 +36,7 @@ export type LanceParamsInput = z.input<typeof LanceParams>;
 export function annSettings(p: LanceParams, rows: number, dim: number) {
   const partitions = p.partitions ?? Math.max(16, Math.round(rows / 4096));
   const subVectors = p.subVectors ?? largestDivisor(dim, Math.max(1, Math.floor(dim / 8)));
-  if (dim % subVectors !== 0) throw new Error(`subVectors = ${subVectors}: must divide the dimension ${dim}`);
+  if (dim % subVectors !== 0) throw new Error(`sub-vectors ${subVectors}: must divide the embedding dimension ${dim} (--sub-vectors)`);
   // ~8% of the partitions, at least LanceDB's default of 20: measured in docs/lance-store.md.
   const nprobes = p.nprobes ?? Math.min(partitions, Math.max(20, Math.ceil(partitions * 0.08)));
   return { partitions, subVectors, nprobes, refineFactor: p.refineFactor };
